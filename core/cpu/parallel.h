@@ -1,0 +1,31 @@
+// OpenMP-backed parallel loop over [0, n) in chunks of at least `grain` iterations; runs
+// serially for small n so that tiny tensors pay no thread start-up.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace mmfuse::cpu {
+
+template <typename F>
+void parallel_for(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+#ifdef _OPENMP
+  int64_t max_chunks = (n + grain - 1) / std::max<int64_t>(grain, 1);
+  int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), max_chunks));
+  if (threads > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads(threads)
+    {
+      int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+      int64_t begin = n * t / nt, end = n * (t + 1) / nt;
+      if (begin < end) f(begin, end);
+    }
+    return;
+  }
+#endif
+  f(int64_t{0}, n);
+}
+
+}  // namespace mmfuse::cpu

@@ -1,0 +1,52 @@
+// A general reduction over any set of dims of a contiguous tensor. The input is seen as an
+// outer index space (kept dims) times a reduced index space; both are flattened into offset
+// tables, and each output element folds its reduced elements in a fixed order, so results
+// are deterministic whatever the thread count.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/cpu/parallel.h"
+
+namespace mmfuse::cpu {
+
+struct ReducePlan {
+  std::vector<int64_t> out_offsets;     // input offset of each output element's first element
+  std::vector<int64_t> reduce_offsets;  // offsets within one reduction
+};
+
+// reduce_mask[d] says whether dim d is reduced.
+inline ReducePlan make_reduce_plan(const std::vector<int64_t>& shape, const std::vector<bool>& reduce_mask) {
+  int64_t nd = static_cast<int64_t>(shape.size());
+  std::vector<int64_t> strides(nd, 1);
+  for (int64_t d = nd - 2; d >= 0; --d) strides[d] = strides[d + 1] * shape[d + 1];
+  ReducePlan plan;
+  plan.out_offsets = {0};
+  plan.reduce_offsets = {0};
+  for (int64_t d = 0; d < nd; ++d) {
+    auto& table = reduce_mask[d] ? plan.reduce_offsets : plan.out_offsets;
+    std::vector<int64_t> next;
+    next.reserve(table.size() * shape[d]);
+    for (int64_t base : table)
+      for (int64_t i = 0; i < shape[d]; ++i) next.push_back(base + i * strides[d]);
+    table = std::move(next);
+  }
+  return plan;
+}
+
+// out[o] = fold(init, x[out_offsets[o] + reduce_offsets[r]] for r in order).
+template <typename T, typename Acc, typename Fold, typename Finish>
+void reduce(const T* x, T* out, const ReducePlan& plan, Acc init, Fold fold, Finish finish) {
+  int64_t n_out = static_cast<int64_t>(plan.out_offsets.size());
+  int64_t n_red = static_cast<int64_t>(plan.reduce_offsets.size());
+  parallel_for(n_out, std::max<int64_t>(1, 16384 / std::max<int64_t>(n_red, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      const T* base = x + plan.out_offsets[o];
+      Acc acc = init;
+      for (int64_t r = 0; r < n_red; ++r) acc = fold(acc, base[plan.reduce_offsets[r]], r);
+      out[o] = finish(acc);
+    }
+  });
+}
+
+}  // namespace mmfuse::cpu

@@ -1,0 +1,21 @@
+// Every differentiable op of core/, in one place. tests/ registers a finite-difference
+// gradient test per name, and a test fails when a name here has none. Add a new op here.
+#pragma once
+
+#define MMFUSE_OPS(X)                                                                     \
+  /* elementwise */                                                                        \
+  X(add) X(sub) X(mul) X(div) X(affine) X(relu) X(sigmoid) X(tanh) X(exp) X(log) X(pow)   \
+  X(abs) X(clamp)                                                                          \
+  /* reduce */                                                                             \
+  X(sum) X(mean) X(max)                                                                    \
+  /* linalg, conv */                                                                       \
+  X(matmul) X(linear) X(conv2d) X(conv_transpose2d)                                        \
+  /* pool */                                                                               \
+  X(max_pool2d) X(avg_pool2d) X(global_avg_pool)                                           \
+  /* norm, dropout */                                                                      \
+  X(batch_norm) X(dropout)                                                                 \
+  /* softmax, losses */                                                                    \
+  X(softmax) X(log_softmax) X(cross_entropy) X(l1_loss) X(mse_loss)                        \
+  /* shape */                                                                              \
+  X(reshape) X(narrow) X(concat) X(split) X(slice) X(pad) X(crop)                          \
+  X(upsample_bilinear) X(upsample_nearest)

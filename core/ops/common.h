@@ -1,0 +1,56 @@
+// Helpers every op front-end uses: dtype dispatch, argument checks with messages that name
+// the op and the shapes, and the CUDA branch.
+#pragma once
+#include <string>
+
+#include "core/autograd.h"
+#include "core/tensor.h"
+
+namespace mmfuse::ops {
+
+// Calls f.template operator()<T>() with T = float or double for the tensor's dtype.
+template <typename F>
+decltype(auto) dispatch_floating(const char* op, DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f32: return f.template operator()<float>();
+    case DType::f64: return f.template operator()<double>();
+    default:
+      throw OpError(std::string(op) + ": expects float32 or float64, got " + dtype_name(dtype));
+  }
+}
+
+inline void check_defined(const char* op, const Tensor& t, const char* what = "input") {
+  MMF_CHECK(t.defined(), OpError, op, ": ", what, " is undefined");
+}
+
+inline void check_floating(const char* op, const Tensor& t) {
+  check_defined(op, t);
+  MMF_CHECK(is_floating(t.dtype()), OpError, op, ": expects a float32 or float64 tensor, got ", t.str());
+}
+
+// Same dtype and device (operands of one kernel).
+inline void check_compatible(const char* op, const Tensor& a, const Tensor& b) {
+  check_defined(op, a);
+  check_defined(op, b);
+  MMF_CHECK(a.dtype() == b.dtype() && a.device() == b.device(), OpError, op,
+            ": operands must share dtype and device, got ", a.str(), " and ", b.str());
+}
+
+inline void check_dim(const char* op, const Tensor& t, int64_t expected, const char* what = "input") {
+  MMF_CHECK(t.dim() == expected, OpError, op, ": ", what, " must be ", expected, "-d, got ",
+            shape_str(t.shape()));
+}
+
+// Normalises a possibly negative dim for a tensor of `ndim` dims.
+inline int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim) {
+  int64_t d = dim < 0 ? dim + ndim : dim;
+  MMF_CHECK(d >= 0 && d < ndim, OpError, op, ": dim ", dim, " out of range for a ", ndim, "-d tensor");
+  return d;
+}
+
+// Thrown by the CUDA branch of an op whose kernel is not there: the op names itself.
+[[noreturn]] inline void no_cuda_kernel(const char* op) {
+  throw DeviceError(std::string(op) + ": no CUDA kernel (this build runs it on the CPU only)");
+}
+
+}  // namespace mmfuse::ops

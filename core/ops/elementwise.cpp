@@ -1,0 +1,123 @@
+#include "core/ops/elementwise.h"
+
+#include "core/cpu/elementwise.h"
+#include "core/kernels/elementwise_functors.h"
+#include "core/ops/common.h"
+#include "core/ops/reduce.h"
+
+namespace mmfuse {
+
+using ops::dispatch_floating;
+
+Shape broadcast_shape(const char* op, const Shape& a, const Shape& b) {
+  size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    MMF_CHECK(da == db || da == 1 || db == 1, OpError, op, ": shapes ", shape_str(a), " and ",
+              shape_str(b), " cannot be broadcast");
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+namespace {
+
+// Element strides of a contiguous operand of shape `in` seen through broadcast shape `out`.
+std::vector<int64_t> broadcast_strides(const Shape& in, const Shape& out) {
+  std::vector<int64_t> strides(out.size(), 0);
+  int64_t stride = 1;
+  for (int64_t i = static_cast<int64_t>(in.size()) - 1; i >= 0; --i) {
+    int64_t o = i + static_cast<int64_t>(out.size() - in.size());
+    strides[o] = in[i] == 1 ? 0 : stride;
+    stride *= in[i];
+  }
+  return strides;
+}
+
+template <typename Op>
+Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, Op op) {
+  ops::check_compatible(name, a, b);
+  ops::check_floating(name, a);
+  Shape shape = broadcast_shape(name, a.shape(), b.shape());
+  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  if (a.is_cuda()) ops::no_cuda_kernel(name);
+  auto as = broadcast_strides(a.shape(), shape), bs = broadcast_strides(b.shape(), shape);
+  dispatch_floating(name, a.dtype(), [&]<typename T>() {
+    cpu::binary_broadcast<T>(a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op);
+  });
+  return out;
+}
+
+template <typename Op>
+Tensor unary(const char* name, const Tensor& x, Op op) {
+  ops::check_floating(name, x);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(name);
+  dispatch_floating(name, x.dtype(), [&]<typename T>() {
+    cpu::unary_forward<T>(x.data<T>(), y.data<T>(), x.numel(), op);
+  });
+  autograd::record(name, {x}, {y}, [name, op, x = x.detach(), y = y.detach()](const TensorList& g) -> TensorList {
+    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (x.is_cuda()) ops::no_cuda_kernel(name);
+    dispatch_floating(name, x.dtype(), [&]<typename T>() {
+      cpu::unary_backward<T>(x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
+    });
+    return {dx};
+  });
+  return y;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("add", a, b, functors::Add{});
+  autograd::record("add", {a, b}, {out}, [sa = a.shape(), sb = b.shape()](const TensorList& g) -> TensorList {
+    return {sum_to(g[0], sa), sum_to(g[0], sb)};
+  });
+  return out;
+}
+
+Tensor sub(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("sub", a, b, functors::Sub{});
+  autograd::record("sub", {a, b}, {out}, [sa = a.shape(), sb = b.shape()](const TensorList& g) -> TensorList {
+    return {sum_to(g[0], sa), neg(sum_to(g[0], sb))};
+  });
+  return out;
+}
+
+Tensor mul(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("mul", a, b, functors::Mul{});
+  bool ga = a.requires_grad(), gb = b.requires_grad();
+  autograd::record("mul", {a, b}, {out}, [a = a.detach(), b = b.detach(), ga, gb](const TensorList& g) -> TensorList {
+    return {ga ? sum_to(mul(g[0], b), a.shape()) : Tensor(), gb ? sum_to(mul(g[0], a), b.shape()) : Tensor()};
+  });
+  return out;
+}
+
+Tensor div(const Tensor& a, const Tensor& b) {
+  Tensor out = binary_forward("div", a, b, functors::Div{});
+  bool gb = b.requires_grad();
+  autograd::record("div", {a, b}, {out}, [out = out.detach(), sa = a.shape(), b = b.detach(), gb](const TensorList& g) -> TensorList {
+    Tensor ga = div(g[0], b);
+    // d(a/b)/db = -(a/b)/b
+    return {sum_to(ga, sa), gb ? neg(sum_to(mul(ga, out), b.shape())) : Tensor()};
+  });
+  return out;
+}
+
+Tensor affine(const Tensor& x, double scale, double shift) { return unary("affine", x, functors::Affine{scale, shift}); }
+Tensor relu(const Tensor& x, double negative_slope) { return unary("relu", x, functors::Relu{negative_slope}); }
+Tensor sigmoid(const Tensor& x) { return unary("sigmoid", x, functors::Sigmoid{}); }
+Tensor tanh(const Tensor& x) { return unary("tanh", x, functors::Tanh{}); }
+Tensor exp(const Tensor& x) { return unary("exp", x, functors::Exp{}); }
+Tensor log(const Tensor& x) { return unary("log", x, functors::Log{}); }
+Tensor abs(const Tensor& x) { return unary("abs", x, functors::Abs{}); }
+Tensor pow(const Tensor& x, double exponent) { return unary("pow", x, functors::Pow{exponent}); }
+Tensor clamp(const Tensor& x, double min, double max) {
+  MMF_CHECK(min <= max, OpError, "clamp: min ", min, " > max ", max);
+  return unary("clamp", x, functors::Clamp{min, max});
+}
+
+}  // namespace mmfuse

@@ -1,0 +1,91 @@
+#include "tests/gradcheck.h"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+namespace mmfuse::testing {
+
+std::set<std::string>& gradient_tested_ops() {
+  static std::set<std::string> ops;
+  return ops;
+}
+
+Tensor random_input(const Shape& shape, Generator& gen, double low, double high) {
+  Tensor t = Tensor::rand(shape, gen, low, high, DType::f64);
+  t.set_requires_grad(true);
+  return t;
+}
+
+GradcheckReport gradcheck(const TensorFn& f, const TensorList& inputs, const GradcheckOptions& options) {
+  GradcheckReport report;
+  std::ostringstream msg;
+  int failures = 0;
+
+  // Analytic gradients.
+  for (const Tensor& x : inputs)
+    if (x.defined() && x.requires_grad()) x.set_grad(Tensor());
+  Tensor out = f(inputs);
+  Generator weights_gen(1234);
+  Tensor weights = Tensor::rand(out.shape(), weights_gen, -1, 1, out.dtype());
+  out.backward(weights);
+  std::vector<double> w = weights.to_vector<double>();
+
+  auto loss = [&]() {
+    autograd::NoGradGuard no_grad;
+    std::vector<double> y = f(inputs).to_vector<double>();
+    double l = 0;
+    for (size_t i = 0; i < y.size(); ++i) l += y[i] * w[i];
+    return l;
+  };
+  double eps = options.eps;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const Tensor& x = inputs[k];
+    if (!x.defined() || !x.requires_grad()) continue;
+    MMF_CHECK(x.dtype() == DType::f64 && x.device().is_cpu(), Error,
+              "gradcheck: input ", k, " must be a float64 CPU tensor, got ", x.str());
+    std::vector<double> analytic = x.grad().defined() ? x.grad().to_vector<double>()
+                                                       : std::vector<double>(x.numel(), 0.0);
+    double* p = x.data<double>();
+    double l0 = loss();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      double orig = p[i];
+      p[i] = orig + eps;
+      double lp = loss();
+      p[i] = orig - eps;
+      double lm = loss();
+      p[i] = orig;
+      double right = (lp - l0) / eps, left = (l0 - lm) / eps;
+      if (std::abs(right - left) > options.kink_tol * std::max({1.0, std::abs(left), std::abs(right)})) {
+        report.skipped++;
+        continue;
+      }
+      double numeric = (lp - lm) / (2 * eps);
+      double a = analytic[i];
+      double err = std::abs(a - numeric);
+      report.max_abs_error = std::max(report.max_abs_error, err);
+      report.checked++;
+      if (err > options.atol + options.rtol * std::max(std::abs(a), std::abs(numeric))) {
+        report.ok = false;
+        if (failures++ < 8)
+          msg << "input " << k << " " << shape_str(x.shape()) << " element " << i << ": analytic " << a
+              << ", numeric " << numeric << "\n";
+      }
+    }
+  }
+  int64_t total = report.checked + report.skipped;
+  if (total > 0 && report.skipped > options.max_skipped * static_cast<double>(total)) {
+    report.ok = false;
+    msg << report.skipped << " of " << total << " elements sat on kinks\n";
+  }
+  if (report.checked == 0) {
+    report.ok = false;
+    msg << "no element was checked (no input requires grad?)\n";
+  }
+  msg << report.checked << " elements checked, " << report.skipped << " skipped at kinks, max |error| "
+      << report.max_abs_error;
+  report.message = msg.str();
+  return report;
+}
+
+}  // namespace mmfuse::testing

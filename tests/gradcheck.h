@@ -1,0 +1,63 @@
+// The finite-difference gradient checker (after Caffe's GradientChecker and Flashlight's
+// Jacobian tests) and the registry that proves every op in core/op_list.h has a gradient test.
+//
+// gradcheck(f, inputs) builds the scalar L = Σ f(inputs) ⊙ R for a fixed random R, takes
+// dL/dx by autograd (backward from f with gradient R), and compares it with central
+// differences in float64 for every element of every input that requires grad. Kinks (relu at
+// 0, max at ties, clamp at its bounds) are detected, not configured: where the one-sided
+// differences left and right of x disagree, x sits within eps of a kink and is skipped.
+#pragma once
+#include <functional>
+#include <set>
+#include <string>
+
+#include "core/ops.h"
+#include "doctest/doctest.h"
+
+namespace mmfuse::testing {
+
+struct GradcheckOptions {
+  double eps = 1e-6;
+  double rtol = 1e-5;       // |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|)
+  double atol = 1e-7;
+  double kink_tol = 1e-3;   // relative disagreement of one-sided differences that marks a kink
+  double max_skipped = 0.2; // fail if more than this fraction of elements sat on kinks
+};
+
+struct GradcheckReport {
+  bool ok = true;
+  std::string message;   // the first failures, with input index, element, both values
+  int64_t checked = 0;
+  int64_t skipped = 0;
+  double max_abs_error = 0;
+};
+
+using TensorFn = std::function<Tensor(const TensorList&)>;
+
+GradcheckReport gradcheck(const TensorFn& f, const TensorList& inputs, const GradcheckOptions& options = {});
+
+// A float64 leaf of the given shape, uniform in [low, high), requiring grad.
+Tensor random_input(const Shape& shape, Generator& gen, double low = -1, double high = 1);
+
+// Registry of ops that have a gradient test (see MMF_GRAD_TEST).
+std::set<std::string>& gradient_tested_ops();
+struct GradTestRegistrar {
+  explicit GradTestRegistrar(const char* op) { gradient_tested_ops().insert(op); }
+};
+
+}  // namespace mmfuse::testing
+
+#define MMF_CONCAT_INNER(a, b) a##b
+#define MMF_CONCAT(a, b) MMF_CONCAT_INNER(a, b)
+// MMF_GRAD_TEST(op) { ... } declares the gradient test of `op` (a name from core/op_list.h).
+#define MMF_GRAD_TEST(op)                                                                  \
+  static ::mmfuse::testing::GradTestRegistrar MMF_CONCAT(mmf_grad_registrar_, __LINE__)(#op); \
+  TEST_CASE("gradcheck: " #op)
+
+// CHECK_GRAD(f, inputs[, options]) runs gradcheck and reports its message on failure.
+#define CHECK_GRAD(...)                                                  \
+  do {                                                                   \
+    auto mmf_report_ = ::mmfuse::testing::gradcheck(__VA_ARGS__);        \
+    INFO(mmf_report_.message);                                           \
+    CHECK(mmf_report_.ok);                                               \
+  } while (0)

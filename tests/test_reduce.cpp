@@ -1,0 +1,36 @@
+#include "tests/gradcheck.h"
+
+using namespace mmfuse;
+using mmfuse::testing::random_input;
+
+TEST_CASE("sum, mean, max over chosen dims by hand") {
+  Tensor x = Tensor::arange(0, 24, 1, DType::f64).reshape({2, 3, 4});
+  CHECK(sum(x).item() == 276);
+  CHECK(sum(x, {0}).to_vector<double>() == std::vector<double>{12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34});
+  CHECK(sum(x, {1, 2}).to_vector<double>() == std::vector<double>{66, 210});
+  CHECK(sum(x, {-1}, true).shape() == Shape{2, 3, 1});
+  CHECK(mean(x, {2}).to_vector<double>() == std::vector<double>{1.5, 5.5, 9.5, 13.5, 17.5, 21.5});
+  CHECK(max(x, {0, 2}).to_vector<double>() == std::vector<double>{15, 19, 23});
+  CHECK(sum_to(x, {3, 1}).to_vector<double>() == std::vector<double>{60, 92, 124});
+  CHECK_THROWS_AS(sum(x, {3}), OpError);
+  CHECK_THROWS_AS(sum(x, {1, -2}), OpError);
+}
+
+MMF_GRAD_TEST(sum) {
+  Generator gen(11);
+  CHECK_GRAD([](const TensorList& t) { return sum(t[0]); }, {random_input({3, 5}, gen)});
+  CHECK_GRAD([](const TensorList& t) { return sum(t[0], {0, 2}); }, {random_input({3, 5, 7}, gen)});
+  CHECK_GRAD([](const TensorList& t) { return sum(t[0], {1}, true); }, {random_input({2, 3, 5}, gen)});
+}
+
+MMF_GRAD_TEST(mean) {
+  Generator gen(12);
+  CHECK_GRAD([](const TensorList& t) { return mean(t[0], {-1}); }, {random_input({3, 5, 7}, gen)});
+  CHECK_GRAD([](const TensorList& t) { return mean(t[0]); }, {random_input({7, 3}, gen)});
+}
+
+MMF_GRAD_TEST(max) {
+  Generator gen(13);
+  CHECK_GRAD([](const TensorList& t) { return max(t[0], {1}); }, {random_input({3, 5, 7}, gen)});
+  CHECK_GRAD([](const TensorList& t) { return max(t[0], {0, 2}, true); }, {random_input({3, 5, 7}, gen)});
+}
