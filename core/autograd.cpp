@@ -10,6 +10,8 @@ namespace mmfuse::autograd {
 
 namespace {
 thread_local bool g_grad_enabled = true;
+thread_local std::string g_scope;
+BackwardHook g_backward_hook;
 std::atomic<uint64_t> g_sequence{0};
 
 // The node that receives gradients for `t`: its grad_fn, or the accumulator of a leaf.
@@ -35,6 +37,11 @@ Tensor accumulate(const Tensor& existing, const Tensor& incoming) {
 }
 }  // namespace
 
+const std::string& current_scope() { return g_scope; }
+ScopeGuard::ScopeGuard(std::string scope) : previous_(std::move(g_scope)) { g_scope = std::move(scope); }
+ScopeGuard::~ScopeGuard() { g_scope = std::move(previous_); }
+void set_backward_hook(BackwardHook hook) { g_backward_hook = std::move(hook); }
+
 bool grad_enabled() { return g_grad_enabled; }
 void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
 
@@ -51,6 +58,7 @@ void record(const char* name, const TensorList& inputs, const TensorList& output
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<Node>();
   node->name = name;
+  node->scope = g_scope;
   node->sequence_nr = g_sequence++;
   node->next_edges.reserve(inputs.size());
   for (const Tensor& t : inputs) node->next_edges.push_back(t.defined() ? gradient_edge(t) : Edge{});
@@ -140,7 +148,15 @@ void backward(const TensorList& roots, const TensorList& grads, bool retain_grap
     if (node->leaf.expired() && node->name == "AccumulateGrad") continue;  // leaf is gone
     MMF_CHECK(node->backward, Error, "backward through ", node->name,
               " a second time: its saved tensors were released (pass retain_graph to keep them)");
-    TensorList grad_inputs = node->backward(grad_outputs);
+    if (g_backward_hook) g_backward_hook(*node, true);
+    TensorList grad_inputs;
+    try {
+      grad_inputs = node->backward(grad_outputs);
+    } catch (const Error& e) {
+      if (node->scope.empty()) throw;
+      throw Error("layer '" + node->scope + "': backward of " + node->name + ": " + e.what());
+    }
+    if (g_backward_hook) g_backward_hook(*node, false);
     if (!retain_graph) node->backward = nullptr;  // releases the saved tensors now
     MMF_CHECK(grad_inputs.size() == node->next_edges.size(), Error, node->name, " backward returned ",
               grad_inputs.size(), " gradients for ", node->next_edges.size(), " inputs");

@@ -41,6 +41,7 @@ struct Node {
   std::vector<OutputMeta> outputs;
   BackwardFn backward;            // empty once run (saved tensors released)
   std::weak_ptr<TensorImpl> leaf; // set for the accumulator of a leaf
+  std::string scope;              // the layer that recorded it (see ScopeGuard), for timing and errors
   bool is_accumulator() const { return !leaf.expired() || name == "AccumulateGrad"; }
 };
 
@@ -58,6 +59,24 @@ class NoGradGuard {
  private:
   bool previous_;
 };
+
+// Names the layer whose ops are being recorded: nodes created while a guard lives carry it
+// in Node::scope, so that backward time and backward errors can be attributed to layers.
+const std::string& current_scope();
+class ScopeGuard {
+ public:
+  explicit ScopeGuard(std::string scope);
+  ~ScopeGuard();
+  ScopeGuard(const ScopeGuard&) = delete;
+  ScopeGuard& operator=(const ScopeGuard&) = delete;
+
+ private:
+  std::string previous_;
+};
+
+// Called after each node's backward has run (for per-layer timing); null by default.
+using BackwardHook = std::function<void(const Node& node, bool before)>;
+void set_backward_hook(BackwardHook hook);
 
 // True when grad mode is on and any of the tensors requires grad.
 bool needs_grad(std::initializer_list<Tensor> inputs);

@@ -77,3 +77,22 @@ TEST_CASE("a diamond graph sums both paths once") {
   c.backward(Tensor::ones({1}, DType::f64));
   CHECK(x.grad().item() == 60);
 }
+
+TEST_CASE("nodes carry the scope of the layer that recorded them") {
+  Tensor x = Tensor::from_vector<double>({1}, {1}).set_requires_grad();
+  Tensor y;
+  {
+    autograd::ScopeGuard scope("conv1");
+    y = x * 2.0;
+    CHECK(autograd::current_scope() == "conv1");
+  }
+  CHECK(autograd::current_scope().empty());
+  CHECK(y.grad_fn()->scope == "conv1");
+  std::vector<std::string> seen;
+  autograd::set_backward_hook([&](const autograd::Node& n, bool before) {
+    if (before) seen.push_back(n.scope + "/" + n.name);
+  });
+  sum(y).backward();
+  autograd::set_backward_hook(nullptr);
+  CHECK(seen == std::vector<std::string>{"/sum", "conv1/affine"});
+}
