@@ -1,0 +1,176 @@
+#include "core/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/ops/common.h"
+
+namespace mmfuse {
+
+double learning_rate(const proto::SolverParameter& s, int64_t iter) {
+  const std::string& policy = s.lr_policy();
+  double base = s.base_lr(), lr = base;
+  double gamma = s.gamma(), power = s.power();
+  if (policy == "fixed") {
+    lr = base;
+  } else if (policy == "step") {
+    MMF_CHECK(s.stepsize() > 0, Error, "lr_policy step needs stepsize > 0");
+    lr = base * std::pow(gamma, std::floor(static_cast<double>(iter) / s.stepsize()));
+  } else if (policy == "exp") {
+    lr = base * std::pow(gamma, static_cast<double>(iter));
+  } else if (policy == "inv") {
+    lr = base * std::pow(1 + gamma * static_cast<double>(iter), -power);
+  } else if (policy == "multistep") {
+    int steps = 0;
+    for (int v : s.stepvalue()) steps += iter >= v ? 1 : 0;
+    lr = base * std::pow(gamma, steps);
+  } else if (policy == "poly") {
+    MMF_CHECK(s.max_iter() > 0, Error, "lr_policy poly needs max_iter > 0");
+    lr = base * std::pow(std::max(0.0, 1 - static_cast<double>(iter) / s.max_iter()), power);
+  } else if (policy == "sigmoid") {
+    lr = base / (1 + std::exp(-gamma * (static_cast<double>(iter) - s.stepsize())));
+  } else if (policy == "cosine") {
+    MMF_CHECK(s.max_iter() > 0, Error, "lr_policy cosine needs max_iter > 0");
+    double t = std::min(1.0, static_cast<double>(iter) / s.max_iter());
+    lr = s.min_lr() + (base - s.min_lr()) * 0.5 * (1 + std::cos(M_PI * t));
+  } else {
+    throw Error("unknown lr_policy '" + policy +
+                "' (fixed, step, exp, inv, multistep, poly, sigmoid, cosine)");
+  }
+  if (s.warmup_iter() > 0 && iter < s.warmup_iter())
+    lr *= static_cast<double>(iter + 1) / s.warmup_iter();
+  return lr;
+}
+
+Optimizer::Optimizer(const proto::SolverParameter& s, std::vector<OptimParam> params)
+    : type_(s.type()),
+      momentum_(s.momentum()),
+      beta2_(s.momentum2()),
+      eps_(s.delta()),
+      weight_decay_(s.weight_decay()),
+      clip_(s.clip_gradients()),
+      params_(std::move(params)) {
+  const std::vector<std::string> types = {"SGD", "Nesterov", "Adam", "AdamW"};
+  MMF_CHECK(std::find(types.begin(), types.end(), type_) != types.end(), Error, "unknown solver type '",
+            type_, "' (SGD, Nesterov, Adam, AdamW)");
+  MMF_CHECK(s.regularization_type() == "L2", Error, "regularization_type '", s.regularization_type(),
+            "' is not supported (L2)");
+  bool adam = type_ == "Adam" || type_ == "AdamW";
+  if (adam && !s.has_momentum()) momentum_ = 0.9;  // beta1, as PyTorch's default
+  for (const OptimParam& p : params_) {
+    MMF_CHECK(is_floating(p.value.dtype()), Error, "optimizer: parameter ", p.name, " is ", p.value.str());
+    std::vector<Tensor> slots;
+    for (int i = 0; i < (adam ? 2 : 1); ++i) slots.push_back(Tensor::zeros(p.value.shape(), p.value.dtype(), p.value.device()));
+    slots_.push_back(std::move(slots));
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (OptimParam& p : params_) p.value.set_grad(Tensor());
+}
+
+namespace {
+
+template <typename T>
+double squared_norm(const Tensor& g) {
+  const T* p = g.data<T>();
+  double s = 0;
+  for (int64_t i = 0; i < g.numel(); ++i) s += static_cast<double>(p[i]) * p[i];
+  return s;
+}
+
+}  // namespace
+
+double Optimizer::step(double lr) {
+  double norm2 = 0;
+  for (const OptimParam& p : params_) {
+    Tensor g = p.value.grad();
+    if (!g.defined()) continue;
+    if (g.is_cuda()) ops::no_cuda_kernel("optimizer step");
+    norm2 += ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() { return squared_norm<T>(g); });
+  }
+  double norm = std::sqrt(norm2);
+  double grad_scale = (clip_ > 0 && norm > clip_) ? clip_ / norm : 1.0;
+  ++steps_;
+  bool adam = type_ == "Adam" || type_ == "AdamW";
+  double bias1 = 1 - std::pow(momentum_, static_cast<double>(steps_));
+  double bias2 = 1 - std::pow(beta2_, static_cast<double>(steps_));
+
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const OptimParam& p = params_[k];
+    Tensor g = p.value.grad();
+    if (!g.defined() || p.lr_mult == 0) continue;
+    double plr = lr * p.lr_mult, wd = weight_decay_ * p.decay_mult;
+    ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
+      T* w = p.value.data<T>();
+      const T* gr = g.data<T>();
+      int64_t n = p.value.numel();
+      if (!adam) {
+        T* v = slots_[k][0].data<T>();
+        for (int64_t i = 0; i < n; ++i) {
+          double d = gr[i] * grad_scale + wd * w[i];
+          if (momentum_ != 0) {
+            v[i] = static_cast<T>(momentum_ * v[i] + d);
+            d = type_ == "Nesterov" ? d + momentum_ * v[i] : v[i];
+          }
+          w[i] = static_cast<T>(w[i] - plr * d);
+        }
+      } else {
+        T* m = slots_[k][0].data<T>();
+        T* v = slots_[k][1].data<T>();
+        bool decoupled = type_ == "AdamW";
+        for (int64_t i = 0; i < n; ++i) {
+          double d = gr[i] * grad_scale;
+          double wi = w[i];
+          if (decoupled) wi -= plr * wd * wi;
+          else d += wd * wi;
+          m[i] = static_cast<T>(momentum_ * m[i] + (1 - momentum_) * d);
+          v[i] = static_cast<T>(beta2_ * v[i] + (1 - beta2_) * d * d);
+          double denom = std::sqrt(v[i] / bias2) + eps_;
+          w[i] = static_cast<T>(wi - plr * (m[i] / bias1) / denom);
+        }
+      }
+    });
+  }
+  return norm;
+}
+
+void Optimizer::save_state(proto::SolverState& state) const {
+  state.clear_history();
+  for (size_t k = 0; k < params_.size(); ++k)
+    for (size_t s = 0; s < slots_[k].size(); ++s) {
+      proto::BlobProto* b = state.add_history();
+      b->set_name(params_[k].name + "." + std::to_string(s));
+      for (int64_t d : slots_[k][s].shape()) b->mutable_shape()->add_dim(d);
+      if (slots_[k][s].dtype() == DType::f64)
+        for (double x : slots_[k][s].to_vector<double>()) b->add_double_data(x);
+      else
+        for (float x : slots_[k][s].to_vector<float>()) b->add_data(x);
+    }
+  state.set_current_step(static_cast<int32_t>(steps_));
+}
+
+void Optimizer::load_state(const proto::SolverState& state) {
+  std::map<std::string, const proto::BlobProto*> by_name;
+  for (const proto::BlobProto& b : state.history()) by_name[b.name()] = &b;
+  for (size_t k = 0; k < params_.size(); ++k)
+    for (size_t s = 0; s < slots_[k].size(); ++s) {
+      std::string name = params_[k].name + "." + std::to_string(s);
+      auto it = by_name.find(name);
+      MMF_CHECK(it != by_name.end(), IOError, "solver state has no history for ", name);
+      const proto::BlobProto& b = *it->second;
+      Shape shape(b.shape().dim().begin(), b.shape().dim().end());
+      MMF_CHECK(shape == slots_[k][s].shape(), IOError, "solver state: ", name, " has shape ", shape_str(shape),
+                ", the parameter has ", shape_str(slots_[k][s].shape()));
+      if (b.double_data_size() > 0) {
+        std::vector<double> data(b.double_data().begin(), b.double_data().end());
+        slots_[k][s].copy_(Tensor::from_vector(data, shape));
+      } else {
+        std::vector<float> data(b.data().begin(), b.data().end());
+        slots_[k][s].copy_(Tensor::from_vector(data, shape));
+      }
+    }
+  steps_ = state.current_step();
+}
+
+}  // namespace mmfuse

@@ -1,0 +1,133 @@
+// Update rules against hand-computed steps, lr policies, clipping, state round trip.
+#include <cmath>
+
+#include "core/optimizer.h"
+#include "tests/gradcheck.h"
+
+using namespace mmfuse;
+
+namespace {
+proto::SolverParameter solver(const std::string& type, double momentum, double wd) {
+  proto::SolverParameter s;
+  s.set_type(type);
+  s.set_momentum(static_cast<float>(momentum));
+  s.set_weight_decay(static_cast<float>(wd));
+  return s;
+}
+
+OptimParam param(std::vector<double> values, double lr_mult = 1, double decay_mult = 1) {
+  Tensor t = Tensor::from_vector(values, {static_cast<int64_t>(values.size())});
+  t.set_requires_grad();
+  return {"w", t, lr_mult, decay_mult};
+}
+}  // namespace
+
+TEST_CASE("SGD with momentum and weight decay (PyTorch's rule)") {
+  auto s = solver("SGD", 0.9, 0.1);
+  Optimizer opt(s, {param({1.0, -2.0})});
+  Tensor w = opt.params()[0].value;
+  w.set_grad(Tensor::from_vector<double>({0.5, 0.5}, {2}));
+  opt.step(0.1);
+  // d = g + wd*w = (0.6, 0.3); v = d; w -= 0.1 v
+  CHECK(w.to_vector<double>()[0] == doctest::Approx(1 - 0.06));
+  CHECK(w.to_vector<double>()[1] == doctest::Approx(-2 - 0.03));
+  w.set_grad(Tensor::from_vector<double>({0.0, 0.0}, {2}));
+  opt.step(0.1);
+  // d = wd*w = 0.094; v = 0.9*0.6 + 0.094 = 0.634; w = 0.94 - 0.0634
+  CHECK(w.to_vector<double>()[0] == doctest::Approx(0.94 - 0.0634));
+}
+
+TEST_CASE("Nesterov, Adam and AdamW first steps") {
+  {
+    Optimizer opt(solver("Nesterov", 0.5, 0), {param({1.0})});
+    Tensor w = opt.params()[0].value;
+    w.set_grad(Tensor::from_vector<double>({2.0}, {1}));
+    opt.step(0.1);  // v = 2; d = 2 + 0.5*2 = 3
+    CHECK(w.item() == doctest::Approx(0.7));
+  }
+  {
+    auto s = solver("Adam", 0.9, 0);
+    Optimizer opt(s, {param({1.0})});
+    Tensor w = opt.params()[0].value;
+    w.set_grad(Tensor::from_vector<double>({3.0}, {1}));
+    opt.step(0.01);  // first Adam step moves by lr * g/|g| (bias corrected) = 0.01
+    CHECK(w.item() == doctest::Approx(0.99).epsilon(1e-6));
+  }
+  {
+    auto s = solver("AdamW", 0.9, 0.5);
+    Optimizer opt(s, {param({1.0})});
+    Tensor w = opt.params()[0].value;
+    w.set_grad(Tensor::from_vector<double>({3.0}, {1}));
+    opt.step(0.01);  // decoupled: w *= 1 - 0.01*0.5, then -0.01
+    CHECK(w.item() == doctest::Approx(0.995 - 0.01).epsilon(1e-6));
+  }
+}
+
+TEST_CASE("lr_mult, decay_mult, clipping, params without gradient") {
+  auto s = solver("SGD", 0, 0);
+  s.set_clip_gradients(1.0);
+  Optimizer opt(s, {param({0.0, 0.0}, 2.0), param({5.0}, 0.0)});
+  Tensor a = opt.params()[0].value, b = opt.params()[1].value;
+  a.set_grad(Tensor::from_vector<double>({3.0, 4.0}, {2}));  // norm 5 -> scaled to 1
+  double norm = opt.step(0.1);
+  CHECK(norm == doctest::Approx(5));
+  CHECK(a.to_vector<double>()[0] == doctest::Approx(-0.2 * 0.6));
+  CHECK(a.to_vector<double>()[1] == doctest::Approx(-0.2 * 0.8));
+  CHECK(b.item() == 5);  // no gradient and lr_mult 0: untouched
+  opt.zero_grad();
+  CHECK_FALSE(a.grad().defined());
+}
+
+TEST_CASE("learning-rate policies") {
+  proto::SolverParameter s;
+  s.set_base_lr(0.1f);
+  s.set_gamma(0.5f);
+  s.set_lr_policy("step");
+  s.set_stepsize(10);
+  CHECK(learning_rate(s, 9) == doctest::Approx(0.1));
+  CHECK(learning_rate(s, 25) == doctest::Approx(0.025));
+  s.set_lr_policy("multistep");
+  s.add_stepvalue(5);
+  s.add_stepvalue(8);
+  CHECK(learning_rate(s, 4) == doctest::Approx(0.1));
+  CHECK(learning_rate(s, 8) == doctest::Approx(0.025));
+  s.set_lr_policy("poly");
+  s.set_power(2);
+  s.set_max_iter(100);
+  CHECK(learning_rate(s, 50) == doctest::Approx(0.025));
+  s.set_lr_policy("cosine");
+  s.set_min_lr(0.01f);
+  CHECK(learning_rate(s, 0) == doctest::Approx(0.1));
+  CHECK(learning_rate(s, 50) == doctest::Approx(0.055));
+  CHECK(learning_rate(s, 100) == doctest::Approx(0.01));
+  s.set_warmup_iter(10);
+  CHECK(learning_rate(s, 0) == doctest::Approx(0.1 * 0.1));  // warm-up factor (0+1)/10
+  CHECK(learning_rate(s, 4) == doctest::Approx(0.5 * (0.01 + 0.09 * 0.5 * (1 + std::cos(M_PI * 0.04)))));
+  s.set_lr_policy("inv");
+  s.set_warmup_iter(0);
+  s.set_power(1);
+  CHECK(learning_rate(s, 2) == doctest::Approx(0.1 / 2));
+  s.set_lr_policy("bogus");
+  CHECK_THROWS_AS(learning_rate(s, 0), Error);
+}
+
+TEST_CASE("optimizer state round-trips through SolverState") {
+  auto s = solver("Adam", 0.9, 0.01);
+  Optimizer a(s, {param({1.0, 2.0})}), b(s, {param({1.0, 2.0})});
+  for (int i = 0; i < 3; ++i) {
+    a.params()[0].value.set_grad(Tensor::from_vector<double>({0.3, -0.1 * i}, {2}));
+    a.step(0.01);
+  }
+  proto::SolverState state;
+  a.save_state(state);
+  b.load_state(state);
+  b.params()[0].value.copy_(a.params()[0].value);
+  for (Optimizer* o : {&a, &b}) {
+    o->params()[0].value.set_grad(Tensor::from_vector<double>({0.2, 0.2}, {2}));
+    o->step(0.01);
+  }
+  CHECK(a.params()[0].value.to_vector<double>() == b.params()[0].value.to_vector<double>());
+  proto::SolverState empty;
+  CHECK_THROWS_AS(b.load_state(empty), IOError);
+  CHECK_THROWS_AS(Optimizer(solver("RMSProp", 0, 0), {}), Error);
+}
