@@ -1,0 +1,127 @@
+#include "core/ops/pool.h"
+
+#include "core/cpu/pool.h"
+#include "core/ops/common.h"
+
+namespace mmfuse {
+
+using ops::dispatch_floating;
+
+namespace {
+
+int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+// PyTorch's pool2d_shape_check (dilation 1), with messages that name the op and the shapes.
+cpu::Pool2dGeometry pool_geometry(const char* op, const Tensor& x, const Pool2dOptions& o) {
+  ops::check_floating(op, x);
+  MMF_CHECK(x.dim() == 4, OpError, op, ": input must be 4-d [N, C, H, W], got ", shape_str(x.shape()));
+  MMF_CHECK(x.size(2) > 0 && x.size(3) > 0, OpError, op, ": input ", shape_str(x.shape()),
+            " has an empty spatial dim");
+  MMF_CHECK(o.kernel_h > 0 && o.kernel_w > 0, OpError, op, ": kernel must be positive, got ", o.kernel_h,
+            "x", o.kernel_w);
+  MMF_CHECK(o.stride_h > 0 && o.stride_w > 0, OpError, op, ": stride must be positive, got ", o.stride_h,
+            "x", o.stride_w);
+  MMF_CHECK(o.pad_h >= 0 && o.pad_w >= 0, OpError, op, ": pad must be non-negative, got ", o.pad_h, "x",
+            o.pad_w);
+  MMF_CHECK(o.pad_h <= o.kernel_h / 2 && o.pad_w <= o.kernel_w / 2, OpError, op,
+            ": pad should be at most half of the kernel, got pad ", o.pad_h, "x", o.pad_w, " for kernel ",
+            o.kernel_h, "x", o.kernel_w);
+  cpu::Pool2dGeometry g{};
+  g.planes = x.size(0) * x.size(1);
+  g.in_h = x.size(2);
+  g.in_w = x.size(3);
+  g.out_h = pool_output_size(g.in_h, o.kernel_h, o.stride_h, o.pad_h, o.ceil_mode);
+  g.out_w = pool_output_size(g.in_w, o.kernel_w, o.stride_w, o.pad_w, o.ceil_mode);
+  MMF_CHECK(g.out_h >= 1 && g.out_w >= 1, OpError, op, ": input ", shape_str(x.shape()),
+            " is too small for kernel ", o.kernel_h, "x", o.kernel_w, " with pad ", o.pad_h, "x", o.pad_w,
+            " (output would be ", g.out_h, "x", g.out_w, ")");
+  g.kernel_h = o.kernel_h;
+  g.kernel_w = o.kernel_w;
+  g.stride_h = o.stride_h;
+  g.stride_w = o.stride_w;
+  g.pad_h = o.pad_h;
+  g.pad_w = o.pad_w;
+  return g;
+}
+
+Shape pooled_shape(const Tensor& x, const cpu::Pool2dGeometry& g) { return {x.size(0), x.size(1), g.out_h, g.out_w}; }
+
+}  // namespace
+
+int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad, bool ceil_mode) {
+  int64_t out = floor_div(in + 2 * pad - kernel + (ceil_mode ? stride - 1 : 0), stride) + 1;
+  // The last window must start inside the input or the left padding.
+  if (ceil_mode && (out - 1) * stride >= in + pad) --out;
+  return out;
+}
+
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
+  const char* op = "max_pool2d";
+  cpu::Pool2dGeometry geom = pool_geometry(op, x, options);
+  Tensor y = Tensor::empty(pooled_shape(x, geom), x.dtype(), x.device());
+  Tensor argmax = Tensor::empty(y.shape(), DType::i64, x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    cpu::max_pool2d_forward<T>(x.data<T>(), y.data<T>(), argmax.data<int64_t>(), geom);
+  });
+  autograd::record(op, {x}, {y}, [geom, argmax, in_shape = x.shape()](const TensorList& g) -> TensorList {
+    Tensor dx = Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
+    if (dx.is_cuda()) ops::no_cuda_kernel("max_pool2d");
+    dispatch_floating("max_pool2d", dx.dtype(), [&]<typename T>() {
+      cpu::max_pool2d_backward<T>(g[0].data<T>(), argmax.data<int64_t>(), dx.data<T>(), geom);
+    });
+    return {dx};
+  });
+  return y;
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options) {
+  const char* op = "avg_pool2d";
+  cpu::Pool2dGeometry geom = pool_geometry(op, x, options);
+  bool include_pad = options.count_include_pad;
+  Tensor y = Tensor::empty(pooled_shape(x, geom), x.dtype(), x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    cpu::avg_pool2d_forward<T>(x.data<T>(), y.data<T>(), geom, include_pad);
+  });
+  autograd::record(op, {x}, {y}, [geom, include_pad, in_shape = x.shape()](const TensorList& g) -> TensorList {
+    Tensor dx = Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
+    if (dx.is_cuda()) ops::no_cuda_kernel("avg_pool2d");
+    dispatch_floating("avg_pool2d", dx.dtype(), [&]<typename T>() {
+      cpu::avg_pool2d_backward<T>(g[0].data<T>(), dx.data<T>(), geom, include_pad);
+    });
+    return {dx};
+  });
+  return y;
+}
+
+Tensor global_avg_pool(const Tensor& x, bool keepdim) {
+  const char* op = "global_avg_pool";
+  ops::check_floating(op, x);
+  MMF_CHECK(x.dim() >= 2, OpError, op, ": input must have rank >= 2 ([N, C, ...]), got ",
+            shape_str(x.shape()));
+  Shape out_shape = {x.size(0), x.size(1)};
+  if (keepdim) out_shape.resize(x.dim(), 1);
+  int64_t rows = x.size(0) * x.size(1);
+  int64_t inner = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) inner *= x.size(d);
+  Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    cpu::row_mean_forward<T>(x.data<T>(), y.data<T>(), rows, inner);
+  });
+  autograd::record(op, {x}, {y}, [rows, inner, in_shape = x.shape()](const TensorList& g) -> TensorList {
+    Tensor dx = Tensor::empty(in_shape, g[0].dtype(), g[0].device());
+    if (dx.is_cuda()) ops::no_cuda_kernel("global_avg_pool");
+    dispatch_floating("global_avg_pool", dx.dtype(), [&]<typename T>() {
+      cpu::row_mean_backward<T>(g[0].data<T>(), dx.data<T>(), rows, inner);
+    });
+    return {dx};
+  });
+  return y;
+}
+
+}  // namespace mmfuse
