@@ -3,5 +3,6 @@
 #include "core/autograd.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/reduce.h"
+#include "core/ops/shape.h"
 #include "core/random.h"
 #include "core/tensor.h"
