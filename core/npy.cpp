@@ -3,6 +3,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <vector>
@@ -182,8 +183,12 @@ Tensor load_npy(const std::string& path) {
   errno = 0;
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open (" + errno_text() + ")");
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, not a .npy file");
   in.seekg(0, std::ios::end);
-  uint64_t file_size = static_cast<uint64_t>(in.tellg());
+  std::streamoff end = in.tellg();
+  if (end < 0) fail(path, "cannot read (" + errno_text() + ")");
+  uint64_t file_size = static_cast<uint64_t>(end);
   in.seekg(0);
 
   unsigned char prefix[12] = {};

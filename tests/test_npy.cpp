@@ -204,7 +204,27 @@ TEST_CASE("npy errors name the path and the reason") {
 
   CHECK_THROWS_WITH_AS(load_npy(tmp.path("missing.npy")),
                        (tmp.path("missing.npy") + ": cannot open (No such file or directory)").c_str(), IOError);
+  CHECK_THROWS_WITH_AS(load_npy(tmp.dir.string()), (tmp.dir.string() + ": is a directory, not a .npy file").c_str(),
+                       IOError);
   CHECK_THROWS_WITH_AS(save_npy(tmp.path("no/such/dir.npy"), Tensor::zeros({1})),
                        (tmp.path("no/such/dir.npy") + ": cannot open for writing (No such file or directory)").c_str(),
                        IOError);
 }
+
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/runtime.h"
+
+TEST_CASE("npy saves a CUDA tensor through the host") {
+  if (cuda::device_count() == 0) {
+    MESSAGE("skipped: no GPU on this machine");
+    return;
+  }
+  TempDir tmp;
+  std::string path = tmp.path("gpu.npy");
+  Tensor t = Tensor::arange(0, 7, 1, DType::f32).to(Device::cuda(0));
+  save_npy(path, t);
+  Tensor back = load_npy(path);
+  CHECK(back.device().is_cpu());
+  CHECK(back.to_vector<float>() == std::vector<float>{0, 1, 2, 3, 4, 5, 6});
+}
+#endif

@@ -55,7 +55,7 @@ TEST_CASE("concat by hand") {
 
 TEST_CASE("concat matches a naive loop, serial and parallel sizes") {
   Generator gen(5);
-  for (int64_t big : {1, 400}) {
+  for (int64_t big : {1, 5000}) {  // 5000: enough rows for the parallel path
     for (int64_t dim : {0, 1, 2}) {
       std::vector<Shape> shapes = {{big, 3, 5}, {big, 3, 5}, {big, 3, 5}};
       shapes[1][dim] = 2;
@@ -255,3 +255,21 @@ MMF_GRAD_TEST(crop) {
   CHECK_GRAD([](const TensorList& t) { return crop(t[0], {1, 0, 2}, {3, 5, 3}); }, {random_input({5, 5, 7}, gen)});
   CHECK_GRAD([](const TensorList& t) { return crop(t[0], {2, 1}, {1, 3}); }, {random_input({3, 5}, gen)});
 }
+
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/runtime.h"
+
+TEST_CASE("shape ops on CUDA tensors say that their kernel is missing") {
+  if (cuda::device_count() == 0) {
+    MESSAGE("skipped: no GPU on this machine");
+    return;
+  }
+  Tensor x = Tensor::zeros({3, 4}, DType::f32, Device::cuda(0));
+  CHECK_THROWS_WITH_AS(concat({x, x}, 1), "concat: no CUDA kernel (this build runs it on the CPU only)", DeviceError);
+  CHECK_THROWS_AS(split(x, {1, 3}, 1), DeviceError);
+  CHECK(split(x, {1, 2}, 0)[1].shape() == Shape{2, 4});  // views need no kernel
+  CHECK_THROWS_AS(slice(x, 1, 0, 2), DeviceError);
+  CHECK_THROWS_AS(pad(x, {1, 1}), DeviceError);
+  CHECK_THROWS_AS(crop(x, {0, 0}, {1, 1}), DeviceError);
+}
+#endif
