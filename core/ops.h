@@ -5,5 +5,6 @@
 #include "core/ops/pool.h"
 #include "core/ops/reduce.h"
 #include "core/ops/resize.h"
+#include "core/ops/shape.h"
 #include "core/random.h"
 #include "core/tensor.h"
