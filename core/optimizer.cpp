@@ -23,7 +23,13 @@ double learning_rate(const proto::SolverParameter& s, int64_t iter) {
   } else if (policy == "multistep") {
     int steps = 0;
     for (int v : s.stepvalue()) steps += iter >= v ? 1 : 0;
-    lr = base * std::pow(gamma, steps);
+    if (s.step_factor_size() > 0) {
+      MMF_CHECK(s.step_factor_size() == s.stepvalue_size(), Error, "lr_policy multistep: ",
+                s.step_factor_size(), " step_factor values for ", s.stepvalue_size(), " stepvalue values");
+      lr = steps == 0 ? base : base * s.step_factor(steps - 1);
+    } else {
+      lr = base * std::pow(gamma, steps);
+    }
   } else if (policy == "poly") {
     MMF_CHECK(s.max_iter() > 0, Error, "lr_policy poly needs max_iter > 0");
     lr = base * std::pow(std::max(0.0, 1 - static_cast<double>(iter) / s.max_iter()), power);

@@ -91,6 +91,13 @@ TEST_CASE("learning-rate policies") {
   s.add_stepvalue(8);
   CHECK(learning_rate(s, 4) == doctest::Approx(0.1));
   CHECK(learning_rate(s, 8) == doctest::Approx(0.025));
+  s.add_step_factor(0.5f);
+  s.add_step_factor(0.2f);
+  CHECK(learning_rate(s, 6) == doctest::Approx(0.05));
+  CHECK(learning_rate(s, 9) == doctest::Approx(0.02));
+  s.add_step_factor(0.1f);
+  CHECK_THROWS_AS(learning_rate(s, 9), Error);
+  s.clear_step_factor();
   s.set_lr_policy("poly");
   s.set_power(2);
   s.set_max_iter(100);
