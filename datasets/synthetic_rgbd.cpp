@@ -142,14 +142,18 @@ void paint_object(Generator& gen, Object& o, int appearance) {
   double hue = appearance * 120.0 + uniform(gen, -75, 75);
   double s = uniform(gen, 0.3, 1.0), v = uniform(gen, 0.45, 0.95);
   o.colour = hsv(hue, s, v);
-  o.colour2 = hsv(hue + uniform(gen, -20, 20), s, v * uniform(gen, 0.5, 0.7));
+  // Draws in separate statements: the order of evaluation of function arguments is unspecified,
+  // and the stream must be consumed in the documented order on every compiler.
+  double hue2 = hue + uniform(gen, -20, 20), v2 = v * uniform(gen, 0.5, 0.7);
+  o.colour2 = hsv(hue2, s, v2);
   o.texture = static_cast<Texture>(appearance);
   o.period = uniform(gen, 2.5, 5.0);
   o.pattern_angle = uniform(gen, 0, kPi);
 }
 
 Rgb background_colour(Generator& gen) {
-  return hsv(uniform(gen, 0, 360), uniform(gen, 0.0, 0.4), uniform(gen, 0.35, 0.85));
+  double h = uniform(gen, 0, 360), s = uniform(gen, 0.0, 0.4), v = uniform(gen, 0.35, 0.85);
+  return hsv(h, s, v);
 }
 
 SyntheticRgbdSample render(const SyntheticRgbdSpec& spec, Generator& gen, const Plane& plane, Rgb bg_colour,

@@ -44,7 +44,7 @@ TEST_CASE("synthetic RGB-D: shapes, ranges and holes") {
   CHECK(s.class_index == -1);
   int64_t holes = 0, total = 0;
   for (int i = 0; i < 20; ++i) {
-    SyntheticRgbdSample t = make_synthetic_rgbd(spec, 2024, i);
+    SyntheticRgbdSample t = make_synthetic_rgbd(spec, 1, i);
     for (uint16_t v : t.label.pixels) REQUIRE(v < kSyntheticSegClasses);
     for (uint16_t v : t.rgb.pixels) REQUIRE(v <= 255);
     for (uint16_t v : t.depth.pixels) {
@@ -65,7 +65,7 @@ TEST_CASE("synthetic RGB-D: class balance") {
   SyntheticRgbdSpec spec;
   std::array<int64_t, kSyntheticSegClasses> pixels{};
   int64_t total = 0;
-  for (int i = 0; i < 200; ++i) {
+  for (int i = 0; i < 150; ++i) {
     SyntheticRgbdSample s = make_synthetic_rgbd(spec, 11, i);
     for (uint16_t v : s.label.pixels) ++pixels[v], ++total;
   }
@@ -80,7 +80,7 @@ TEST_CASE("synthetic RGB-D: class balance") {
     CHECK_MESSAGE(share < 0.25, "class ", c);
   }
   std::array<int, kSyntheticClsClasses> classes{};
-  for (int i = 0; i < 600; ++i) {
+  for (int i = 0; i < 300; ++i) {
     SyntheticRgbdSample s = make_synthetic_rgbd_cls(spec, 11, i);
     REQUIRE(s.class_index >= 0);
     REQUIRE(s.class_index < kSyntheticClsClasses);
@@ -89,7 +89,7 @@ TEST_CASE("synthetic RGB-D: class balance") {
     CHECK(object + std::count(s.label.pixels.begin(), s.label.pixels.end(), 0) == int64_t(s.label.pixels.size()));
     CHECK(object > 100);
   }
-  for (int c = 0; c < kSyntheticClsClasses; ++c) CHECK(classes[c] > 60);
+  for (int c = 0; c < kSyntheticClsClasses; ++c) CHECK(classes[c] > 30);  // 50 expected
 }
 
 namespace {
@@ -168,7 +168,7 @@ TEST_CASE("synthetic RGB-D: a per-pixel classifier needs both modalities") {
   double both = nearest_centroid_accuracy(train, test, {0, 1, 2, 3});
   MESSAGE("nearest-centroid pixel accuracy on held-out scenes: RGB only ", rgb, ", depth only ", depth,
           ", RGB + depth ", both);
-  // Measured: about 0.58, 0.63 and 0.75 (seeds 1, 5, 99 and 2024 give margins >= 0.11).
+  // Measured over seeds 1, 5, 99, 2024: 0.56-0.60, 0.61-0.64, 0.73-0.76 (margins >= 0.10).
   CHECK(both > rgb + 0.07);
   CHECK(both > depth + 0.07);
 }
