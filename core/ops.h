@@ -2,6 +2,8 @@
 #pragma once
 #include "core/autograd.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/loss.h"
+#include "core/ops/norm.h"
 #include "core/ops/pool.h"
 #include "core/ops/reduce.h"
 #include "core/ops/resize.h"

@@ -1,0 +1,153 @@
+#include "core/ops/norm.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/cpu/norm.h"
+#include "core/ops/common.h"
+
+namespace mmfuse {
+
+namespace {
+
+std::string optional_shape(const Tensor& t) { return t.defined() ? shape_str(t.shape()) : "undefined"; }
+
+// "x [4, 3], weight [6], bias undefined, running_mean [6], running_var [6]" for error messages.
+std::string batch_norm_args(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                            const Tensor& running_var) {
+  return "x " + shape_str(x.shape()) + ", weight " + optional_shape(weight) + ", bias " + optional_shape(bias) +
+         ", running_mean " + optional_shape(running_mean) + ", running_var " + optional_shape(running_var);
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, const BatchNormOptions& options) {
+  const char* op = "batch_norm";
+  ops::check_floating(op, x);
+  const std::string args = batch_norm_args(x, weight, bias, running_mean, running_var);
+  const int64_t modalities = options.modalities;
+  MMF_CHECK(x.dim() >= 2, OpError, op, ": x must be [M*N, C, ...] with rank >= 2; got ", args);
+  MMF_CHECK(modalities >= 1, OpError, op, ": modalities must be >= 1, got ", modalities);
+  MMF_CHECK(x.size(0) % modalities == 0, OpError, op, ": batch ", x.size(0), " is not divisible by modalities ",
+            modalities, "; got ", args);
+  cpu::BatchNormGeometry geo;
+  geo.modalities = modalities;
+  geo.batch_per_modality = x.size(0) / modalities;
+  geo.channels = x.size(1);
+  geo.spatial = shape_numel(Shape(x.shape().begin() + 2, x.shape().end()));
+  const int64_t groups = geo.groups();
+  const Shape flat{groups}, per_modality{modalities, geo.channels};
+  auto check_param = [&](const Tensor& p, const char* what) {
+    if (!p.defined()) return;
+    ops::check_compatible(op, x, p);
+    MMF_CHECK(p.shape() == flat || p.shape() == per_modality, OpError, op, ": ", what, " must have M*C = ",
+              modalities, "*", geo.channels, " = ", groups, " values (shape ", shape_str(per_modality), " or ",
+              shape_str(flat), "); got ", args);
+  };
+  check_param(weight, "weight");
+  check_param(bias, "bias");
+  check_param(running_mean, "running_mean");
+  check_param(running_var, "running_var");
+  MMF_CHECK(running_mean.defined() == running_var.defined(), OpError, op,
+            ": running_mean and running_var must both be given or both be undefined; got ", args);
+  MMF_CHECK(!options.training || geo.count() != 1, OpError, op,
+            ": expected more than 1 value per (modality, channel) when training; got ", args, " with modalities ",
+            modalities);
+  const bool batch_stats = options.training || !running_mean.defined();
+
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  // Per-group mean and 1/sqrt(var + eps) in double, saved for backward.
+  Tensor save_mean = Tensor::empty({groups}, DType::f64, x.device());
+  Tensor save_invstd = Tensor::empty({groups}, DType::f64, x.device());
+  double* mean = save_mean.data<double>();
+  double* invstd = save_invstd.data<double>();
+  std::vector<double> var(groups);
+  ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    if (batch_stats) {
+      cpu::batch_norm_stats<T>(x.data<T>(), geo, mean, var.data());
+      if (options.training && running_mean.defined() && geo.count() > 0)
+        cpu::batch_norm_update_running<T>(running_mean.data<T>(), running_var.data<T>(), mean, var.data(), groups,
+                                          geo.count(), options.momentum);
+    } else {
+      const T* rm = running_mean.data<T>();
+      const T* rv = running_var.data<T>();
+      for (int64_t g = 0; g < groups; ++g) {
+        mean[g] = rm[g];
+        var[g] = rv[g];
+      }
+    }
+    for (int64_t g = 0; g < groups; ++g) invstd[g] = 1.0 / std::sqrt(var[g] + options.eps);
+    cpu::batch_norm_apply<T>(x.data<T>(), geo, mean, invstd, weight.defined() ? weight.data<T>() : nullptr,
+                             bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
+  });
+
+  const bool gx = x.requires_grad();
+  const bool gw = weight.defined() && weight.requires_grad();
+  const bool gb = bias.defined() && bias.requires_grad();
+  autograd::record(op, {x, weight, bias}, {y},
+                   [x = x.detach(), weight = weight.defined() ? weight.detach() : Tensor(),
+                    bias_shape = bias.defined() ? bias.shape() : Shape(), save_mean, save_invstd, geo,
+                    batch_stats, gx, gw, gb](const TensorList& g) -> TensorList {
+                     const Tensor& dy = g[0];
+                     if (dy.is_cuda()) ops::no_cuda_kernel("batch_norm");
+                     const int64_t groups = geo.groups();
+                     std::vector<double> sum_dy(groups), sum_dy_xmu(groups);
+                     const double* mean = save_mean.data<double>();
+                     const double* invstd = save_invstd.data<double>();
+                     Tensor dx, dw, db;
+                     ops::dispatch_floating("batch_norm", x.dtype(), [&]<typename T>() {
+                       if (gw || gb || (gx && batch_stats))
+                         cpu::batch_norm_backward_reduce<T>(dy.data<T>(), x.data<T>(), geo, mean, sum_dy.data(),
+                                                            sum_dy_xmu.data());
+                       if (gx) {
+                         dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+                         cpu::batch_norm_backward_input<T>(dy.data<T>(), x.data<T>(), geo, mean, invstd,
+                                                           weight.defined() ? weight.data<T>() : nullptr,
+                                                           sum_dy.data(), sum_dy_xmu.data(), batch_stats,
+                                                           dx.data<T>());
+                       }
+                       if (gw) {
+                         dw = Tensor::empty(weight.shape(), x.dtype(), x.device());
+                         T* p = dw.data<T>();
+                         for (int64_t i = 0; i < groups; ++i) p[i] = static_cast<T>(sum_dy_xmu[i] * invstd[i]);
+                       }
+                       if (gb) {
+                         db = Tensor::empty(bias_shape, x.dtype(), x.device());
+                         T* p = db.data<T>();
+                         for (int64_t i = 0; i < groups; ++i) p[i] = static_cast<T>(sum_dy[i]);
+                       }
+                     });
+                     return {dx, dw, db};
+                   });
+  return y;
+}
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
+  const char* op = "dropout";
+  ops::check_floating(op, x);
+  MMF_CHECK(p >= 0 && p <= 1, OpError, op, ": probability p must be in [0, 1], got ", p, " for x ",
+            shape_str(x.shape()));
+  if (!training || p == 0) return x.clone();
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  const int64_t n = x.numel();
+  const uint64_t seed = gen.seed(), offset = gen.take(static_cast<uint64_t>(n));
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    cpu::dropout_apply<T>(x.data<T>(), y.data<T>(), n, p, seed, offset);
+  });
+  // The same mask applies to the gradient: recomputed from (seed, offset), nothing stored.
+  autograd::record(op, {x}, {y}, [p, seed, offset](const TensorList& g) -> TensorList {
+    const Tensor& dy = g[0];
+    if (dy.is_cuda()) ops::no_cuda_kernel("dropout");
+    Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
+    ops::dispatch_floating("dropout", dy.dtype(), [&]<typename T>() {
+      cpu::dropout_apply<T>(dy.data<T>(), dx.data<T>(), dy.numel(), p, seed, offset);
+    });
+    return {dx};
+  });
+  return y;
+}
+
+}  // namespace mmfuse
