@@ -1,6 +1,7 @@
 // All op families. Layers and tools include this one header.
 #pragma once
 #include "core/autograd.h"
+#include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/linalg.h"
 #include "core/ops/reduce.h"
