@@ -57,9 +57,12 @@ bool columns_are_image(const ConvGeometry& g) {
 // Runs body(n, cols) for every sample n with a column buffer of col_rows() x out_area()
 // elements. The samples run in parallel, each on one thread with serial BLAS, when there are
 // at least as many as threads; otherwise one after another, with im2col and BLAS parallel
-// inside. On the 2-core dev machine, x [8,64,32,32] w [64,64,3,3] forward+backward ran at
-// 15-17 GFLOP/s this way against 7-9 GFLOP/s for one multithreaded gemm over the whole batch's
-// columns [K, N*L] (bench/conv_cpu.cpp; OpenBLAS 0.3.21 pthreads, float32).
+// inside. Measured on the 2-core dev machine (OpenBLAS 0.3.21 pthreads, float32, x [8,64,32,32]
+// w [64,64,3,3] pad 1, forward + dx + dw, the two runs back to back on a machine shared with
+// other builds): 21-38 GFLOP/s this way against 12-21 GFLOP/s for im2col of the whole batch
+// into [K, N*L] and one multithreaded gemm per group (whose strided im2col and BLAS/OpenMP
+// thread contention cost more than the bigger gemm gains). bench/conv_cpu.cpp on the quiet
+// machine: about 85-90 GFLOP/s.
 template <typename T, typename F>
 void for_each_sample(const ConvGeometry& g, F&& body) {
   int64_t size = columns_are_image(g) ? 0 : g.col_rows() * g.out_area();

@@ -6,7 +6,8 @@ namespace mmfuse {
 
 // Matrix product, as torch.matmul restricted to 2-D and 3-D operands: [M, K] x [K, N] -> [M, N];
 // batched [B, M, K] x [B, K, N] -> [B, M, N]; a 2-D operand is broadcast over the batch of a
-// 3-D one ([B, M, K] x [K, N] and [M, K] x [B, K, N] give [B, M, N]).
+// 3-D one ([B, M, K] x [K, N] and [M, K] x [B, K, N] give [B, M, N]). Two 3-D operands must
+// have the same batch (a batch of 1 is not broadcast, unlike torch.matmul).
 Tensor matmul(const Tensor& a, const Tensor& b);
 
 // Affine map as torch.nn.functional.linear: x [..., in], weight [out, in] (PyTorch layout),
