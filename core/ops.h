@@ -1,7 +1,9 @@
 // All op families. Layers and tools include this one header.
 #pragma once
 #include "core/autograd.h"
+#include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/linalg.h"
 #include "core/ops/loss.h"
 #include "core/ops/norm.h"
 #include "core/ops/pool.h"
