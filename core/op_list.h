@@ -18,4 +18,6 @@
   X(softmax) X(log_softmax) X(cross_entropy) X(l1_loss) X(mse_loss)                        \
   /* shape */                                                                              \
   X(reshape) X(narrow) X(concat) X(split) X(slice) X(pad) X(crop)                          \
-  X(upsample_bilinear) X(upsample_nearest)
+  X(upsample_bilinear) X(upsample_nearest)                                                 \
+  /* fusion */                                                                             \
+  X(channel_shuffle) X(pixel_shift_add) X(channel_gate) X(modality_ensemble) X(modality_stack)

@@ -3,6 +3,7 @@
 #include "core/autograd.h"
 #include "core/ops/conv.h"
 #include "core/ops/elementwise.h"
+#include "core/ops/fusion.h"
 #include "core/ops/linalg.h"
 #include "core/ops/loss.h"
 #include "core/ops/norm.h"

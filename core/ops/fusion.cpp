@@ -1,0 +1,265 @@
+#include "core/ops/fusion.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "core/cpu/fusion.h"
+#include "core/ops/common.h"
+
+namespace mmfuse {
+
+namespace {
+
+// x [M*N, ...]: returns N.
+int64_t per_modality_batch(const char* op, const Tensor& x, int64_t modalities) {
+  MMF_CHECK(modalities >= 1, OpError, op, ": modalities must be >= 1, got ", modalities);
+  MMF_CHECK(x.dim() >= 1, OpError, op, ": expects a modality-stacked tensor [M*N, ...], got ", shape_str(x.shape()));
+  MMF_CHECK(x.size(0) % modalities == 0, OpError, op, ": batch of ", shape_str(x.shape()),
+            " is not a multiple of modalities = ", modalities);
+  return x.size(0) / modalities;
+}
+
+// receives[m]: modality m takes from modality (m+1) mod M. Empty list: all modalities.
+std::vector<bool> receiver_mask(const char* op, const std::vector<int64_t>& receivers, int64_t modalities) {
+  std::vector<bool> mask(modalities, receivers.empty());
+  for (int64_t r : receivers) {
+    MMF_CHECK(r >= 0 && r < modalities, OpError, op, ": receiver ", r, " out of range for modalities = ", modalities);
+    MMF_CHECK(!mask[r], OpError, op, ": receiver ", r, " listed twice");
+    mask[r] = true;
+  }
+  return mask;
+}
+
+// Row tables of the cyclic exchange over a stacked batch of `rows` = M*N rows. giver[b]: the
+// row that feeds row b (-1 where b's modality does not receive). taker[b]: the row fed by b
+// (-1 where b's predecessor modality does not receive); the inverse of giver.
+struct ExchangeRows {
+  std::vector<int64_t> giver, taker;
+};
+
+ExchangeRows exchange_rows(const std::vector<bool>& receives, int64_t rows, int64_t batch) {
+  int64_t modalities = static_cast<int64_t>(receives.size());
+  ExchangeRows t{std::vector<int64_t>(rows), std::vector<int64_t>(rows)};
+  for (int64_t b = 0; b < rows; ++b) {
+    int64_t m = b / batch, n = b % batch;
+    int64_t next = (m + 1) % modalities, prev = (m + modalities - 1) % modalities;
+    t.giver[b] = receives[m] ? next * batch + n : -1;
+    t.taker[b] = receives[prev] ? prev * batch + n : -1;
+  }
+  return t;
+}
+
+int64_t inner_size(const Tensor& x, int64_t leading) {
+  return leading ? x.numel() / leading : 0;
+}
+
+}  // namespace
+
+int64_t channel_shuffle_kept(int64_t channels, double keep_ratio) {
+  MMF_CHECK(keep_ratio >= 0 && keep_ratio <= 1, OpError, "channel_shuffle: keep_ratio ", keep_ratio,
+            " is outside [0, 1]");
+  // The smallest q with keep_ratio * q an integer p gives p/q in lowest terms.
+  for (int64_t q = 1; q <= 100; ++q) {
+    double pq = keep_ratio * static_cast<double>(q);
+    double p = std::round(pq);
+    if (std::abs(pq - p) <= 1e-9 * static_cast<double>(q)) return static_cast<int64_t>(p) * (channels / q);
+  }
+  throw OpError(detail::concat("channel_shuffle: keep_ratio ", keep_ratio,
+                               " is not a fraction p/q with q <= 100 (the channels are cut into q groups)"));
+}
+
+Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio, const std::vector<int64_t>& receivers) {
+  const char* op = "channel_shuffle";
+  ops::check_floating(op, x);
+  MMF_CHECK(x.dim() >= 2, OpError, op, ": expects [M*N, C, ...], got ", shape_str(x.shape()));
+  int64_t batch = per_modality_batch(op, x, modalities);
+  auto receives = receiver_mask(op, receivers, modalities);
+  int64_t rows = x.size(0), channels = x.size(1), inner = inner_size(x, rows * channels);
+  int64_t keep = channel_shuffle_kept(channels, keep_ratio);
+  ExchangeRows t = exchange_rows(receives, rows, batch);
+  // Forward: channels [keep, C) of row b come from its giver, or from b itself. Backward: they
+  // go back to the giver, and to b itself where b keeps its own.
+  std::vector<int64_t> forward(rows);
+  auto own = std::make_shared<std::vector<int64_t>>(rows);
+  for (int64_t b = 0; b < rows; ++b) {
+    forward[b] = t.giver[b] >= 0 ? t.giver[b] : b;
+    (*own)[b] = t.giver[b] >= 0 ? -1 : b;
+  }
+  auto taker = std::make_shared<std::vector<int64_t>>(std::move(t.taker));
+
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    cpu::channel_route<T>(x.data<T>(), out.data<T>(), rows, channels, inner, keep, forward.data(), nullptr);
+  });
+  autograd::record(op, {x}, {out}, [=](const TensorList& g) -> TensorList {
+    Tensor dx = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
+    if (dx.is_cuda()) ops::no_cuda_kernel(op);
+    ops::dispatch_floating(op, dx.dtype(), [&]<typename T>() {
+      cpu::channel_route<T>(g[0].data<T>(), dx.data<T>(), rows, channels, inner, keep, own->data(), taker->data());
+    });
+    return {dx};
+  });
+  return out;
+}
+
+Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int64_t groups, int64_t shift,
+                       const std::vector<int64_t>& receivers) {
+  const char* op = "pixel_shift_add";
+  ops::check_compatible(op, y, a);
+  ops::check_floating(op, y);
+  ops::check_dim(op, y, 4, "y");
+  MMF_CHECK(a.shape() == y.shape(), OpError, op, ": y ", shape_str(y.shape()), " and a ", shape_str(a.shape()),
+            " must have the same shape");
+  MMF_CHECK(groups >= 1 && groups <= 32, OpError, op, ": groups must be in [1, 32], got ", groups);
+  MMF_CHECK(shift >= 0, OpError, op, ": shift must be >= 0, got ", shift);
+  int64_t batch = per_modality_batch(op, y, modalities);
+  auto receives = receiver_mask(op, receivers, modalities);
+  int64_t rows = y.size(0), channels = y.size(1), height = y.size(2), width = y.size(3);
+  int64_t group_size = channels / (groups + 1);
+  ExchangeRows t = exchange_rows(receives, rows, batch);
+  auto taker = std::make_shared<std::vector<int64_t>>(std::move(t.taker));
+
+  Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
+  if (y.is_cuda()) ops::no_cuda_kernel(op);
+  ops::dispatch_floating(op, y.dtype(), [&]<typename T>() {
+    cpu::pixel_shift_add<T>(y.data<T>(), a.data<T>(), out.data<T>(), rows, channels, height, width, group_size,
+                            groups, shift, t.giver.data(), +1);
+  });
+  bool gy = y.requires_grad(), ga = a.requires_grad();
+  autograd::record(op, {y, a}, {out}, [=](const TensorList& g) -> TensorList {
+    Tensor da;
+    if (ga) {
+      da = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
+      if (da.is_cuda()) ops::no_cuda_kernel(op);
+      ops::dispatch_floating(op, da.dtype(), [&]<typename T>() {
+        cpu::pixel_shift_add<T>(nullptr, g[0].data<T>(), da.data<T>(), rows, channels, height, width, group_size,
+                                groups, shift, taker->data(), -1);
+      });
+    }
+    return {gy ? g[0] : Tensor(), da};
+  });
+  return out;
+}
+
+Tensor channel_gate(const Tensor& x, const Tensor& e, double gate_scale) {
+  const char* op = "channel_gate";
+  ops::check_compatible(op, x, e);
+  ops::check_floating(op, x);
+  MMF_CHECK(x.dim() >= 2, OpError, op, ": x must be [N, C, ...], got ", shape_str(x.shape()));
+  MMF_CHECK(e.shape() == Shape({x.size(0), x.size(1)}), OpError, op, ": e ", shape_str(e.shape()),
+            " must be [N, C] = [", x.size(0), ", ", x.size(1), "] for x ", shape_str(x.shape()));
+  MMF_CHECK(gate_scale > 0 && std::isfinite(gate_scale), OpError, op, ": gate_scale must be > 0, got ", gate_scale);
+  int64_t planes = e.numel(), inner = inner_size(x, planes);
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  if (x.is_cuda()) ops::no_cuda_kernel(op);
+  ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    cpu::channel_gate_forward<T>(x.data<T>(), e.data<T>(), out.data<T>(), planes, inner, gate_scale);
+  });
+  bool gx = x.requires_grad(), ge = e.requires_grad();
+  // x is needed only for de.
+  autograd::record(op, {x, e}, {out}, [=, x = ge ? x.detach() : Tensor(), e = e.detach()](const TensorList& g) -> TensorList {
+    Tensor dx = gx ? Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device()) : Tensor();
+    Tensor de = ge ? Tensor::empty(e.shape(), e.dtype(), e.device()) : Tensor();
+    if (e.is_cuda()) ops::no_cuda_kernel(op);
+    ops::dispatch_floating(op, e.dtype(), [&]<typename T>() {
+      cpu::channel_gate_backward<T>(ge ? x.data<T>() : nullptr, e.data<T>(), g[0].data<T>(),
+                                    gx ? dx.data<T>() : nullptr, ge ? de.data<T>() : nullptr, planes, inner,
+                                    gate_scale);
+    });
+    return {dx, de};
+  });
+  return out;
+}
+
+Tensor modality_ensemble(const Tensor& logits, const Tensor& alpha, int64_t modalities, bool detach) {
+  const char* op = "modality_ensemble";
+  ops::check_compatible(op, logits, alpha);
+  ops::check_floating(op, logits);
+  int64_t batch = per_modality_batch(op, logits, modalities);
+  MMF_CHECK(alpha.shape() == Shape{modalities}, OpError, op, ": alpha ", shape_str(alpha.shape()),
+            " must be [", modalities, "] (one weight per modality)");
+  Shape out_shape = logits.shape();
+  out_shape[0] = batch;
+  int64_t slice = shape_numel(out_shape);
+  Tensor out = Tensor::empty(out_shape, logits.dtype(), logits.device());
+  if (logits.is_cuda()) ops::no_cuda_kernel(op);
+
+  // softmax(alpha) on the host (M numbers), shifted by the maximum for stability.
+  auto weights = std::make_shared<std::vector<double>>(alpha.to_vector<double>());
+  double top = *std::max_element(weights->begin(), weights->end()), total = 0;
+  for (double& w : *weights) total += (w = std::exp(w - top));
+  for (double& w : *weights) w /= total;
+
+  ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
+    cpu::modality_ensemble_forward<T>(logits.data<T>(), weights->data(), out.data<T>(), modalities, slice);
+  });
+  bool glogits = !detach && logits.requires_grad(), galpha = alpha.requires_grad();
+  // With detach the node does not see the logits' history at all (torch's logits.detach()).
+  autograd::record(op, {detach ? logits.detach() : logits, alpha}, {out},
+                   [=, logits = logits.detach()](const TensorList& g) -> TensorList {
+    Tensor dlogits = glogits ? Tensor::empty(logits.shape(), logits.dtype(), logits.device()) : Tensor();
+    std::vector<double> dweights(modalities);
+    if (logits.is_cuda()) ops::no_cuda_kernel(op);
+    ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
+      cpu::modality_ensemble_backward<T>(logits.data<T>(), weights->data(), g[0].data<T>(),
+                                         glogits ? dlogits.data<T>() : nullptr, dweights.data(), modalities, slice);
+    });
+    Tensor dalpha;
+    if (galpha) {
+      // Through the softmax: dalpha_m = w_m * (dw_m - sum_j w_j dw_j).
+      double mean = 0;
+      for (int64_t m = 0; m < modalities; ++m) mean += (*weights)[m] * dweights[m];
+      std::vector<double> d(modalities);
+      for (int64_t m = 0; m < modalities; ++m) d[m] = (*weights)[m] * (dweights[m] - mean);
+      dalpha = Tensor::from_vector<double>(d, {modalities}, logits.dtype(), logits.device());
+    }
+    return {dlogits, dalpha};
+  });
+  return out;
+}
+
+// Stack, split and tile are copies through Tensor::copy_ and views, so they run on any device
+// and dtype.
+Tensor modality_stack(const TensorList& xs) {
+  const char* op = "modality_stack";
+  MMF_CHECK(!xs.empty(), OpError, op, ": needs at least one tensor");
+  for (size_t m = 0; m < xs.size(); ++m) {
+    ops::check_defined(op, xs[m]);
+    MMF_CHECK(xs[m].dim() >= 1, OpError, op, ": tensors need a batch dim, got ", shape_str(xs[m].shape()));
+    MMF_CHECK(xs[m].shape() == xs[0].shape() && xs[m].dtype() == xs[0].dtype() && xs[m].device() == xs[0].device(),
+              OpError, op, ": modality ", m, " is ", xs[m].str(), ", modality 0 is ", xs[0].str(),
+              " (all must match)");
+  }
+  int64_t modalities = static_cast<int64_t>(xs.size()), batch = xs[0].size(0);
+  Shape shape = xs[0].shape();
+  shape[0] = modalities * batch;
+  Tensor out = Tensor::empty(shape, xs[0].dtype(), xs[0].device());
+  for (int64_t m = 0; m < modalities; ++m) out.narrow(m * batch, batch).copy_(xs[m]);
+  autograd::record(op, xs, {out}, [modalities, batch](const TensorList& g) -> TensorList {
+    TensorList grads;
+    for (int64_t m = 0; m < modalities; ++m) grads.push_back(g[0].narrow(m * batch, batch));
+    return grads;
+  });
+  return out;
+}
+
+TensorList modality_split(const Tensor& x, int64_t modalities) {
+  ops::check_defined("modality_split", x);
+  int64_t batch = per_modality_batch("modality_split", x, modalities);
+  TensorList parts;
+  for (int64_t m = 0; m < modalities; ++m) parts.push_back(x.narrow(m * batch, batch));
+  return parts;
+}
+
+Tensor modality_tile(const Tensor& label, int64_t modalities) {
+  const char* op = "modality_tile";
+  ops::check_defined(op, label);
+  MMF_CHECK(modalities >= 1, OpError, op, ": modalities must be >= 1, got ", modalities);
+  MMF_CHECK(label.dim() >= 1, OpError, op, ": needs a batch dim, got ", shape_str(label.shape()));
+  // Each copy's gradient slice flows to the same input; the engine sums them.
+  return modality_stack(TensorList(static_cast<size_t>(modalities), label));
+}
+
+}  // namespace mmfuse
