@@ -88,13 +88,15 @@ std::vector<std::string> enum_values_for_field(const pb::Descriptor* root, const
   return values;
 }
 
-// Rewrites protobuf's messages into ours and adds the suggestion.
-std::string explain(const std::string& message, const pb::Descriptor* root) {
+// Rewrites protobuf's messages into ours and adds the suggestion. `name` receives the unknown
+// name, if any, so that the collector can point at it rather than at the token after it.
+std::string explain(const std::string& message, const pb::Descriptor* root, std::string& name) {
   static const std::regex unknown_field(R"re(Message type "([\w.]+)" has no field named "(\w+)"\.?)re");
   static const std::regex unknown_enum(R"re(Unknown enumeration value of "(\w+)" for field "(\w+)"\.?)re");
   std::smatch m;
   if (std::regex_search(message, m, unknown_field)) {
-    std::string type = m[1], name = m[2];
+    std::string type = m[1];
+    name = m[2];
     const pb::Descriptor* d = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
     std::string short_type = type.substr(type.rfind('.') + 1);
     std::string out = "unknown field '" + name + "' in " + short_type;
@@ -102,10 +104,11 @@ std::string explain(const std::string& message, const pb::Descriptor* root) {
     return out;
   }
   if (std::regex_search(message, m, unknown_enum)) {
-    std::string value = m[1], field = m[2];
+    std::string field = m[2];
+    name = m[1];
     auto values = enum_values_for_field(root, field);
-    std::string out = "unknown value '" + value + "' for field '" + field + "'";
-    if (std::string s = suggest(value, values); !s.empty()) return out + "; did you mean '" + s + "'?";
+    std::string out = "unknown value '" + name + "' for field '" + field + "'";
+    if (std::string s = suggest(name, values); !s.empty()) return out + "; did you mean '" + s + "'?";
     if (!values.empty()) {
       out += " (one of";
       for (const auto& v : values) out += " " + v;
@@ -113,21 +116,44 @@ std::string explain(const std::string& message, const pb::Descriptor* root) {
     }
     return out;
   }
+  if (message.size() >= 5 && message.compare(message.size() - 5, 5, "got: ") == 0)
+    return "unexpected end of file (a closing '}' missing?)";
   return message;
 }
 
 class Collector : public pb::io::ErrorCollector {
  public:
-  Collector(std::string file, const pb::Descriptor* root) : file_(std::move(file)), root_(root) {}
+  Collector(std::string file, const std::string& text, const pb::Descriptor* root)
+      : file_(std::move(file)), text_(text), root_(root) {}
   void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
     if (!first_.empty()) return;  // the first error is the one to fix; the rest often follow from it
-    first_ = file_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " +
-             explain(message, root_);
+    std::string name;
+    std::string text = explain(message, root_, name);
+    if (!name.empty()) locate(name, line, column);
+    first_ = file_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + text;
   }
   const std::string& first() const { return first_; }
 
  private:
+  // protobuf reports an unknown name at the token after it: move (line, column) back to the
+  // last whole-word occurrence of `name` before that point.
+  void locate(const std::string& name, int& line, int& column) const {
+    std::vector<size_t> starts{0};
+    for (size_t i = 0; i < text_.size(); ++i)
+      if (text_[i] == '\n') starts.push_back(i + 1);
+    if (line < 0 || static_cast<size_t>(line) >= starts.size()) return;
+    size_t end = std::min(text_.size(), starts[static_cast<size_t>(line)] + static_cast<size_t>(std::max(column, 0)));
+    auto word = [&](size_t i) { return i < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[i])) || text_[i] == '_'); };
+    for (size_t pos = text_.rfind(name, end); pos != std::string::npos; pos = pos ? text_.rfind(name, pos - 1) : std::string::npos) {
+      if ((pos > 0 && word(pos - 1)) || word(pos + name.size())) continue;
+      size_t l = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), pos) - starts.begin()) - 1;
+      line = static_cast<int>(l);
+      column = static_cast<int>(pos - starts[l]);
+      return;
+    }
+  }
   std::string file_;
+  const std::string& text_;
   const pb::Descriptor* root_;
   std::string first_;
 };
@@ -143,7 +169,7 @@ std::string read_file(const std::string& path) {
 
 void parse_with_locations(const std::string& text, const std::string& display_name, pb::Message& message,
                           pb::TextFormat::ParseInfoTree* tree) {
-  Collector collector(display_name, message.GetDescriptor());
+  Collector collector(display_name, text, message.GetDescriptor());
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
   if (tree) parser.WriteLocationsTo(tree);

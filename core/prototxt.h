@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 // The generated header: the issue names it core/proto/mmfuse.pb.h; protobuf_generate_cpp
 // writes it to the build tree's root. Accept either.
 #if __has_include("core/proto/mmfuse.pb.h")
