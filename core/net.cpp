@@ -214,6 +214,16 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
                          did_you_mean(b, blob_order_));
       bottom_shapes.push_back(it->second);
     }
+    for (int t = 0; t < lp.top_size(); ++t) {
+      const std::string& top = lp.top(t);
+      bool in_place = std::find(lp.bottom().begin(), lp.bottom().end(), top) != lp.bottom().end();
+      if (blob_shapes_.count(top) && !in_place)
+        throw ParseError(layer->describe() + ": top '" + top +
+                         "' is already produced by an earlier layer (only an in-place layer, with a bottom of "
+                         "the same name, may reuse a name)");
+      if (std::find(lp.top().begin(), lp.top().begin() + t, top) != lp.top().begin() + t)
+        throw ParseError(layer->describe() + ": top '" + top + "' appears twice");
+    }
     top_shapes = layer->setup(bottom_shapes, ctx);
     MMF_CHECK(top_shapes.size() == static_cast<size_t>(lp.top_size()), ParseError, layer->describe(),
               ": setup returned ", top_shapes.size(), " shapes for ", lp.top_size(), " tops");

@@ -57,6 +57,10 @@ TEST_CASE("a missing bottom suggests a known blob; shape errors name the layer")
   CHECK(build_error(std::string(kInput23) + "layer { name: \"r\" type: \"ReLU\" bottom: \"data\" top: \"r\" }\n"
                                             "layer { name: \"r\" type: \"ReLU\" bottom: \"r\" top: \"r\" }") ==
         "layer 'r' (net.prototxt:3): duplicate layer name 'r'");
+  CHECK(build_error(std::string(kInput23) + "layer { name: \"a\" type: \"ReLU\" bottom: \"data\" top: \"r\" }\n"
+                                            "layer { name: \"b\" type: \"TanH\" bottom: \"data\" top: \"r\" }") ==
+        "net.prototxt:3: layer 'b' (TanH): top 'r' is already produced by an earlier layer (only an in-place layer, "
+        "with a bottom of the same name, may reuse a name)");
 }
 
 TEST_CASE("shape inference: Flatten and Reshape as Caffe") {
