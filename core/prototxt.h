@@ -11,13 +11,7 @@
 
 #include "core/error.h"
 
-// The generated header: the issue names it core/proto/mmfuse.pb.h; protobuf_generate_cpp
-// writes it to the build tree's root. Accept either.
-#if __has_include("core/proto/mmfuse.pb.h")
-#include "core/proto/mmfuse.pb.h"
-#else
-#include "mmfuse.pb.h"
-#endif
+#include "core/proto/mmfuse.pb.h"  // generated into the build tree
 
 namespace google::protobuf { class Message; }
 
