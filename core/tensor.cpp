@@ -9,6 +9,7 @@
 #include "core/kernels/philox.h"
 #include "core/random.h"
 #ifdef MMFUSE_WITH_CUDA
+#include "cuda/kernels.h"
 #include "cuda/runtime.h"
 #endif
 
@@ -113,6 +114,11 @@ void copy_elements(const void* src, DType st, Device sd, void* dst, DType dt, De
               " is not supported");
     return cuda::copy_device_to_device(dst, src, src_bytes, sd.index);
   }
+  if (sd.is_cuda() && dd.is_cuda()) {
+    MMF_CHECK(sd.index == dd.index, DeviceError, "copy between ", sd.str(), " and ", dd.str(),
+              " is not supported");
+    return cuda::convert(src, st, dst, dt, n, sd.index);  // stays on the device
+  }
   // Conversion across devices: convert on the host (input batches and checks, not a hot path).
   std::vector<unsigned char> staged(src_bytes), converted(static_cast<size_t>(n) * dtype_size(dt));
   if (sd.is_cpu()) std::memcpy(staged.data(), src, src_bytes);
@@ -166,8 +172,12 @@ void Tensor::fill_(double value) const {
     });
     return;
   }
+#ifdef MMFUSE_WITH_CUDA
+  cuda::fill(raw_data(), dtype(), n, value, device().index);
+#else
   Tensor host = full(shape(), value, dtype(), Device::cpu());
   copy_(host);
+#endif
 }
 
 Tensor Tensor::arange(double start, double end, double step, DType dtype, Device device) {

@@ -1,69 +1,28 @@
-// Device memory and copies. Allocation is plain cudaMalloc for now; the caching allocator of
-// the CUDA-backend issue replaces device_alloc/device_free behind the same interface.
+// Copies on the device's compute stream. Device memory and pinned buffers: cuda/allocator.cpp;
+// contexts, device queries and timing: cuda/context.cpp.
 #include "cuda/runtime.h"
 
 #include "cuda/check.h"
+#include "cuda/context.h"
 
 namespace mmfuse::cuda {
 
-int device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no device" error
-    return 0;
-  }
-  return n;
-}
-
-namespace {
-void use_device(int device) {
-  int n = device_count();
-  MMF_CHECK(device >= 0 && device < n, DeviceError, "cuda:", device, " is not available (",
-            n, " CUDA device(s) visible)");
-  MMF_CUDA_CHECK(cudaSetDevice(device));
-}
-}  // namespace
-
-void* device_alloc(size_t nbytes, int device) {
-  use_device(device);
-  void* p = nullptr;
-  if (nbytes == 0) nbytes = 1;
-  cudaError_t err = cudaMalloc(&p, nbytes);
-  if (err != cudaSuccess) {
-    cudaGetLastError();
-    size_t free_bytes = 0, total = 0;
-    cudaMemGetInfo(&free_bytes, &total);
-    throw DeviceError("out of memory on cuda:" + std::to_string(device) + ": asked for " +
-                      std::to_string(nbytes) + " bytes, " + std::to_string(free_bytes) + " of " +
-                      std::to_string(total) + " free");
-  }
-  return p;
-}
-
-void device_free(void* ptr, int device) {
-  if (!ptr) return;
-  cudaSetDevice(device);
-  cudaFree(ptr);  // never throws from a destructor
-}
-
 void copy_to_device(void* dst, const void* src, size_t nbytes, int device) {
-  use_device(device);
-  MMF_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyHostToDevice));
+  if (nbytes == 0) return;
+  MMF_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream(device)));
 }
 
 void copy_to_host(void* dst, const void* src, size_t nbytes, int device) {
-  use_device(device);
-  MMF_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
+  if (nbytes == 0) return;
+  cudaStream_t s = stream(device);
+  MMF_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
+  // The host reads dst next (and a pageable dst is only written at the end of the copy).
+  MMF_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
 void copy_device_to_device(void* dst, const void* src, size_t nbytes, int device) {
-  use_device(device);
-  MMF_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToDevice));
-}
-
-void synchronize(int device) {
-  use_device(device);
-  MMF_CUDA_CHECK(cudaDeviceSynchronize());
+  if (nbytes == 0) return;
+  MMF_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, stream(device)));
 }
 
 }  // namespace mmfuse::cuda

@@ -4,6 +4,9 @@
 #include "core/kernels/elementwise_functors.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/kernels.h"
+#endif
 
 namespace mmfuse {
 
@@ -42,10 +45,17 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, Op op)
   ops::check_floating(name, a);
   Shape shape = broadcast_shape(name, a.shape(), b.shape());
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
-  if (a.is_cuda()) ops::no_cuda_kernel(name);
   auto as = broadcast_strides(a.shape(), shape), bs = broadcast_strides(b.shape(), shape);
   dispatch_floating(name, a.dtype(), [&]<typename T>() {
-    cpu::binary_broadcast<T>(a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op);
+    if (a.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      cuda::binary_broadcast<T>(a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op, a.device().index);
+#else
+      ops::no_cuda_kernel(name);
+#endif
+    } else {
+      cpu::binary_broadcast<T>(a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op);
+    }
   });
   return out;
 }
@@ -54,15 +64,31 @@ template <typename Op>
 Tensor unary(const char* name, const Tensor& x, Op op) {
   ops::check_floating(name, x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(name);
   dispatch_floating(name, x.dtype(), [&]<typename T>() {
-    cpu::unary_forward<T>(x.data<T>(), y.data<T>(), x.numel(), op);
+    if (x.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      cuda::unary_forward<T>(x.data<T>(), y.data<T>(), x.numel(), op, x.device().index);
+#else
+      ops::no_cuda_kernel(name);
+#endif
+    } else {
+      cpu::unary_forward<T>(x.data<T>(), y.data<T>(), x.numel(), op);
+    }
   });
   autograd::record(name, {x}, {y}, [name, op, x = x.detach(), y = y.detach()](const TensorList& g) -> TensorList {
     Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-    if (x.is_cuda()) ops::no_cuda_kernel(name);
+    ops::check_compatible(name, x, g[0]);
     dispatch_floating(name, x.dtype(), [&]<typename T>() {
-      cpu::unary_backward<T>(x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
+      if (x.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+        cuda::unary_backward<T>(x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op,
+                                x.device().index);
+#else
+        ops::no_cuda_kernel(name);
+#endif
+      } else {
+        cpu::unary_backward<T>(x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
+      }
     });
     return {dx};
   });

@@ -1,0 +1,119 @@
+// bench/kernels: achieved bandwidth of every memory-bound CUDA kernel at a large size, and its
+// ratio to a device-to-device copy measured in the same run. Each figure is the median of 25
+// runs timed with CUDA events on the compute stream, after 3 warm-up runs, on random data
+// (uniform in [0.5, 1.5): never zeros, valid for log and pow). Ops are called through the
+// public API, so the figures include what a user pays (the caching allocator's hit, the
+// launch); later op families add rows to the table in main().
+//
+// Usage: bench_kernels [log2 of the bytes per float32 input, default 28]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/kernels.h"
+#include "cuda/runtime.h"
+#endif
+
+using namespace mmfuse;
+
+#ifdef MMFUSE_WITH_CUDA
+namespace {
+
+constexpr int kWarmup = 3;
+constexpr int kRuns = 25;
+
+double median_ms(const std::function<void()>& work) {
+  for (int i = 0; i < kWarmup; ++i) work();
+  cuda::synchronize(0);
+  std::vector<float> ms;
+  for (int i = 0; i < kRuns; ++i) ms.push_back(cuda::time_on_stream(0, work));
+  std::sort(ms.begin(), ms.end());
+  return ms[kRuns / 2];
+}
+
+struct Row {
+  std::string name;
+  double bytes;  // bytes read + written by one run
+  double ms;
+};
+
+}  // namespace
+#endif
+
+int main(int argc, char** argv) {
+#ifndef MMFUSE_WITH_CUDA
+  (void)argc, (void)argv;
+  std::printf("bench_kernels: mmfuse was built without CUDA; nothing to measure\n");
+  return 0;
+#else
+  if (cuda::device_count() == 0) {
+    std::printf("bench_kernels: no CUDA device visible; nothing to measure\n");
+    return 0;
+  }
+  int log2_bytes = argc > 1 ? std::atoi(argv[1]) : 28;
+  if (log2_bytes < 24 || log2_bytes > 33) {
+    std::fprintf(stderr, "bench_kernels: log2 bytes must be in [24, 33]\n");
+    return 2;
+  }
+  const int64_t n = (int64_t{1} << log2_bytes) / 4;  // float32 elements per input
+  const double B = static_cast<double>(n) * 4;
+  Device gpu = Device::cuda(0);
+  cuda::DeviceInfo info = cuda::device_info(0);
+  std::printf("bench_kernels on %s (sm_%d%d), %lld float32 elements (%s) per input\n\n", info.name.c_str(),
+              info.major, info.minor, static_cast<long long>(n), cuda::format_bytes(static_cast<size_t>(B)).c_str());
+
+  Generator gen(2024);
+  auto random = [&](const Shape& s) { return Tensor::rand(s, gen, 0.5, 1.5, DType::f32).to(gpu); };
+  Tensor x = random({n}), y = random({n}), g = random({n});
+  Tensor out = Tensor::empty({n}, DType::f32, gpu);
+  const int64_t cols = 1024, rows = n / cols;
+  Tensor bias = random({cols}), scalar = random({}), mid = random({1, 64, 1});
+
+  std::vector<Row> table;
+  auto row = [&](const std::string& name, double bytes, const std::function<void()>& work) {
+    table.push_back({name, bytes, median_ms(work)});
+  };
+  row("copy device-to-device", 2 * B, [&] { cuda::copy_device_to_device(out.raw_data(), x.raw_data(), n * 4, 0); });
+  row("fill", B, [&] { out.fill_(1.5); });
+  row("convert float32 -> float64", 3 * B, [&] { Tensor d = x.to(DType::f64); });
+  row("relu", 2 * B, [&] { Tensor r = relu(x); });
+  row("sigmoid", 2 * B, [&] { Tensor r = sigmoid(x); });
+  row("exp", 2 * B, [&] { Tensor r = exp(x); });
+  row("log", 2 * B, [&] { Tensor r = log(x); });
+  row("affine (x * s + t)", 2 * B, [&] { Tensor r = x * 1.5 + 0.25; });
+  row("relu backward", 4 * B, [&] {
+    cuda::unary_backward<float>(x.data<float>(), y.data<float>(), g.data<float>(), out.data<float>(), n,
+                                functors::Relu{}, 0);
+  });
+  row("tanh backward", 4 * B, [&] {
+    cuda::unary_backward<float>(x.data<float>(), y.data<float>(), g.data<float>(), out.data<float>(), n,
+                                functors::Tanh{}, 0);
+  });
+  row("add, equal shapes", 3 * B, [&] { Tensor r = add(x, y); });
+  row("mul by a 0-d tensor", 2 * B, [&] { Tensor r = mul(x, scalar); });
+  row("add [R, 1024] + [1024]", 2 * B, [&] { Tensor r = add(x.reshape({rows, cols}), bias); });
+  row("add [R/64, 64, 1024] + [1, 64, 1]", 2 * B,
+      [&] { Tensor r = add(x.reshape({rows / 64, 64, cols}), mid); });
+  row("sum, all", B, [&] { Tensor r = sum(x); });
+  row("sum [R, 1024] over dim 1", B, [&] { Tensor r = sum(x.reshape({rows, cols}), {1}); });
+  row("sum [1024, R] over dim 0", B, [&] { Tensor r = sum(x.reshape({cols, rows}), {0}); });
+  row("sum [R/64, 64, 1024] over dims 0, 2", B, [&] { Tensor r = sum(x.reshape({rows / 64, 64, cols}), {0, 2}); });
+  row("max [R, 1024] over dim 1", B, [&] { Tensor r = max(x.reshape({rows, cols}), {1}); });
+  row("max, all", B, [&] { Tensor r = max(x); });
+
+  double copy_gbs = table[0].bytes / (table[0].ms * 1e6);
+  std::printf("| kernel | median ms | GB/s | vs copy |\n|---|---:|---:|---:|\n");
+  for (const Row& r : table) {
+    double gbs = r.bytes / (r.ms * 1e6);
+    std::printf("| %s | %.3f | %.0f | %.2f |\n", r.name.c_str(), r.ms, gbs, gbs / copy_gbs);
+  }
+  std::printf("\n(GB/s = bytes read + written / median time, 1 GB = 1e9 B; %d runs after %d warm-ups)\n", kRuns, kWarmup);
+  std::printf("%s\n", cuda::allocator_summary(0).c_str());
+  return 0;
+#endif
+}
