@@ -14,6 +14,8 @@ TEST_CASE("sum, mean, max over chosen dims by hand") {
   CHECK(sum_to(x, {3, 1}).to_vector<double>() == std::vector<double>{60, 92, 124});
   CHECK_THROWS_AS(sum(x, {3}), OpError);
   CHECK_THROWS_AS(sum(x, {1, -2}), OpError);
+  CHECK_THROWS_WITH_AS(max(Tensor::empty({3, 0}), {1}), "max: empty reduction over [3, 0]", OpError);
+  CHECK(max(Tensor::empty({0, 3}), {1}).shape() == Shape{0});
 }
 
 MMF_GRAD_TEST(sum) {

@@ -76,7 +76,7 @@ Tensor max_cuda(const Tensor& x, const std::vector<bool>& mask, const Tensor& ou
   int64_t reduced = 1;
   for (size_t d = 0; d < mask.size(); ++d)
     if (mask[d]) reduced *= x.shape()[d];
-  MMF_CHECK(reduced > 0 || x.numel() == 0, OpError, "max: empty reduction over ", shape_str(x.shape()));
+  MMF_CHECK(reduced > 0 || out.numel() == 0, OpError, "max: empty reduction over ", shape_str(x.shape()));
   int device = x.device().index;
   Tensor argmax = Tensor::empty(out.shape(), DType::i64, x.device());
   ops::dispatch_floating("max", x.dtype(), [&]<typename T>() {
@@ -117,7 +117,8 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   Tensor out = Tensor::empty(out_shape, x.dtype(), x.device());
   if (x.is_cuda()) return max_cuda(x, mask, out);
   auto plan = cpu::make_reduce_plan(x.shape(), mask);
-  MMF_CHECK(!plan.reduce_offsets.empty() || x.numel() == 0, OpError, op, ": empty reduction over ",
+  // Like PyTorch: the maximum of nothing is an error, unless there is no output either.
+  MMF_CHECK(!plan.reduce_offsets.empty() || plan.out_offsets.empty(), OpError, op, ": empty reduction over ",
             shape_str(x.shape()));
   // Input offset of each output's maximum, kept for backward.
   auto argmax = std::make_shared<std::vector<int64_t>>(plan.out_offsets.size());
