@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/layer.h"
+#include "core/net.h"
 #include "core/prototxt.h"
 #include "datasets/data_layer.h"
 #include "datasets/fashion_mnist.h"
@@ -410,4 +411,21 @@ TEST_CASE("SyntheticRgbdData: shapes, determinism, stacked vs unstacked, mirror,
   CHECK(cls[1] == make_synthetic_rgbd_cls(spec, 5, 100).class_index);
   CHECK(cls[2] == make_synthetic_rgbd_cls(spec, 5, 101).class_index);
   CHECK(error_of([&] { build(layer(stacked_tops + " top: 'x'", "")); }).find("takes 2 tops") != std::string::npos);
+}
+
+TEST_CASE("data layers inside a Net: phases pick their layer, tops have the setup shapes") {
+  proto::NetParameter np = read_net_text(R"(
+    name: "n"
+    layer { name: "train_data" type: "SyntheticRgbdData" top: "data" top: "label" include { phase: TRAIN }
+            synthetic_rgbd_param { batch_size: 2 size: 9 mirror: true } }
+    layer { name: "test_data" type: "SyntheticRgbdData" top: "data" top: "label" include { phase: TEST }
+            synthetic_rgbd_param { batch_size: 3 size: 9 num_samples: 5 first_index: 50 threads: 0 } }
+  )");
+  Net train(np, proto::TRAIN), test(np, proto::TEST);
+  CHECK(train.blob_shape("data") == Shape{4, 3, 9, 9});
+  CHECK(test.blob_shape("label") == Shape{3, 9, 9});
+  auto blobs = train.forward();
+  CHECK(blobs.at("data").shape() == Shape{4, 3, 9, 9});
+  CHECK(blobs.at("label").dtype() == DType::i32);
+  CHECK(test.forward().at("label").shape() == Shape{3, 9, 9});
 }
