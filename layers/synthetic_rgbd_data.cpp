@@ -3,7 +3,8 @@
 // channels) and label; stacked: false: rgb [N, 3, S, S], depth [N, 1, S, S], label. The label is
 // int32 [N, S, S] (segmentation, 7 classes) or [N] (classification: true, 6 classes).
 //   RGB:   (v / 255 - mean) / std with ImageNet's mean (0.485, 0.456, 0.406), std (0.229, 0.224, 0.225);
-//   depth: (d / 1000 - 2.75) / 0.75 for d millimetres > 0 (scenes span about 1.0-4.4 m: values in about [-2.4, 2.2]), 0 for holes.
+//   depth: (d / 1000 - 2.75) / 0.75 for d millimetres > 0, 0 for holes (scenes span about
+//          1.0-4.4 m: values in about [-2.4, 2.2]).
 // Batch b is a pure function of (seed, b, phase); see docs/datasets.md ("Data layers").
 #include <algorithm>
 #include <memory>
