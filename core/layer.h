@@ -52,6 +52,9 @@ struct ForwardContext {
   proto::Phase phase = proto::TRAIN;
   Device device = Device::cpu();
   Generator* gen = nullptr;  // dropout and other random layers
+  // The global batch index (set by the solver: iter * iter_size + k; 0.. for a test run). Data
+  // layers make their batch a pure function of (seed, batch index), so resume is bit-exact.
+  int64_t iteration = 0;
   // The tensors fed to Net::forward by blob name (Input layers read theirs here).
   const std::map<std::string, Tensor>* inputs = nullptr;
 };

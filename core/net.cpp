@@ -303,7 +303,7 @@ std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& 
               shape_str(blob_shapes_.at(param_.input(i))), ")");
     blobs_[param_.input(i)] = it->second;
   }
-  ForwardContext ctx{phase_, device_, &forward_gen_, &fed};
+  ForwardContext ctx{phase_, device_, &forward_gen_, /*iteration=*/0, &fed};  // TODO(solver): the batch index
   Tensor loss;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
