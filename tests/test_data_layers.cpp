@@ -17,22 +17,14 @@
 #include "datasets/image.h"
 #include "datasets/synthetic_rgbd.h"
 #include "doctest/doctest.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::TempDir;
 
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name) {
-    path = std::filesystem::temp_directory_path() / ("mmfuse_test_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 struct Built {
   std::unique_ptr<Layer> layer;

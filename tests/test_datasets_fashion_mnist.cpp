@@ -13,22 +13,14 @@
 #include "core/error.h"
 #include "datasets/fashion_mnist.h"
 #include "doctest/doctest.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::TempDir;
 
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name) {
-    path = std::filesystem::temp_directory_path() / ("mmfuse_test_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<uint8_t> idx(uint32_t magic, std::vector<uint32_t> dims, const std::vector<uint8_t>& payload) {
   std::vector<uint8_t> out;

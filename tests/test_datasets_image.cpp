@@ -13,24 +13,15 @@
 #include "datasets/list_file.h"
 #include "datasets/transforms.h"
 #include "doctest/doctest.h"
+#include "tests/temp_dir.h"
 #include "stb/stb_image_write.h"
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::TempDir;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed at the end of the test.
-struct TempDir {
-  std::filesystem::path path;
-  explicit TempDir(const std::string& name) {
-    path = std::filesystem::temp_directory_path() / ("mmfuse_test_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
 
 Image random_image(int w, int h, int c, int bits, uint64_t seed) {
   Generator gen(seed);

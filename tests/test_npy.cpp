@@ -8,26 +8,15 @@
 
 #include "core/npy.h"
 #include "tests/gradcheck.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
+using mmfuse::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
 
 // A scratch folder, removed with everything in it at the end of the test.
-struct TempDir {
-  fs::path dir;
-  TempDir() {
-    dir = fs::temp_directory_path() / ("mmfuse_test_npy_" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string path(const std::string& name) const { return (dir / name).string(); }
-};
-
 void write_file(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -61,8 +50,8 @@ std::string raw(const std::vector<T>& v) {
 }  // namespace
 
 TEST_CASE("npy round trips every dtype, 0-d and empty arrays") {
-  TempDir tmp;
-  std::string path = tmp.path("round.npy");
+  TempDir tmp("npy");
+  std::string path = (tmp / "round.npy");
   Generator gen(7);
   for (DType dtype : {DType::f32, DType::f64, DType::i32, DType::i64, DType::u8}) {
     for (Shape shape : std::vector<Shape>{{3, 5}, {7}, {}, {0, 3}, {2, 1, 3}}) {
@@ -83,8 +72,8 @@ TEST_CASE("npy round trips every dtype, 0-d and empty arrays") {
 }
 
 TEST_CASE("npy writer lays out the header bytes as numpy.save does") {
-  TempDir tmp;
-  std::string path = tmp.path("layout.npy");
+  TempDir tmp("npy");
+  std::string path = (tmp / "layout.npy");
   save_npy(path, Tensor::from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3}));
   // The dict, 20 spare spaces for the first dim (21 digits minus one), padding to 128, '\n'.
   std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }" + std::string(20, ' ');
@@ -100,8 +89,8 @@ TEST_CASE("npy writer lays out the header bytes as numpy.save does") {
 }
 
 TEST_CASE("npy writer switches to version 2.0 when the header outgrows 65535 bytes") {
-  TempDir tmp;
-  std::string path = tmp.path("v2.npy");
+  TempDir tmp("npy");
+  std::string path = (tmp / "v2.npy");
   Shape shape(22000, 1);  // "1, " per dim: 66000 bytes of shape
   save_npy(path, Tensor::zeros(shape, DType::u8));
   std::string bytes = read_file(path);
@@ -113,8 +102,8 @@ TEST_CASE("npy writer switches to version 2.0 when the header outgrows 65535 byt
 }
 
 TEST_CASE("npy reads hand-written files of versions 1.0, 2.0 and 3.0") {
-  TempDir tmp;
-  std::string path = tmp.path("hand.npy");
+  TempDir tmp("npy");
+  std::string path = (tmp / "hand.npy");
   write_file(path, npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }",
                              raw<double>({1.5, -2, 3, 4})));
   Tensor a = load_npy(path);
@@ -153,8 +142,8 @@ TEST_CASE("npy reads hand-written files of versions 1.0, 2.0 and 3.0") {
 }
 
 TEST_CASE("npy errors name the path and the reason") {
-  TempDir tmp;
-  std::string path = tmp.path("x.npy");
+  TempDir tmp("npy");
+  std::string path = (tmp / "x.npy");
   auto header = [](const std::string& descr, const std::string& fortran, const std::string& shape) {
     return "{'descr': '" + descr + "', 'fortran_order': " + fortran + ", 'shape': " + shape + ", }";
   };
@@ -202,12 +191,12 @@ TEST_CASE("npy errors name the path and the reason") {
   v4[6] = 4;
   check_error(v4, "unsupported .npy format version 4.0 (1.0, 2.0 and 3.0 are)");
 
-  CHECK_THROWS_WITH_AS(load_npy(tmp.path("missing.npy")),
-                       (tmp.path("missing.npy") + ": cannot open (No such file or directory)").c_str(), IOError);
-  CHECK_THROWS_WITH_AS(load_npy(tmp.dir.string()), (tmp.dir.string() + ": is a directory, not a .npy file").c_str(),
+  CHECK_THROWS_WITH_AS(load_npy(tmp / "missing.npy"),
+                       ((tmp / "missing.npy") + ": cannot open (No such file or directory)").c_str(), IOError);
+  CHECK_THROWS_WITH_AS(load_npy(tmp.path.string()), (tmp.path.string() + ": is a directory, not a .npy file").c_str(),
                        IOError);
-  CHECK_THROWS_WITH_AS(save_npy(tmp.path("no/such/dir.npy"), Tensor::zeros({1})),
-                       (tmp.path("no/such/dir.npy") + ": cannot open for writing (No such file or directory)").c_str(),
+  CHECK_THROWS_WITH_AS(save_npy(tmp / "no/such/dir.npy", Tensor::zeros({1})),
+                       ((tmp / "no/such/dir.npy") + ": cannot open for writing (No such file or directory)").c_str(),
                        IOError);
 }
 
@@ -219,8 +208,8 @@ TEST_CASE("npy saves a CUDA tensor through the host") {
     MESSAGE("skipped: no GPU on this machine");
     return;
   }
-  TempDir tmp;
-  std::string path = tmp.path("gpu.npy");
+  TempDir tmp("npy");
+  std::string path = (tmp / "gpu.npy");
   Tensor t = Tensor::arange(0, 7, 1, DType::f32).to(Device::cuda(0));
   save_npy(path, t);
   Tensor back = load_npy(path);
