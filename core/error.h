@@ -17,6 +17,9 @@ struct OpError : Error { using Error::Error; };
 struct IOError : Error { using Error::Error; };
 // A device (CUDA) call failed, or a device is missing.
 struct DeviceError : Error { using Error::Error; };
+// A model or solver definition is wrong: a prototxt syntax error ("file:line:col: message"),
+// an unknown field or layer type, or a net that cannot be built (arity, shapes, sharing).
+struct ParseError : Error { using Error::Error; };
 
 namespace detail {
 template <typename... Args>

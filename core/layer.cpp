@@ -1,0 +1,79 @@
+#include "core/layer.h"
+
+#include "core/filler.h"
+
+namespace mmfuse {
+
+Layer::Layer(const proto::LayerParameter& param) : param_(param) {}
+
+std::string Layer::describe() const { return "layer '" + name() + "' (" + type() + ")"; }
+
+namespace {
+std::string count_range(int lo, int hi, const char* noun) {
+  std::string n = std::string(noun) + ((hi == 1 && lo == 1) ? "" : "s");
+  if (hi < 0) return "at least " + std::to_string(lo) + " " + n;
+  if (lo == hi) return std::to_string(lo) + " " + n;
+  return std::to_string(lo) + " to " + std::to_string(hi) + " " + n;
+}
+}  // namespace
+
+void Layer::check_arity() const {
+  Arity a = arity();
+  int nb = param_.bottom_size(), nt = param_.top_size();
+  if (nb < a.min_bottoms || (a.max_bottoms >= 0 && nb > a.max_bottoms))
+    throw ParseError(describe() + " takes " + count_range(a.min_bottoms, a.max_bottoms, "bottom") + ", got " +
+                     std::to_string(nb));
+  if (nt < a.min_tops || (a.max_tops >= 0 && nt > a.max_tops))
+    throw ParseError(describe() + " takes " + count_range(a.min_tops, a.max_tops, "top") + ", got " +
+                     std::to_string(nt));
+}
+
+int64_t Layer::canonical_axis(int64_t axis, int64_t ndim, const char* what) const {
+  int64_t a = axis < 0 ? axis + ndim : axis;
+  if (a < 0 || a >= ndim) fail(what, " ", axis, " out of range for a ", ndim, "-d bottom");
+  return a;
+}
+
+const Tensor& Layer::add_param(LayerContext& ctx, const std::string& short_name, const Shape& shape,
+                               const proto::FillerParameter& filler, int64_t fan_in, int64_t fan_out,
+                               bool learnable) {
+  size_t index = params_.size();
+  Param p;
+  p.name = name() + "." + short_name;
+  if (static_cast<int>(index) < param_.param_size()) {
+    p.lr_mult = param_.param(static_cast<int>(index)).lr_mult();
+    p.decay_mult = param_.param(static_cast<int>(index)).decay_mult();
+  }
+  p.learnable = learnable;
+  p.value = Tensor::empty(shape, ctx.dtype, ctx.device);
+  try {
+    fill(p.value, filler, ctx.gen, fan_in, fan_out);
+  } catch (const OpError& e) {
+    fail("parameter '", short_name, "': ", e.what());
+  }
+  if (learnable) p.value.set_requires_grad(true);
+  params_.push_back(std::move(p));
+  return params_.back().value;
+}
+
+std::map<std::string, LayerFactory>& layer_registry() {
+  static std::map<std::string, LayerFactory> registry;
+  return registry;
+}
+
+std::vector<std::string> layer_types() {
+  std::vector<std::string> types;
+  for (const auto& [name, factory] : layer_registry()) types.push_back(name);
+  return types;
+}
+
+std::unique_ptr<Layer> create_layer(const proto::LayerParameter& param) {
+  auto it = layer_registry().find(param.type());
+  if (it == layer_registry().end()) {
+    if (param.type().empty()) throw ParseError("no type given");
+    throw ParseError("unknown type '" + param.type() + "'" + did_you_mean(param.type(), layer_types()));
+  }
+  return it->second(param);
+}
+
+}  // namespace mmfuse

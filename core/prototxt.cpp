@@ -1,0 +1,253 @@
+#include "core/prototxt.h"
+
+#include <fcntl.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace mmfuse {
+
+namespace pb = google::protobuf;
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  // Levenshtein with adjacent transpositions counted as one edit (Damerau's "optimal string
+  // alignment"): "Convolutoin" is one slip away from "Convolution".
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      size_t cost = std::tolower(a[i - 1]) == std::tolower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && std::tolower(a[i - 1]) == std::tolower(b[j - 2]) &&
+          std::tolower(a[i - 2]) == std::tolower(b[j - 1]))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[n][m];
+}
+
+std::string suggest(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& c : candidates) {
+    size_t dist = edit_distance(name, c);
+    if (dist < best_distance) {
+      best_distance = dist;
+      best = c;
+    }
+  }
+  // A plausible typo: at most a third of the longer name differs (and at least one edit is
+  // allowed for short names).
+  size_t limit = std::max<size_t>(1, std::max(name.size(), best.size()) / 3);
+  return best_distance <= limit ? best : std::string();
+}
+
+std::string did_you_mean(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string s = suggest(name, candidates);
+  return s.empty() ? std::string() : "; did you mean '" + s + "'?";
+}
+
+namespace {
+
+std::vector<std::string> field_names(const pb::Descriptor* d) {
+  std::vector<std::string> names;
+  for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+  return names;
+}
+
+// Enum values usable for a field called `field` anywhere in the schema of `root`.
+std::vector<std::string> enum_values_for_field(const pb::Descriptor* root, const std::string& field) {
+  std::vector<std::string> values;
+  const pb::FileDescriptor* file = root->file();
+  std::vector<const pb::Descriptor*> stack;
+  for (int i = 0; i < file->message_type_count(); ++i) stack.push_back(file->message_type(i));
+  while (!stack.empty()) {
+    const pb::Descriptor* d = stack.back();
+    stack.pop_back();
+    for (int i = 0; i < d->nested_type_count(); ++i) stack.push_back(d->nested_type(i));
+    for (int i = 0; i < d->field_count(); ++i) {
+      const pb::FieldDescriptor* f = d->field(i);
+      if (f->name() != field || f->enum_type() == nullptr) continue;
+      for (int v = 0; v < f->enum_type()->value_count(); ++v) values.push_back(f->enum_type()->value(v)->name());
+    }
+  }
+  std::sort(values.begin(), values.end());
+  values.erase(std::unique(values.begin(), values.end()), values.end());
+  return values;
+}
+
+// Rewrites protobuf's messages into ours and adds the suggestion. `name` receives the unknown
+// name, if any, so that the collector can point at it rather than at the token after it.
+std::string explain(const std::string& message, const pb::Descriptor* root, std::string& name) {
+  static const std::regex unknown_field(R"re(Message type "([\w.]+)" has no field named "(\w+)"\.?)re");
+  static const std::regex unknown_enum(R"re(Unknown enumeration value of "(\w+)" for field "(\w+)"\.?)re");
+  std::smatch m;
+  if (std::regex_search(message, m, unknown_field)) {
+    std::string type = m[1];
+    name = m[2];
+    const pb::Descriptor* d = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
+    std::string short_type = type.substr(type.rfind('.') + 1);
+    std::string out = "unknown field '" + name + "' in " + short_type;
+    if (d) out += did_you_mean(name, field_names(d));
+    return out;
+  }
+  if (std::regex_search(message, m, unknown_enum)) {
+    std::string field = m[2];
+    name = m[1];
+    auto values = enum_values_for_field(root, field);
+    std::string out = "unknown value '" + name + "' for field '" + field + "'";
+    if (std::string s = suggest(name, values); !s.empty()) return out + "; did you mean '" + s + "'?";
+    if (!values.empty()) {
+      out += " (one of";
+      for (const auto& v : values) out += " " + v;
+      out += ")";
+    }
+    return out;
+  }
+  if (message.size() >= 5 && message.compare(message.size() - 5, 5, "got: ") == 0)
+    return "unexpected end of file (a closing '}' missing?)";
+  return message;
+}
+
+class Collector : public pb::io::ErrorCollector {
+ public:
+  Collector(std::string file, const std::string& text, const pb::Descriptor* root)
+      : file_(std::move(file)), text_(text), root_(root) {}
+  void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
+    if (!first_.empty()) return;  // the first error is the one to fix; the rest often follow from it
+    std::string name;
+    std::string text = explain(message, root_, name);
+    if (!name.empty()) locate(name, line, column);
+    first_ = file_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + text;
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  // protobuf reports an unknown name at the token after it: move (line, column) back to the
+  // last whole-word occurrence of `name` before that point.
+  void locate(const std::string& name, int& line, int& column) const {
+    std::vector<size_t> starts{0};
+    for (size_t i = 0; i < text_.size(); ++i)
+      if (text_[i] == '\n') starts.push_back(i + 1);
+    if (line < 0 || static_cast<size_t>(line) >= starts.size()) return;
+    size_t end = std::min(text_.size(), starts[static_cast<size_t>(line)] + static_cast<size_t>(std::max(column, 0)));
+    auto word = [&](size_t i) { return i < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[i])) || text_[i] == '_'); };
+    for (size_t pos = text_.rfind(name, end); pos != std::string::npos; pos = pos ? text_.rfind(name, pos - 1) : std::string::npos) {
+      if ((pos > 0 && word(pos - 1)) || word(pos + name.size())) continue;
+      size_t l = static_cast<size_t>(std::upper_bound(starts.begin(), starts.end(), pos) - starts.begin()) - 1;
+      line = static_cast<int>(l);
+      column = static_cast<int>(pos - starts[l]);
+      return;
+    }
+  }
+  std::string file_;
+  const std::string& text_;
+  const pb::Descriptor* root_;
+  std::string first_;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  MMF_CHECK(in.good(), IOError, path, ": cannot open for reading");
+  std::ostringstream os;
+  os << in.rdbuf();
+  MMF_CHECK(!in.bad(), IOError, path, ": read failed");
+  return os.str();
+}
+
+void parse_with_locations(const std::string& text, const std::string& display_name, pb::Message& message,
+                          pb::TextFormat::ParseInfoTree* tree) {
+  Collector collector(display_name, text, message.GetDescriptor());
+  pb::TextFormat::Parser parser;
+  parser.RecordErrorsTo(&collector);
+  if (tree) parser.WriteLocationsTo(tree);
+  if (!parser.ParseFromString(text, &message)) {
+    throw ParseError(collector.first().empty() ? display_name + ": cannot parse " +
+                                                     message.GetDescriptor()->name()
+                                               : collector.first());
+  }
+}
+
+}  // namespace
+
+void parse_text(const std::string& text, const std::string& display_name, pb::Message& message) {
+  parse_with_locations(text, display_name, message, nullptr);
+}
+
+proto::NetParameter read_net_text(const std::string& text, const std::string& display_name) {
+  proto::NetParameter net;
+  pb::TextFormat::ParseInfoTree tree;
+  parse_with_locations(text, display_name, net, &tree);
+  const pb::FieldDescriptor* layer_field = proto::NetParameter::descriptor()->FindFieldByName("layer");
+  for (int i = 0; i < net.layer_size(); ++i) {
+    pb::TextFormat::ParseLocation loc = tree.GetLocation(layer_field, i);
+    if (loc.line >= 0 && !net.layer(i).has_source_line()) net.mutable_layer(i)->set_source_line(loc.line + 1);
+  }
+  if (!net.has_source_file()) net.set_source_file(display_name);
+  return net;
+}
+
+proto::NetParameter read_net(const std::string& path) { return read_net_text(read_file(path), path); }
+
+proto::SolverParameter read_solver_text(const std::string& text, const std::string& display_name) {
+  proto::SolverParameter solver;
+  parse_text(text, display_name, solver);
+  return solver;
+}
+
+proto::SolverParameter read_solver(const std::string& path) { return read_solver_text(read_file(path), path); }
+
+void write_binary_atomic(const std::string& path, const pb::Message& message) {
+  std::string bytes;
+  MMF_CHECK(message.SerializeToString(&bytes), IOError, path, ": cannot serialise ",
+            message.GetDescriptor()->name());
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  MMF_CHECK(fd >= 0, IOError, tmp, ": cannot open for writing");
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0) {
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw IOError(tmp + ": write failed (disk full?)");
+    }
+    done += static_cast<size_t>(n);
+  }
+  bool synced = ::fsync(fd) == 0;
+  bool closed = ::close(fd) == 0;
+  if (!synced || !closed) {
+    ::unlink(tmp.c_str());
+    throw IOError(tmp + ": fsync/close failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw IOError(path + ": cannot rename " + tmp + " into place");
+  }
+}
+
+void read_binary(const std::string& path, pb::Message& message) {
+  std::string bytes = read_file(path);
+  MMF_CHECK(message.ParseFromString(bytes), IOError, path, ": not a valid binary ",
+            message.GetDescriptor()->name(), " (truncated or another file type?)");
+}
+
+std::string layer_location(const proto::NetParameter& net, const proto::LayerParameter& layer) {
+  if (layer.source_line() <= 0) return "";
+  return (net.source_file().empty() ? std::string("<text>") : net.source_file()) + ":" +
+         std::to_string(layer.source_line());
+}
+
+}  // namespace mmfuse
