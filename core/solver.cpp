@@ -533,6 +533,9 @@ void Solver::write_curve() {
 
 void Solver::progress(double loss) {
   if (!tty_ || max_iter_ <= 0) return;
+  double now = std::chrono::duration<double>(Clock::now().time_since_epoch()).count();
+  if (now - last_bar_ < 0.1 && iter_ < max_iter_) return;  // at most 10 updates a second
+  last_bar_ = now;
   const int width = 30;
   double frac = std::min(1.0, static_cast<double>(iter_) / static_cast<double>(max_iter_));
   int filled = static_cast<int>(frac * width);
@@ -563,8 +566,10 @@ Solver::Outcome Solver::solve() {
   while (iter_ < max_iter_) {
     if (param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
         (iter_ > 0 || param_.test_initialization())) {
+      auto t0 = Clock::now();
       test_all();
       tested_at = iter_;
+      last_display += Clock::now() - t0;  // throughput counts training only
     }
     bool show = display_every > 0 && iter_ % display_every == 0;
     double loss = 0;

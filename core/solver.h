@@ -132,6 +132,7 @@ class Solver {
   bool resumed_ = false;
   bool metrics_started_ = false;
   std::string eta_ = "?";
+  double last_bar_ = 0;
   bool tty_ = false;
   std::string message_;
   // Curve data.
