@@ -47,6 +47,11 @@ struct LayerContext {
   proto::Phase phase = proto::TRAIN;
 };
 
+// The global batch index of the forward about to run, which ForwardContext::iteration takes
+// by default (Net::forward builds its context without naming it). The Solver sets it before
+// each forward; see ForwardContext::iteration.
+inline thread_local int64_t current_forward_iteration = 0;
+
 // What forward() may use.
 struct ForwardContext {
   proto::Phase phase = proto::TRAIN;
@@ -57,6 +62,11 @@ struct ForwardContext {
   int64_t iteration = 0;
   // The tensors fed to Net::forward by blob name (Input layers read theirs here).
   const std::map<std::string, Tensor>* inputs = nullptr;
+  // The global batch index: train nets iter * iter_size + k (k the sub-batch of gradient
+  // accumulation), test nets 0..test_iter-1 within each test run. The contract for data layers:
+  // the batch is a pure function of (the layer's seed, iteration), so that resuming from a
+  // snapshot is bit-exact without saving any data-layer state (docs/training.md).
+  int64_t iteration = current_forward_iteration;
 };
 
 class Layer {

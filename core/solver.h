@@ -1,0 +1,148 @@
+// The Solver: Caffe's training loop with PyTorch's numerics (core/optimizer.h).
+//
+// A Solver builds the TRAIN net and the TEST nets (sharing the train net's parameters) from a
+// SolverParameter, then solve() runs iterations: forward/backward over iter_size sub-batches
+// (each loss scaled by 1/iter_size), an optimizer step at learning_rate(solver, iter), display
+// lines (a progress bar in place between them on a terminal), JSONL metrics, tests every
+// test_interval, snapshots every `snapshot` iterations and at the end, a training-curve PNG.
+// SIGINT snapshots and stops, SIGHUP snapshots and continues (the handlers only set flags,
+// read between iterations). A NaN/Inf loss stops training without writing a snapshot.
+#pragma once
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/net.h"
+#include "core/optimizer.h"
+#include "core/snapshot.h"
+
+namespace mmfuse {
+
+// ---- evaluation (the test loop; also `mmfuse test`) ---------------------------------------
+
+// The confusion-matrix metrics of one SegmentationMetric row (one modality or the ensemble).
+struct SegmentationScores {
+  std::string name;         // "branch 0", ... or the blob name when the top holds one matrix
+  double pixel_accuracy = 0;  // x100
+  double mean_accuracy = 0;   // x100, over classes present in the ground truth
+  double mean_iou = 0;        // x100, over classes with a non-empty union
+};
+// Metrics of one K x K confusion matrix (rows ground truth, columns prediction), x100.
+SegmentationScores segmentation_scores(const std::vector<double>& confusion, int64_t num_classes);
+
+struct TestResult {
+  std::string net;  // "test net 0"
+  std::vector<std::pair<std::string, double>> outputs;  // averaged over the batches, in order
+  std::vector<SegmentationScores> segmentation;          // from SegmentationMetric tops
+  // Lines as the solver prints them ("    Test net output #0: loss = 0.25 (* 1 = 0.25 loss)").
+  std::string format() const;
+};
+
+// Runs `iterations` TEST forwards of `net` (ForwardContext::iteration = 0..iterations-1) with
+// grad off. Each output is averaged over the batches (a non-scalar output element-wise, named
+// "blob[i]"), except the tops of SegmentationMetric layers: their confusion counts are summed
+// over the run and turned into pixel accuracy, mean accuracy and mIoU per row.
+TestResult evaluate(Net& net, int iterations, const std::string& label = "test net 0");
+
+// ---- a forward pass layer by layer (for `mmfuse time` and `mmfuse forward`) ---------------
+
+// Runs the layers of `net` as Net::forward does, calling `after(i, tops)` after layer i (which may
+// replace the tops, e.g. to tap gradients). Returns every blob (in-place blobs: the last value)
+// and sets `loss` to the weighted sum of the loss tops (undefined when the net has none).
+// `before(i)` runs before layer i when given.
+std::map<std::string, Tensor> forward_layers(Net& net, const std::map<std::string, Tensor>& inputs, Tensor& loss,
+                                             const std::function<void(size_t)>& before,
+                                             const std::function<void(size_t, TensorList&)>& after,
+                                             int64_t iteration = 0);
+
+// ---- the solver ------------------------------------------------------------------------------
+
+struct SolverOptions {
+  std::optional<Device> device;  // --gpu N; unset: solver_mode / device_id
+  std::string precision;         // --precision; empty: the solver's
+  int64_t max_iter = -1;         // --max-iter; -1: the solver's
+  std::FILE* out = stdout;       // display, test results, notes
+  bool handle_signals = true;    // install SIGINT/SIGHUP handlers during solve()
+};
+
+class Solver {
+ public:
+  // `solver_file`: where `param` came from ("" when built in code); net paths that do not exist
+  // relative to the working directory are taken relative to its folder.
+  Solver(const proto::SolverParameter& param, const std::string& solver_file = "", SolverOptions options = {});
+  ~Solver();
+  Solver(const Solver&) = delete;
+  Solver& operator=(const Solver&) = delete;
+
+  enum class Outcome { finished, interrupted, diverged };
+  // Runs up to max_iter. `diverged`: message() names the iteration and the output blob.
+  Outcome solve();
+  const std::string& message() const { return message_; }
+
+  // Fine-tuning: copies weights by name, prints and returns the table.
+  CopyReport load_weights(const std::string& path);
+  // Resumes from a .solverstate (weights from its learned_net, optimizer history, iteration,
+  // the train net's generator, the smoothed-loss window).
+  void restore(const std::string& solverstate_path);
+  // Writes <prefix>_iter_N.weights and .solverstate; returns the solverstate path.
+  std::string snapshot();
+  // Runs every test net once (test_iter batches), prints and records the results.
+  std::vector<TestResult> test_all();
+
+  Net& net() { return *net_; }
+  const std::vector<std::unique_ptr<Net>>& test_nets() const { return test_nets_; }
+  int64_t iter() const { return iter_; }
+  int64_t max_iter() const { return max_iter_; }
+  const proto::SolverParameter& param() const { return param_; }
+  const std::string& snapshot_prefix() const { return prefix_; }
+  const std::string& metrics_path() const { return metrics_path_; }
+  std::string curve_path() const { return prefix_ + "_curve.png"; }
+  const std::string& last_snapshot() const { return last_snapshot_; }
+  int64_t batch_size() const { return batch_size_; }
+  double smoothed_loss() const;
+
+ private:
+  void display(double loss, const std::vector<std::pair<std::string, double>>& outputs, double lr,
+               double seconds_since_display, int64_t iters_since_display);
+  void progress(double loss);
+  void write_metrics(const std::string& json_line);
+  void write_curve();
+  void note(const std::string& line);
+
+  proto::SolverParameter param_;
+  SolverOptions options_;
+  std::string solver_dir_;
+  Device device_ = Device::cpu();
+  std::string precision_;
+  uint64_t seed_ = 1;
+  int64_t max_iter_ = 0;
+  std::unique_ptr<Net> net_;
+  std::vector<std::unique_ptr<Net>> test_nets_;
+  std::unique_ptr<Optimizer> optimizer_;
+  int64_t iter_ = 0;
+  int64_t batch_size_ = 0;
+  std::string batch_blob_;
+  std::vector<double> losses_;  // the smoothing window (average_loss)
+  size_t losses_pos_ = 0;
+  std::string prefix_, metrics_path_, last_snapshot_;
+  bool resumed_ = false;
+  bool metrics_started_ = false;
+  std::string eta_ = "?";
+  double last_bar_ = 0;
+  bool tty_ = false;
+  std::string message_;
+  // Curve data.
+  std::vector<std::pair<double, double>> train_curve_;
+  std::map<std::string, std::vector<std::pair<double, double>>> test_curves_;
+  std::vector<std::string> test_curve_order_;
+};
+
+// Signal flags (set by the handlers solve() installs; exposed for tests and tools).
+void request_snapshot();  // as SIGHUP
+void request_stop();      // as SIGINT
+
+}  // namespace mmfuse

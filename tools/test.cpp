@@ -1,0 +1,35 @@
+// mmfuse test --model M --weights W [--iterations K] [--gpu N]
+#include <cstdio>
+
+#include "core/prototxt.h"
+#include "core/solver.h"
+#include "tools/command.h"
+
+namespace mmfuse::tools {
+namespace {
+
+int test(const std::vector<std::string>& argv) {
+  Args args("test", argv, {"model", "weights", "iterations", "gpu"});
+  if (!args.positional().empty())
+    throw Error("test: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help test`)");
+  if (!args.has("model") || !args.has("weights"))
+    throw Error("test: --model M and --weights W are required (see `mmfuse help test`)");
+  int iterations = args.get_int("iterations", 50);
+  Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
+  Net net(read_net(args.get("model")), proto::TEST, device);
+  CopyReport r = copy_weights(net, read_weights(args.get("weights")));
+  if (!r.missing.empty() || !r.mismatched.empty()) std::printf("Weights:\n%s", r.table().c_str());
+  TestResult result = evaluate(net, iterations, "Test");
+  std::printf("Tested %d batches:\n%s", iterations, result.format().c_str());
+  return 0;
+}
+
+CommandRegistrar registrar({"test", "score a trained model on its TEST phase",
+                            "mmfuse test --model M --weights W [--iterations K] [--gpu N]\n"
+                            "  Builds the TEST phase of M, loads W, runs K batches (default 50) and prints\n"
+                            "  each output averaged over the batches; SegmentationMetric tops are summed\n"
+                            "  and printed as pixel accuracy, mean accuracy and mIoU per branch.",
+                            test});
+
+}  // namespace
+}  // namespace mmfuse::tools

@@ -1,0 +1,150 @@
+// mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test]
+//
+// A warm-up iteration, then K iterations timed layer by layer (forward around each layer's
+// forward; backward from autograd's backward hook, attributing each node to the layer that
+// recorded it, Node::scope), then K whole iterations (forward + backward + an SGD step) timed
+// end to end: mean and median. Inputs fed by Input layers are random (zeros for blobs whose
+// name contains "label"). On CUDA each measurement synchronises the device first.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "core/ops.h"
+#include "core/optimizer.h"
+#include "core/prototxt.h"
+#include "core/solver.h"
+#include "tools/command.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
+
+namespace mmfuse::tools {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+void sync(const Device& d) {
+#ifdef MMFUSE_WITH_CUDA
+  if (d.is_cuda()) cuda::synchronize(d.index);
+#else
+  (void)d;
+#endif
+}
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+}  // namespace
+
+// The report `mmfuse time` prints (exposed for tests through the command).
+int time_command(const std::vector<std::string>& argv) {
+  Args args("time", argv, {"model", "iterations", "gpu", "phase"});
+  if (!args.positional().empty())
+    throw Error("time: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help time`)");
+  if (!args.has("model")) throw Error("time: --model M is required (see `mmfuse help time`)");
+  int iterations = args.get_int("iterations", 50);
+  if (iterations < 1) throw Error("time: --iterations must be >= 1");
+  std::string phase_name = args.get("phase", "train");
+  if (phase_name != "train" && phase_name != "test") throw Error("time: --phase must be train or test");
+  Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
+  Net net(read_net(args.get("model")), phase_name == "train" ? proto::TRAIN : proto::TEST, device);
+
+  Generator gen(1);
+  std::map<std::string, Tensor> inputs;
+  for (const auto& [name, shape] : net.inputs())
+    inputs[name] = name.find("label") != std::string::npos ? Tensor::zeros(shape) : Tensor::rand(shape, gen);
+
+  std::vector<OptimParam> ps;
+  for (const Param& p : net.learnable_params()) ps.push_back({p.name, p.value, p.lr_mult, p.decay_mult});
+  proto::SolverParameter sp;
+  Optimizer optimizer(sp, ps);
+  bool train = phase_name == "train";
+
+  auto one = [&](const std::function<void(size_t)>& before, const std::function<void(size_t, TensorList&)>& after) {
+    Tensor loss;
+    forward_layers(net, inputs, loss, before, after);
+    if (train && loss.defined() && loss.requires_grad()) loss.backward();
+    optimizer.zero_grad();
+  };
+  std::printf("Timing %s (%s, %s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
+              device.str().c_str(), iterations);
+  one(nullptr, nullptr);
+  sync(device);
+
+  size_t n = net.layers().size();
+  std::vector<double> fwd(n, 0.0);
+  std::map<std::string, double> bwd;
+  Clock::time_point layer_start, node_start;
+  autograd::set_backward_hook([&](const autograd::Node& node, bool before) {
+    if (before) {
+      sync(device);
+      node_start = Clock::now();
+    } else {
+      sync(device);
+      bwd[node.scope.empty() ? std::string("(no layer)") : node.scope] += ms_since(node_start);
+    }
+  });
+  try {
+    for (int it = 0; it < iterations; ++it)
+      one([&](size_t) { sync(device); layer_start = Clock::now(); },
+          [&](size_t i, TensorList&) { sync(device); fwd[i] += ms_since(layer_start); });
+  } catch (...) {
+    autograd::set_backward_hook(nullptr);
+    throw;
+  }
+  autograd::set_backward_hook(nullptr);
+
+  size_t wn = 5, wt = 4;
+  for (const auto& l : net.layers()) wn = std::max(wn, l->name().size()), wt = std::max(wt, l->type().size());
+  std::printf("  %-*s  %-*s  %12s  %12s\n", static_cast<int>(wn), "layer", static_cast<int>(wt), "type",
+              "forward ms", "backward ms");
+  double tf = 0, tb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const Layer& l = *net.layers()[i];
+    double f = fwd[i] / iterations, b = 0;
+    if (auto it = bwd.find(l.name()); it != bwd.end()) b = it->second / iterations, bwd.erase(it);
+    tf += f, tb += b;
+    std::printf("  %-*s  %-*s  %12.4f  %12.4f\n", static_cast<int>(wn), l.name().c_str(), static_cast<int>(wt),
+                l.type().c_str(), f, b);
+  }
+  for (const auto& [scope, t] : bwd) {
+    tb += t / iterations;
+    std::printf("  %-*s  %-*s  %12s  %12.4f\n", static_cast<int>(wn), scope.c_str(), static_cast<int>(wt), "", "",
+                t / iterations);
+  }
+  std::printf("  %-*s  %-*s  %12.4f  %12.4f\n", static_cast<int>(wn), "total", static_cast<int>(wt), "", tf, tb);
+
+  std::vector<double> whole;
+  for (int it = 0; it < iterations; ++it) {
+    sync(device);
+    auto t0 = Clock::now();
+    net.forward(inputs);
+    Tensor loss = net.loss();
+    if (train && loss.requires_grad()) {
+      loss.backward();
+      optimizer.step(0.0);
+    }
+    optimizer.zero_grad();
+    sync(device);
+    whole.push_back(ms_since(t0));
+  }
+  double mean = 0;
+  for (double t : whole) mean += t;
+  mean /= static_cast<double>(whole.size());
+  std::sort(whole.begin(), whole.end());
+  double median = whole.size() % 2 ? whole[whole.size() / 2]
+                                   : 0.5 * (whole[whole.size() / 2 - 1] + whole[whole.size() / 2]);
+  std::printf("Whole iteration (%s): mean %.4f ms, median %.4f ms over %d iterations\n",
+              train ? "forward + backward + update" : "forward", mean, median, iterations);
+  return 0;
+}
+
+namespace {
+CommandRegistrar registrar({"time", "time a model layer by layer and per iteration",
+                            "mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test]\n"
+                            "  One warm-up iteration; then K iterations (default 50) timed per layer (forward,\n"
+                            "  and backward attributed through autograd's node scopes); then K whole iterations\n"
+                            "  (forward + backward + SGD step; forward only with --phase test): mean and median.\n"
+                            "  Input layers are fed random values (zeros for blobs named *label*).",
+                            time_command});
+}  // namespace
+
+}  // namespace mmfuse::tools

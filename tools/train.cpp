@@ -1,0 +1,55 @@
+// mmfuse train --solver S [--weights W | --snapshot S] [--gpu N] [--precision fp32|tf32] [--max-iter N]
+#include <cstdio>
+
+#include "core/prototxt.h"
+#include "core/solver.h"
+#include "tools/command.h"
+
+namespace mmfuse::tools {
+namespace {
+
+int train(const std::vector<std::string>& argv) {
+  Args args("train", argv, {"solver", "weights", "snapshot", "gpu", "precision", "max-iter"});
+  if (!args.positional().empty())
+    throw Error("train: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help train`)");
+  if (!args.has("solver")) throw Error("train: --solver S is required (see `mmfuse help train`)");
+  if (args.has("weights") && args.has("snapshot"))
+    throw Error("train: give --weights (fine-tune) or --snapshot (resume), not both");
+  SolverOptions opt;
+  if (args.has("gpu")) opt.device = Device::cuda(args.get_int("gpu", 0));
+  opt.precision = args.get("precision");
+  opt.max_iter = args.get_int("max-iter", -1);
+  std::string path = args.get("solver");
+  Solver solver(read_solver(path), path, opt);
+  if (args.has("snapshot")) solver.restore(args.get("snapshot"));
+  if (args.has("weights")) solver.load_weights(args.get("weights"));
+  switch (solver.solve()) {
+    case Solver::Outcome::finished:
+      return 0;
+    case Solver::Outcome::interrupted:
+      return 0;
+    case Solver::Outcome::diverged:
+      std::fprintf(stderr, "mmfuse: error: %s\n", solver.message().c_str());
+      return 3;
+  }
+  return 1;
+}
+
+CommandRegistrar registrar(
+    {"train", "train a net from a solver prototxt",
+     "mmfuse train --solver S [--weights W | --snapshot S] [--gpu N] [--precision fp32|tf32] [--max-iter N]\n"
+     "  --solver S      the solver prototxt (net paths not found from the working directory are\n"
+     "                  taken relative to the solver's folder)\n"
+     "  --weights W     fine-tune: copy parameters by <layer>.<param> name from a .weights file and\n"
+     "                  print the table of loaded, missing and shape-mismatched parameters\n"
+     "  --snapshot S    resume from a .solverstate (bit-exact on CPU)\n"
+     "  --gpu N         train on CUDA device N (default: solver_mode / device_id; CPU when none is visible)\n"
+     "  --precision P   fp32 or tf32 (default: the solver's `precision`)\n"
+     "  --max-iter N    override max_iter\n"
+     "  SIGINT snapshots and stops (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss stops\n"
+     "  without a snapshot (exit 3). Writes <prefix>_iter_N.{weights,solverstate},\n"
+     "  <prefix>_metrics.jsonl and <prefix>_curve.png.",
+     train});
+
+}  // namespace
+}  // namespace mmfuse::tools
