@@ -47,26 +47,18 @@ struct LayerContext {
   proto::Phase phase = proto::TRAIN;
 };
 
-// The global batch index of the forward about to run, which ForwardContext::iteration takes
-// by default (Net::forward builds its context without naming it). The Solver sets it before
-// each forward; see ForwardContext::iteration.
-inline thread_local int64_t current_forward_iteration = 0;
-
 // What forward() may use.
 struct ForwardContext {
   proto::Phase phase = proto::TRAIN;
   Device device = Device::cpu();
   Generator* gen = nullptr;  // dropout and other random layers
-  // The global batch index (set by the solver: iter * iter_size + k; 0.. for a test run). Data
-  // layers make their batch a pure function of (seed, batch index), so resume is bit-exact.
-  int64_t iteration = 0;
-  // The tensors fed to Net::forward by blob name (Input layers read theirs here).
-  const std::map<std::string, Tensor>* inputs = nullptr;
   // The global batch index: train nets iter * iter_size + k (k the sub-batch of gradient
   // accumulation), test nets 0..test_iter-1 within each test run. The contract for data layers:
   // the batch is a pure function of (the layer's seed, iteration), so that resuming from a
   // snapshot is bit-exact without saving any data-layer state (docs/training.md).
-  int64_t iteration = current_forward_iteration;
+  int64_t iteration = 0;
+  // The tensors fed to Net::forward by blob name (Input layers read theirs here).
+  const std::map<std::string, Tensor>* inputs = nullptr;
 };
 
 class Layer {

@@ -288,7 +288,8 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
   layers_.push_back(std::move(layer));
 }
 
-std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& inputs) {
+std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& inputs, int64_t iteration,
+                                           const Hooks* hooks) {
   blobs_.clear();
   std::map<std::string, Tensor> fed;
   for (const auto& [name, t] : inputs) {
@@ -303,7 +304,7 @@ std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& 
               shape_str(blob_shapes_.at(param_.input(i))), ")");
     blobs_[param_.input(i)] = it->second;
   }
-  ForwardContext ctx{phase_, device_, &forward_gen_, /*iteration=*/0, &fed};  // TODO(solver): the batch index
+  ForwardContext ctx{phase_, device_, &forward_gen_, iteration, &fed};
   Tensor loss;
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer& layer = *layers_[i];
@@ -314,6 +315,7 @@ std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& 
       shapes.push_back(bottoms.back().shape());
     }
     TensorList tops;
+    if (hooks && hooks->before) hooks->before(i);
     try {
       autograd::ScopeGuard scope(layer.name());
       tops = layer.forward(bottoms, ctx);
@@ -322,6 +324,7 @@ std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& 
     } catch (...) {
       rethrow_with(layer.describe() + (shapes.empty() ? "" : " with bottoms " + shapes_str(shapes)) + ": ");
     }
+    if (hooks && hooks->after) hooks->after(i, tops);
     for (size_t t = 0; t < tops.size(); ++t) {
       blobs_[tops_[i][t]] = tops[t];
       float w = top_loss_weights_[i][t];

@@ -7,6 +7,7 @@
 // one tensor between layers, and a TEST net built with share_with uses the TRAIN net's tensors
 // for parameters of the same "<layer>.<param>" name.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -27,7 +28,15 @@ class Net {
 
   // Runs every layer. `inputs` feeds the deploy inputs and Input layers by blob name (moved to
   // the net's device). Returns every blob by name (an in-place blob: its last value).
-  std::map<std::string, Tensor> forward(const std::map<std::string, Tensor>& inputs = {});
+  // `iteration` is the global batch index data layers draw their batch from (see
+  // ForwardContext). Hooks, when given, run around each layer (`mmfuse time` times layers,
+  // `mmfuse forward` replaces tops to tap their gradients).
+  struct Hooks {
+    std::function<void(size_t layer)> before;
+    std::function<void(size_t layer, TensorList& tops)> after;
+  };
+  std::map<std::string, Tensor> forward(const std::map<std::string, Tensor>& inputs = {}, int64_t iteration = 0,
+                                        const Hooks* hooks = nullptr);
   // Σ loss_weight · sum(top) over the loss tops of the last forward (a scalar; zero if none).
   Tensor loss() const { return loss_; }
   // A blob of the last forward (throws naming the blob if unknown).

@@ -190,10 +190,8 @@ TestResult evaluate(Net& net, int iterations, const std::string& label) {
     if (std::find(names.begin(), names.end(), s) == names.end()) names.push_back(s);
   std::map<std::string, std::vector<double>> sums;
   std::map<std::string, Shape> shapes;
-  int64_t saved = current_forward_iteration;
   for (int it = 0; it < iterations; ++it) {
-    current_forward_iteration = it;
-    auto blobs = net.forward();
+    auto blobs = net.forward({}, it);
     for (const auto& n : names) {
       const Tensor& t = blobs.at(n);
       std::vector<double> v = t.to_vector<double>();
@@ -206,7 +204,6 @@ TestResult evaluate(Net& net, int iterations, const std::string& label) {
       for (size_t i = 0; i < v.size(); ++i) acc[i] += v[i];
     }
   }
-  current_forward_iteration = saved;
   TestResult r;
   r.net = label;
   for (const auto& n : names) {
@@ -235,55 +232,6 @@ TestResult evaluate(Net& net, int iterations, const std::string& label) {
     }
   }
   return r;
-}
-
-std::map<std::string, Tensor> forward_layers(Net& net, const std::map<std::string, Tensor>& inputs, Tensor& loss,
-                                             const std::function<void(size_t)>& before,
-                                             const std::function<void(size_t, TensorList&)>& after,
-                                             int64_t iteration) {
-  std::map<std::string, Tensor> fed, blobs;
-  for (const auto& [name, t] : inputs) {
-    MMF_CHECK(t.defined(), Error, "forward: input '", name, "' is undefined");
-    Tensor v = t.device() == net.device() ? t : t.to(net.device());
-    if (is_floating(v.dtype()) && v.dtype() != net.dtype()) v = v.to(net.dtype());
-    fed[name] = v;
-  }
-  const auto& np = net.net_param();
-  for (int i = 0; i < np.input_size(); ++i) {
-    auto it = fed.find(np.input(i));
-    MMF_CHECK(it != fed.end(), Error, "forward: no tensor given for input '", np.input(i), "'");
-    blobs[np.input(i)] = it->second;
-  }
-  ForwardContext ctx{net.phase(), net.device(), &net.generator(), &fed};
-  ctx.iteration = iteration;
-  loss = Tensor();
-  for (size_t i = 0; i < net.layers().size(); ++i) {
-    Layer& layer = *net.layers()[i];
-    TensorList bottoms;
-    for (const auto& b : net.bottom_names(i)) bottoms.push_back(blobs.at(b));
-    if (before) before(i);
-    TensorList tops;
-    try {
-      autograd::ScopeGuard scope(layer.name());
-      tops = layer.forward(bottoms, ctx);
-    } catch (const std::exception& e) {
-      throw Error(layer.describe() + ": " + e.what());
-    }
-    MMF_CHECK(tops.size() == net.top_names(i).size(), Error, layer.describe(), ": forward returned ", tops.size(),
-              " tensors for ", net.top_names(i).size(), " tops");
-    if (after) after(i, tops);
-    const auto& lp = layer.layer_param();
-    for (size_t t = 0; t < tops.size(); ++t) {
-      blobs[net.top_names(i)[t]] = tops[t];
-      float w = lp.loss_weight_size() > 0 ? lp.loss_weight(static_cast<int>(t))
-                                          : (layer.is_loss() && t == 0 ? 1.f : 0.f);
-      if (w != 0) {
-        Tensor term = sum(tops[t]) * static_cast<double>(w);
-        loss = loss.defined() ? loss + term : term;
-      }
-    }
-  }
-  return blobs;
 }
 
 // ---- the solver ------------------------------------------------------------------------------
@@ -575,8 +523,7 @@ Solver::Outcome Solver::solve() {
     double loss = 0;
     std::vector<std::pair<std::string, double>> outputs;
     for (int k = 0; k < iter_size; ++k) {
-      current_forward_iteration = iter_ * iter_size + k;
-      auto blobs = net_->forward();
+      auto blobs = net_->forward({}, static_cast<int64_t>(iter_) * iter_size + k);
       Tensor l = net_->loss();
       double lv = l.item();
       if (!std::isfinite(lv)) {

@@ -48,17 +48,6 @@ struct TestResult {
 // over the run and turned into pixel accuracy, mean accuracy and mIoU per row.
 TestResult evaluate(Net& net, int iterations, const std::string& label = "test net 0");
 
-// ---- a forward pass layer by layer (for `mmfuse time` and `mmfuse forward`) ---------------
-
-// Runs the layers of `net` as Net::forward does, calling `after(i, tops)` after layer i (which may
-// replace the tops, e.g. to tap gradients). Returns every blob (in-place blobs: the last value)
-// and sets `loss` to the weighted sum of the loss tops (undefined when the net has none).
-// `before(i)` runs before layer i when given.
-std::map<std::string, Tensor> forward_layers(Net& net, const std::map<std::string, Tensor>& inputs, Tensor& loss,
-                                             const std::function<void(size_t)>& before,
-                                             const std::function<void(size_t, TensorList&)>& after,
-                                             int64_t iteration = 0);
-
 // ---- the solver ------------------------------------------------------------------------------
 
 struct SolverOptions {

@@ -370,11 +370,7 @@ TEST_CASE("evaluate: averages outputs over batches and sums segmentation counts"
   REQUIRE(r.outputs.size() == 1);
   CHECK(r.outputs[0].first == "loss");
   double sum = 0;
-  for (int it = 0; it < 3; ++it) {
-    current_forward_iteration = it;
-    sum += net.forward().at("loss").item();
-  }
-  current_forward_iteration = 0;
+  for (int it = 0; it < 3; ++it) sum += net.forward({}, it).at("loss").item();
   CHECK(r.outputs[0].second == doctest::Approx(sum / 3));
   CHECK(r.format().find("output #0: loss = ") != std::string::npos);
 }

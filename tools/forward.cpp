@@ -77,12 +77,14 @@ int forward_command(const std::vector<std::string>& argv) {
   {
     std::unique_ptr<autograd::NoGradGuard> no_grad;
     if (!backward) no_grad = std::make_unique<autograd::NoGradGuard>();
-    blobs = forward_layers(net, inputs, loss, nullptr, tap);
+    Net::Hooks hooks{nullptr, tap};
+    blobs = net.forward(inputs, 0, &hooks);
+    loss = net.loss();
   }
   for (const auto& [name, t] : blobs) save_npy(file(name, ".npy"), t);
   size_t grads = 0;
   if (backward) {
-    if (!loss.defined())
+    if (net.loss_weights().empty())
       throw Error("forward --backward: the net has no loss output in the " + phase_name + " phase" +
                   (phase_name == "test" ? " (try --phase train)" : ""));
     if (!loss.requires_grad()) throw Error("forward --backward: the loss does not depend on anything learnable");

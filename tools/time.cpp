@@ -59,9 +59,10 @@ int time_command(const std::vector<std::string>& argv) {
   bool train = phase_name == "train";
 
   auto one = [&](const std::function<void(size_t)>& before, const std::function<void(size_t, TensorList&)>& after) {
-    Tensor loss;
-    forward_layers(net, inputs, loss, before, after);
-    if (train && loss.defined() && loss.requires_grad()) loss.backward();
+    Net::Hooks hooks{before, after};
+    net.forward(inputs, 0, &hooks);
+    Tensor loss = net.loss();
+    if (train && loss.requires_grad()) loss.backward();
     optimizer.zero_grad();
   };
   std::printf("Timing %s (%s, %s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
