@@ -1,0 +1,66 @@
+// BatchNorm (Caffe's fields, torch.nn.functional.batch_norm's numerics), with mmfuse's
+// modality-specific statistics and optional affine part. batch_norm_param {
+//   use_global_stats  normalise with the running statistics and leave them alone; default
+//                     false in TRAIN, true in TEST (Caffe). True in TRAIN freezes the
+//                     statistics while gamma/beta (affine) still learn (AsymFusion's setting).
+//   moving_average_fraction f (0.999)  running = f running + (1 - f) batch, i.e. PyTorch's
+//                     momentum 1 - f with the unbiased batch variance. Caffe accumulates
+//                     unnormalised sums and a scale factor instead; the averages agree after
+//                     warm-up but the first iterations differ (Caffe's are bias-corrected).
+//   eps (1e-5), affine (false: Caffe's BatchNorm, followed by a Scale layer),
+//   modalities M (1): the bottom is [M*N, C, ...]; each modality has its own statistics and
+//                     gamma/beta,
+//   scale_filler (constant 1), bias_filler (constant 0) }.
+// Parameters, in this order: mean, variance (learnable = false; initialised 0 and 1), then with
+// affine gamma, beta. Shape [C] when M = 1 (Caffe's and PyTorch's), [M, C] when M > 1 (row m
+// for modality m).
+#include "core/filler.h"
+#include "core/layer.h"
+#include "core/ops.h"
+
+namespace mmfuse {
+namespace {
+
+class BatchNormLayer : public Layer {
+ public:
+  using Layer::Layer;
+
+  std::vector<Shape> setup(const std::vector<Shape>& bottoms, LayerContext& ctx) override {
+    const auto& p = layer_param().batch_norm_param();
+    const Shape& x = bottoms[0];
+    if (x.size() < 2) fail("expects a [N, C, ...] bottom, got ", shape_str(x));
+    int64_t m = p.modalities();
+    if (m < 1) fail("modalities must be >= 1, got ", m);
+    if (x[0] % m != 0) fail("batch ", x[0], " of ", shape_str(x), " is not divisible by modalities ", m);
+    if (!(p.eps() > 0)) fail("eps must be positive, got ", p.eps());
+    float f = p.moving_average_fraction();
+    if (!(f >= 0 && f <= 1)) fail("moving_average_fraction must be in [0, 1], got ", f);
+    global_stats_ = p.has_use_global_stats() ? p.use_global_stats() : ctx.phase == proto::TEST;
+    Shape s = m == 1 ? Shape{x[1]} : Shape{m, x[1]};
+    add_param(ctx, "mean", s, make_filler("constant", 0), 1, 1, /*learnable=*/false);
+    add_param(ctx, "variance", s, make_filler("constant", 1), 1, 1, /*learnable=*/false);
+    if (p.affine()) {
+      add_param(ctx, "gamma", s, p.has_scale_filler() ? p.scale_filler() : make_filler("constant", 1), 1, 1);
+      add_param(ctx, "beta", s, p.has_bias_filler() ? p.bias_filler() : make_filler("constant", 0), 1, 1);
+    }
+    return {x};
+  }
+
+  TensorList forward(const TensorList& bottoms, ForwardContext&) override {
+    const auto& p = layer_param().batch_norm_param();
+    BatchNormOptions o;
+    o.training = !global_stats_;
+    o.momentum = 1.0 - static_cast<double>(p.moving_average_fraction());
+    o.eps = p.eps();
+    o.modalities = p.modalities();
+    Tensor gamma = p.affine() ? param(2) : Tensor(), beta = p.affine() ? param(3) : Tensor();
+    return {batch_norm(bottoms[0], gamma, beta, param(0), param(1), o)};
+  }
+
+ private:
+  bool global_stats_ = false;
+};
+
+}  // namespace
+MMF_REGISTER_LAYER(BatchNorm, BatchNormLayer)
+}  // namespace mmfuse
