@@ -275,10 +275,12 @@ TEST_CASE("MMTM: forward against a naive loop, 4-d, 3-d and vector streams (M = 
     }
     const char* tops[] = {"a_out", "b_out", "v_out"};
     for (int m = 0; m < 3; ++m) {
-      auto Wm = values(layer.param(static_cast<size_t>(2 + 2 * m))), bm = values(layer.param(static_cast<size_t>(3 + 2 * m)));
+      auto Wm = values(layer.param(static_cast<size_t>(2 + 2 * m)));
+      auto bm = values(layer.param(static_cast<size_t>(3 + 2 * m)));
       auto x = values(xs[static_cast<size_t>(m)]), top = values(blobs.at(tops[m]));
       for (int64_t c = 0; c < channels[m]; ++c) {
-        double e = bm[static_cast<size_t>(c)] + Wm[static_cast<size_t>(c * 2)] * z[0] + Wm[static_cast<size_t>(c * 2 + 1)] * z[1];
+        size_t row = static_cast<size_t>(c);
+        double e = bm[row] + Wm[2 * row] * z[0] + Wm[2 * row + 1] * z[1];
         double gate = 1.5 / (1 + std::exp(-e));
         for (int64_t i = 0; i < inner[m]; ++i) {
           size_t at = static_cast<size_t>((n * channels[m] + c) * inner[m] + i);
@@ -298,7 +300,8 @@ TEST_CASE("MMTM: unequal spatial sizes and a vector, parameter count, default in
   CHECK(net->blob_shape("b_out") == Shape{N, 32, 3, 5, 7});
   CHECK(net->blob_shape("v_out") == Shape{N, 16});
   Generator gen(33);
-  TensorList xs = {Tensor::randn({N, 64, 8, 8}, gen, 0, 1, DType::f64), Tensor::randn({N, 32, 3, 5, 7}, gen, 0, 1, DType::f64),
+  TensorList xs = {Tensor::randn({N, 64, 8, 8}, gen, 0, 1, DType::f64),
+                   Tensor::randn({N, 32, 3, 5, 7}, gen, 0, 1, DType::f64),
                    Tensor::randn({N, 16}, gen, 0, 1, DType::f64)};
   auto blobs = net->forward(feed_of(in, xs));
   for (const char* t : {"a_out", "b_out", "v_out"}) CHECK(std::isfinite(max_abs(blobs.at(t))));
@@ -357,13 +360,15 @@ TEST_CASE("MMTM: gradients through the layer (2 and 3 streams, vectors, gate sca
 
 TEST_CASE("MMTM: setup errors") {
   CHECK(setup_error({{"a", {2, 3, 2}}, {"b", {3, 4}}}, mmtm({"a", "b"})) ==
-        "fusion.prototxt:2: layer 'mmtm' (MMTM): bottoms must have one batch size, got [2, 3, 2] and [3, 4] (bottom 1)");
+        "fusion.prototxt:2: layer 'mmtm' (MMTM): bottoms must have one batch size, got [2, 3, 2] and [3, 4] "
+        "(bottom 1)");
   CHECK(setup_error({{"a", {2, 3, 2}}, {"b", {2}}}, mmtm({"a", "b"})) ==
         "fusion.prototxt:2: layer 'mmtm' (MMTM): bottom 1 must be [N, C, ...], got [2]");
   CHECK(setup_error({{"a", {2, 1}}, {"b", {2, 1}}}, mmtm({"a", "b"}, "mmtm_param { ratio: 8 }")) ==
         "fusion.prototxt:2: layer 'mmtm' (MMTM): the bottleneck width round(2 / ratio 8) is 0; lower the ratio");
   CHECK(setup_error({{"a", {2, 3}}, {"b", {2, 3}}},
-                    "layer { name: \"mmtm\" type: \"MMTM\" bottom: \"a\" bottom: \"b\" top: \"c\" top: \"d\" top: \"e\" }\n") ==
+                    "layer { name: \"mmtm\" type: \"MMTM\" bottom: \"a\" bottom: \"b\" "
+                    "top: \"c\" top: \"d\" top: \"e\" }\n") ==
         "fusion.prototxt:2: layer 'mmtm' (MMTM): takes one top per bottom, got 2 bottoms and 3 tops");
 }
 
@@ -392,7 +397,8 @@ TEST_CASE("ModalityEnsemble: softmax(alpha) weights sum to one, alpha starts at 
   double total = std::exp(0.5) + std::exp(-1.0) + std::exp(2.0);
   e = values(net->forward({{"x", x}}).at("e"));
   for (size_t i = 0; i < 8; ++i)
-    CHECK(e[i] == doctest::Approx((std::exp(0.5) * vx[i] + std::exp(-1.0) * vx[8 + i] + std::exp(2.0) * vx[16 + i]) / total));
+    CHECK(e[i] ==
+          doctest::Approx((std::exp(0.5) * vx[i] + std::exp(-1.0) * vx[8 + i] + std::exp(2.0) * vx[16 + i]) / total));
   for (double v : values(net->forward({{"x", Tensor::full({6, 4}, 7, DType::f64)}}).at("e")))
     CHECK(v == doctest::Approx(7));
 }
@@ -460,7 +466,8 @@ TEST_CASE("ModalityTile: integer labels repeated per modality; float gradients s
   auto net = net_on(in, "layer { name: \"tile\" type: \"ModalityTile\" bottom: \"label\" top: \"labels\" "
                         "modality_param { modalities: 3 } }\n");
   CHECK(net->blob_shape("labels") == Shape{6});
-  Tensor labels = net->forward({{"label", Tensor::from_vector(std::vector<int32_t>{4, 9}, {2}, DType::i32)}}).at("labels");
+  Tensor label = Tensor::from_vector(std::vector<int32_t>{4, 9}, {2}, DType::i32);
+  Tensor labels = net->forward({{"label", label}}).at("labels");
   CHECK(labels.dtype() == DType::i32);
   CHECK(labels.to_vector<int32_t>() == std::vector<int32_t>{4, 9, 4, 9, 4, 9});
 

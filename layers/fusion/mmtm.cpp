@@ -39,7 +39,8 @@ class MMTMLayer : public Layer {
       const Shape& x = bottoms[m];
       if (x.size() < 2) fail("bottom ", m, " must be [N, C, ...], got ", shape_str(x));
       if (x[0] != bottoms[0][0])
-        fail("bottoms must have one batch size, got ", shape_str(bottoms[0]), " and ", shape_str(x), " (bottom ", m, ")");
+        fail("bottoms must have one batch size, got ", shape_str(bottoms[0]), " and ", shape_str(x), " (bottom ", m,
+             ")");
       total += x[1];
     }
     int64_t width = static_cast<int64_t>(std::llround(static_cast<double>(total) / p.ratio()));
@@ -47,8 +48,9 @@ class MMTMLayer : public Layer {
 
     // PyTorch's nn.Linear: weight and bias both U(+-1/sqrt(fan_in)) with the weight's fan_in.
     auto linear_params = [&](const std::string& prefix, int64_t out, int64_t in, bool zero) {
-      auto weight = zero ? make_filler("constant", 0) : p.has_weight_filler() ? p.weight_filler() : make_filler("pytorch");
-      auto bias = zero ? make_filler("constant", 0) : make_filler("pytorch");
+      auto weight = p.has_weight_filler() ? p.weight_filler() : make_filler("pytorch");
+      auto bias = make_filler("pytorch");
+      if (zero) weight = bias = make_filler("constant", 0);
       add_param(ctx, prefix + "_weight", {out, in}, weight, in, out);
       add_param(ctx, prefix + "_bias", {out}, bias, in, out);
     };
