@@ -43,6 +43,9 @@ TEST_CASE("channel_shuffle keeps 4*floor(C/5) channels at keep_ratio 0.8 for eve
   CHECK(channel_shuffle_kept(64, 1.0) == 64);
   CHECK(channel_shuffle_kept(64, 0.0) == 0);
   CHECK(channel_shuffle_kept(64, 2.0 / 3) == 42);
+  // Ratios that arrive as single-precision floats (prototxt) mean the same fraction.
+  CHECK(channel_shuffle_kept(64, static_cast<double>(0.8f)) == 48);
+  CHECK(channel_shuffle_kept(64, static_cast<double>(0.7f)) == 42);
   CHECK_THROWS_WITH_AS(channel_shuffle_kept(64, 1.5), "channel_shuffle: keep_ratio 1.5 is outside [0, 1]", OpError);
   CHECK_THROWS_AS(channel_shuffle_kept(64, std::nan("")), OpError);
   CHECK_THROWS_AS(channel_shuffle_kept(64, 1 / std::sqrt(2.0)), OpError);

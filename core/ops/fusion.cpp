@@ -59,11 +59,12 @@ int64_t inner_size(const Tensor& x, int64_t leading) {
 int64_t channel_shuffle_kept(int64_t channels, double keep_ratio) {
   MMF_CHECK(keep_ratio >= 0 && keep_ratio <= 1, OpError, "channel_shuffle: keep_ratio ", keep_ratio,
             " is outside [0, 1]");
-  // The smallest q with keep_ratio * q an integer p gives p/q in lowest terms.
+  // The smallest q with keep_ratio * q an integer p gives p/q in lowest terms. The tolerance
+  // admits single-precision ratios (prototxt floats: 0.8f is 0.800000011920929).
   for (int64_t q = 1; q <= 100; ++q) {
     double pq = keep_ratio * static_cast<double>(q);
     double p = std::round(pq);
-    if (std::abs(pq - p) <= 1e-9 * static_cast<double>(q)) return static_cast<int64_t>(p) * (channels / q);
+    if (std::abs(pq - p) <= 1e-6 * static_cast<double>(q)) return static_cast<int64_t>(p) * (channels / q);
   }
   throw OpError(detail::concat("channel_shuffle: keep_ratio ", keep_ratio,
                                " is not a fraction p/q with q <= 100 (the channels are cut into q groups)"));

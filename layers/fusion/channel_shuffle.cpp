@@ -12,16 +12,6 @@
 namespace mmfuse {
 namespace {
 
-// keep_ratio is a float in the schema (0.8f = 0.800000011920929), but channel_shuffle_kept
-// wants p/q to 1e-9: snap to the fraction p/q (q <= 100) that the float stands for.
-double keep_ratio_of(float stored) {
-  for (int q = 1; q <= 100; ++q) {
-    double p = std::round(static_cast<double>(stored) * q);
-    if (std::abs(static_cast<double>(stored) * q - p) <= 1e-6 * q) return p / q;
-  }
-  return stored;  // not a fraction: channel_shuffle_kept names the problem
-}
-
 class ChannelShuffleLayer : public Layer {
  public:
   using Layer::Layer;
@@ -34,7 +24,7 @@ class ChannelShuffleLayer : public Layer {
     if (x[0] % p.modalities() != 0)
       fail("batch of ", shape_str(x), " is not divisible by modalities = ", p.modalities());
     try {
-      channel_shuffle_kept(x[1], keep_ratio_of(p.keep_ratio()));
+      channel_shuffle_kept(x[1], p.keep_ratio());
     } catch (const OpError& e) {
       fail(e.what());
     }
@@ -49,7 +39,7 @@ class ChannelShuffleLayer : public Layer {
   TensorList forward(const TensorList& bottoms, ForwardContext&) override {
     const auto& p = layer_param().channel_shuffle_param();
     std::vector<int64_t> receivers(p.receivers().begin(), p.receivers().end());
-    return {channel_shuffle(bottoms[0], p.modalities(), keep_ratio_of(p.keep_ratio()), receivers)};
+    return {channel_shuffle(bottoms[0], p.modalities(), p.keep_ratio(), receivers)};
   }
 };
 
