@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
   row("max_pool2d 2x2/2", 1.25 * B, [&] { Tensor r = max_pool2d(xi, Pool2dOptions::square(2, 2)); });
   row("avg_pool2d 3x3/1 pad 1", 2 * B, [&] { Tensor r = avg_pool2d(xi, Pool2dOptions::square(3, 1, 1)); });
   row("upsample_bilinear x2 (of a quarter)", 2.5 * B, [&] {
-    Tensor r = upsample_bilinear(xi.narrow(0, 0, std::max<int64_t>(1, img[0] / 4)), img_h * 2, 256, false);
+    Tensor r = upsample_bilinear(xi.narrow(0, std::max<int64_t>(1, img[0] / 4)), img_h * 2, 256, false);
   });
   row("softmax [R, 1024] over dim 1", 2 * B, [&] { Tensor r = softmax(x.reshape({rows, cols}), 1); });
   row("mse_loss, mean", 2 * B, [&] { Tensor r = mse_loss(x, y); });
