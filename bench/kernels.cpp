@@ -105,6 +105,21 @@ int main(int argc, char** argv) {
   row("sum [R/64, 64, 1024] over dims 0, 2", B, [&] { Tensor r = sum(x.reshape({rows / 64, 64, cols}), {0, 2}); });
   row("max [R, 1024] over dim 1", B, [&] { Tensor r = max(x.reshape({rows, cols}), {1}); });
   row("max, all", B, [&] { Tensor r = max(x); });
+  // Later families, on the same n elements seen as [N, 64, H, 128] images (planes of 128 x H).
+  const int64_t img_h = std::max<int64_t>(1, n / (64 * 128 * 8));
+  const Shape img = {n / (64 * img_h * 128), 64, img_h, 128};
+  Tensor xi = x.reshape(img);
+  Tensor bn_w = random({64}), bn_b = random({64}), bn_rm = random({64}), bn_rv = random({64});
+  row("batch_norm training (stats + apply)", 3 * B,
+      [&] { Tensor r = batch_norm(xi, bn_w, bn_b, bn_rm, bn_rv, BatchNormOptions{}); });
+  row("dropout p=0.3", 2 * B, [&] { Tensor r = dropout(x, 0.3, true, gen); });
+  row("max_pool2d 2x2/2", 1.25 * B, [&] { Tensor r = max_pool2d(xi, Pool2dOptions::square(2, 2)); });
+  row("avg_pool2d 3x3/1 pad 1", 2 * B, [&] { Tensor r = avg_pool2d(xi, Pool2dOptions::square(3, 1, 1)); });
+  row("upsample_bilinear x2 (of a quarter)", 2.5 * B, [&] {
+    Tensor r = upsample_bilinear(xi.narrow(0, std::max<int64_t>(1, img[0] / 4)), img_h * 2, 256, false);
+  });
+  row("softmax [R, 1024] over dim 1", 2 * B, [&] { Tensor r = softmax(x.reshape({rows, cols}), 1); });
+  row("mse_loss, mean", 2 * B, [&] { Tensor r = mse_loss(x, y); });
 
   double copy_gbs = table[0].bytes / (table[0].ms * 1e6);
   std::printf("| kernel | median ms | GB/s | vs copy |\n|---|---:|---:|---:|\n");
@@ -113,6 +128,24 @@ int main(int argc, char** argv) {
     std::printf("| %s | %.3f | %.0f | %.2f |\n", r.name.c_str(), r.ms, gbs, gbs / copy_gbs);
   }
   std::printf("\n(GB/s = bytes read + written / median time, 1 GB = 1e9 B; %d runs after %d warm-ups)\n", kRuns, kWarmup);
+
+  // Compute-bound: GEMM and a convolution, in TFLOP/s (2 flops per multiply-add), in each
+  // precision.
+  std::printf("\n| product | precision | median ms | TFLOP/s |\n|---|---|---:|---:|\n");
+  Tensor ga = random({4096, 4096}), gb = random({4096, 4096});
+  Tensor cx = random({32, 256, 56, 56}), cw = random({256, 256, 3, 3});
+  Conv2dOptions pad1;
+  pad1.pad_h = pad1.pad_w = 1;
+  for (cuda::Precision p : {cuda::Precision::fp32, cuda::Precision::tf32}) {
+    cuda::set_matmul_precision(p);
+    cuda::set_conv_precision(p);
+    double ms = median_ms([&] { Tensor r = matmul(ga, gb); });
+    std::printf("| matmul 4096^3 | %s | %.3f | %.1f |\n", cuda::precision_name(p), ms, 2.0 * 4096 * 4096 * 4096 / (ms * 1e9));
+    double flops = 2.0 * 32 * 256 * 56 * 56 * 256 * 9;
+    ms = median_ms([&] { Tensor r = conv2d(cx, cw, Tensor(), pad1); });
+    std::printf("| conv2d [32,256,56,56] x [256,256,3,3] pad 1 | %s | %.3f | %.1f |\n", cuda::precision_name(p), ms,
+                flops / (ms * 1e9));
+  }
   std::printf("%s\n", cuda::allocator_summary(0).c_str());
   return 0;
 #endif

@@ -3,6 +3,9 @@
 #include "core/cpu/conv.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/conv.h"
+#endif
 
 namespace mmfuse {
 
@@ -41,12 +44,21 @@ void check_bias(const char* op, const Tensor& bias, const Tensor& weight, int64_
             shape_str(weight.shape()), " (expected [", channels, "])");
 }
 
+// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/conv.h (cuDNN, or the im2col
+// fallback) with the device appended.
+#ifdef MMFUSE_WITH_CUDA
+#define MMF_CONV_KERNEL(t, name, ...) \
+  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
+#else
+#define MMF_CONV_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel("conv") : cpu::name<T>(__VA_ARGS__))
+#endif
+
 // out = conv_forward(image, weight), image = conv_backward_data(out, weight): the two
 // directions of one geometry, for conv2d and (swapped) conv_transpose2d.
 Tensor correlate(const ConvGeometry& g, const Tensor& image, const Tensor& weight) {
   Tensor out = Tensor::empty({g.batch, g.out_channels, g.out_height, g.out_width}, image.dtype(), image.device());
   ops::dispatch_floating("conv", image.dtype(), [&]<typename T>() {
-    cpu::conv_forward<T>(g, image.data<T>(), weight.data<T>(), out.data<T>());
+    MMF_CONV_KERNEL(image, conv_forward, g, image.data<T>(), weight.data<T>(), out.data<T>());
   });
   return out;
 }
@@ -54,7 +66,7 @@ Tensor correlate(const ConvGeometry& g, const Tensor& image, const Tensor& weigh
 Tensor correlate_adjoint(const ConvGeometry& g, const Tensor& out, const Tensor& weight) {
   Tensor image = Tensor::empty({g.batch, g.channels, g.height, g.width}, out.dtype(), out.device());
   ops::dispatch_floating("conv", out.dtype(), [&]<typename T>() {
-    cpu::conv_backward_data<T>(g, out.data<T>(), weight.data<T>(), image.data<T>());
+    MMF_CONV_KERNEL(out, conv_backward_data, g, out.data<T>(), weight.data<T>(), image.data<T>());
   });
   return image;
 }
@@ -62,7 +74,7 @@ Tensor correlate_adjoint(const ConvGeometry& g, const Tensor& out, const Tensor&
 Tensor weight_gradient(const ConvGeometry& g, const Tensor& image, const Tensor& out, const Shape& weight_shape) {
   Tensor dw = Tensor::empty(weight_shape, image.dtype(), image.device());
   ops::dispatch_floating("conv", image.dtype(), [&]<typename T>() {
-    cpu::conv_backward_weight<T>(g, image.data<T>(), out.data<T>(), dw.data<T>());
+    MMF_CONV_KERNEL(image, conv_backward_weight, g, image.data<T>(), out.data<T>(), dw.data<T>());
   });
   return dw;
 }
@@ -70,7 +82,7 @@ Tensor weight_gradient(const ConvGeometry& g, const Tensor& image, const Tensor&
 void add_bias(const Tensor& y, const Tensor& bias) {
   if (!bias.defined()) return;
   ops::dispatch_floating("conv", y.dtype(), [&]<typename T>() {
-    cpu::add_channel_bias<T>(y.data<T>(), bias.data<T>(), y.size(0), y.size(1), y.size(2) * y.size(3));
+    MMF_CONV_KERNEL(y, add_channel_bias, y.data<T>(), bias.data<T>(), y.size(0), y.size(1), y.size(2) * y.size(3));
   });
 }
 
@@ -101,7 +113,6 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   g.out_height = (g.height + 2 * g.pad_h - span_h) / g.stride_h + 1;
   g.out_width = (g.width + 2 * g.pad_w - span_w) / g.stride_w + 1;
 
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   Tensor y = correlate(g, x, weight);
   add_bias(y, bias);
   bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
@@ -109,7 +120,6 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                    [g, x = gw ? x.detach() : Tensor(), w = gx ? weight.detach() : Tensor(), w_shape = weight.shape(), gx,
                     gw, gb, has_bias = bias.defined()](const TensorList& grads) -> TensorList {
     const Tensor& dy = grads[0];
-    if (dy.is_cuda()) ops::no_cuda_kernel("conv2d");
     TensorList out = {gx ? correlate_adjoint(g, dy, w) : Tensor(), gw ? weight_gradient(g, x, dy, w_shape) : Tensor()};
     if (has_bias) out.push_back(gb ? sum(dy, {0, 2, 3}) : Tensor());
     return out;
@@ -139,7 +149,6 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
             ", weight ", shape_str(weight.shape()), ", padding ", hw(g.pad_h, g.pad_w), ")");
   check_bias(op, bias, weight, g.channels);
 
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   Tensor y = correlate_adjoint(g, x, weight);
   add_bias(y, bias);
   bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
@@ -147,7 +156,6 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
                    [g, x = gw ? x.detach() : Tensor(), w = gx ? weight.detach() : Tensor(), w_shape = weight.shape(), gx,
                     gw, gb, has_bias = bias.defined()](const TensorList& grads) -> TensorList {
     const Tensor& dy = grads[0];
-    if (dy.is_cuda()) ops::no_cuda_kernel("conv_transpose2d");
     TensorList out = {gx ? correlate(g, dy, w) : Tensor(), gw ? weight_gradient(g, dy, x, w_shape) : Tensor()};
     if (has_bias) out.push_back(gb ? sum(dy, {0, 2, 3}) : Tensor());
     return out;

@@ -5,10 +5,48 @@
 #include "core/cpu/gemm.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/gemm.h"
+#endif
 
 namespace mmfuse {
 
 namespace {
+
+// The products of this family on the tensors' device: cpu::gemm* (OpenBLAS) or their cuBLAS
+// twins cuda::gemm* (same arguments plus the device).
+template <typename T>
+struct Blas {
+  Device device;
+  void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+            int64_t ldb, T beta, T* C, int64_t ldc) const {
+    if (!device.is_cuda()) return cpu::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#ifdef MMFUSE_WITH_CUDA
+    cuda::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, device.index);
+#else
+    ops::no_cuda_kernel("gemm");
+#endif
+  }
+  void gemm_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
+                    int64_t lda, int64_t sa, const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc,
+                    int64_t sc) const {
+    if (!device.is_cuda())
+      return cpu::gemm_batched<T>(ta, tb, batch, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc);
+#ifdef MMFUSE_WITH_CUDA
+    cuda::gemm_batched<T>(ta, tb, batch, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, device.index);
+#else
+    ops::no_cuda_kernel("gemm");
+#endif
+  }
+  void repeat_row(const T* row, int64_t rows, int64_t cols, T* out) const {
+    if (!device.is_cuda()) return cpu::repeat_row<T>(row, rows, cols, out);
+#ifdef MMFUSE_WITH_CUDA
+    cuda::repeat_row<T>(row, rows, cols, out, device.index);
+#else
+    ops::no_cuda_kernel("linear");
+#endif
+  }
+};
 
 // A matmul seen as `batch` products (M x K)(K x N); stride 0 marks a 2-D operand that every
 // item of the batch reuses.
@@ -45,12 +83,12 @@ MatmulPlan matmul_plan(const Tensor& a, const Tensor& b) {
 Tensor matmul(const Tensor& a, const Tensor& b) {
   MatmulPlan p = matmul_plan(a, b);
   Tensor c = Tensor::empty(p.out, a.dtype(), a.device());
-  if (a.is_cuda()) ops::no_cuda_kernel("matmul");
   ops::dispatch_floating("matmul", a.dtype(), [&]<typename T>() {
+    Blas<T> blas{a.device()};
     if (p.stride_b == 0)  // b shared by the batch: stack a's rows into one product
-      cpu::gemm<T>(false, false, p.batch * p.M, p.N, p.K, 1, a.data<T>(), p.K, b.data<T>(), p.N, 0, c.data<T>(), p.N);
+      blas.gemm(false, false, p.batch * p.M, p.N, p.K, 1, a.data<T>(), p.K, b.data<T>(), p.N, 0, c.data<T>(), p.N);
     else
-      cpu::gemm_batched<T>(false, false, p.batch, p.M, p.N, p.K, 1, a.data<T>(), p.K, p.stride_a, b.data<T>(), p.N,
+      blas.gemm_batched(false, false, p.batch, p.M, p.N, p.K, 1, a.data<T>(), p.K, p.stride_a, b.data<T>(), p.N,
                            p.stride_b, 0, c.data<T>(), p.N, p.M * p.N);
   });
   bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -59,20 +97,20 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
     const Tensor& dc = g[0];
     Tensor da = ga ? Tensor::empty(a.shape(), a.dtype(), a.device()) : Tensor();
     Tensor db = gb ? Tensor::empty(b.shape(), b.dtype(), b.device()) : Tensor();
-    if (dc.is_cuda()) ops::no_cuda_kernel("matmul");
     ops::dispatch_floating("matmul", dc.dtype(), [&]<typename T>() {
+      Blas<T> blas{dc.device()};
       int64_t stride_c = p.M * p.N;
       // dA_i = dC_i B_i^T; a 2-D a (stride 0) sums over the batch.
       if (ga && p.stride_b == 0)
-        cpu::gemm<T>(false, true, p.batch * p.M, p.K, p.N, 1, dc.data<T>(), p.N, b.data<T>(), p.N, 0, da.data<T>(), p.K);
+        blas.gemm(false, true, p.batch * p.M, p.K, p.N, 1, dc.data<T>(), p.N, b.data<T>(), p.N, 0, da.data<T>(), p.K);
       else if (ga)
-        cpu::gemm_batched<T>(false, true, p.batch, p.M, p.K, p.N, 1, dc.data<T>(), p.N, stride_c, b.data<T>(), p.N,
+        blas.gemm_batched(false, true, p.batch, p.M, p.K, p.N, 1, dc.data<T>(), p.N, stride_c, b.data<T>(), p.N,
                              p.stride_b, 0, da.data<T>(), p.K, p.stride_a);
       // dB_i = A_i^T dC_i; a 2-D b sums over the batch, which is one product over stacked rows.
       if (gb && p.stride_b == 0)
-        cpu::gemm<T>(true, false, p.K, p.N, p.batch * p.M, 1, a.data<T>(), p.K, dc.data<T>(), p.N, 0, db.data<T>(), p.N);
+        blas.gemm(true, false, p.K, p.N, p.batch * p.M, 1, a.data<T>(), p.K, dc.data<T>(), p.N, 0, db.data<T>(), p.N);
       else if (gb)
-        cpu::gemm_batched<T>(true, false, p.batch, p.K, p.N, p.M, 1, a.data<T>(), p.K, p.stride_a, dc.data<T>(), p.N,
+        blas.gemm_batched(true, false, p.batch, p.K, p.N, p.M, 1, a.data<T>(), p.K, p.stride_a, dc.data<T>(), p.N,
                              stride_c, 0, db.data<T>(), p.N, p.stride_b);
     });
     return {da, db};
@@ -98,10 +136,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   out_shape.back() = out;
   int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    if (bias.defined()) cpu::repeat_row<T>(bias.data<T>(), rows, out, y.data<T>());
-    cpu::gemm<T>(false, true, rows, out, in, 1, x.data<T>(), in, weight.data<T>(), in, bias.defined() ? 1 : 0,
+    Blas<T> blas{x.device()};
+    if (bias.defined()) blas.repeat_row(bias.data<T>(), rows, out, y.data<T>());
+    blas.gemm(false, true, rows, out, in, 1, x.data<T>(), in, weight.data<T>(), in, bias.defined() ? 1 : 0,
                  y.data<T>(), out);
   });
   bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
@@ -113,10 +151,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     const Tensor& dy = g[0];
     Tensor dx = gx ? Tensor::empty(x_shape, dy.dtype(), dy.device()) : Tensor();
     Tensor dw = gw ? Tensor::empty(w.shape(), dy.dtype(), dy.device()) : Tensor();
-    if (dy.is_cuda()) ops::no_cuda_kernel("linear");
     ops::dispatch_floating("linear", dy.dtype(), [&]<typename T>() {
-      if (gx) cpu::gemm<T>(false, false, rows, in, out, 1, dy.data<T>(), out, w.data<T>(), in, 0, dx.data<T>(), in);
-      if (gw) cpu::gemm<T>(true, false, out, in, rows, 1, dy.data<T>(), out, x.data<T>(), in, 0, dw.data<T>(), in);
+      Blas<T> blas{dy.device()};
+      if (gx) blas.gemm(false, false, rows, in, out, 1, dy.data<T>(), out, w.data<T>(), in, 0, dx.data<T>(), in);
+      if (gw) blas.gemm(true, false, out, in, rows, 1, dy.data<T>(), out, x.data<T>(), in, 0, dw.data<T>(), in);
     });
     TensorList grads = {dx, dw};
     if (has_bias) grads.push_back(gb ? sum(dy.reshape({rows, out}), {0}) : Tensor());

@@ -5,6 +5,10 @@
 
 #include "core/cpu/loss.h"
 #include "core/ops/common.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/kernels.h"
+#include "cuda/loss.h"
+#endif
 
 namespace mmfuse {
 
@@ -23,6 +27,14 @@ Tensor scalar_result(double value, const Tensor& like) {
   return out;
 }
 
+// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/loss.h with the device appended.
+#ifdef MMFUSE_WITH_CUDA
+#define MMF_KERNEL(t, name, ...) \
+  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
+#else
+#define MMF_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel(#name) : cpu::name<T>(__VA_ARGS__))
+#endif
+
 double reduce_total(double total, int64_t count, Reduction reduction) {
   if (reduction == Reduction::sum) return total;
   return count > 0 ? total / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
@@ -39,13 +51,11 @@ Tensor softmax_impl(const char* op, const Tensor& x, int64_t dim, bool log) {
     geo.inner = product(x.shape(), d + 1, x.shape().size());
   }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
-  ops::dispatch_floating(op, x.dtype(), [&]<typename T>() { cpu::softmax_forward<T>(x.data<T>(), y.data<T>(), geo, log); });
+  ops::dispatch_floating(op, x.dtype(), [&]<typename T>() { MMF_KERNEL(x, softmax_forward, x.data<T>(), y.data<T>(), geo, log); });
   autograd::record(op, {x}, {y}, [op, y = y.detach(), geo, log](const TensorList& g) -> TensorList {
-    if (y.is_cuda()) ops::no_cuda_kernel(op);
     Tensor dx = Tensor::empty(y.shape(), y.dtype(), y.device());
     ops::dispatch_floating(op, y.dtype(), [&]<typename T>() {
-      cpu::softmax_backward<T>(y.data<T>(), g[0].data<T>(), dx.data<T>(), geo, log);
+      MMF_KERNEL(y, softmax_backward, y.data<T>(), g[0].data<T>(), dx.data<T>(), geo, log);
     });
     return {dx};
   });
@@ -58,13 +68,22 @@ Tensor pointwise_loss_op(const char* op, cpu::PointwiseLoss kind, const Tensor& 
   ops::check_compatible(op, input, target);
   MMF_CHECK(input.shape() == target.shape(), OpError, op, ": input ", shape_str(input.shape()), " and target ",
             shape_str(target.shape()), " must have the same shape");
-  if (input.is_cuda()) ops::no_cuda_kernel(op);
   const int64_t n = input.numel();
   Tensor out;
   ops::dispatch_floating(op, input.dtype(), [&]<typename T>() {
     if (reduction == Reduction::none) {
       out = Tensor::empty(input.shape(), input.dtype(), input.device());
-      cpu::pointwise_loss<T>(input.data<T>(), target.data<T>(), out.data<T>(), n, kind);
+      MMF_KERNEL(input, pointwise_loss, input.data<T>(), target.data<T>(), out.data<T>(), n, kind);
+    } else if (input.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      out = Tensor::empty({}, input.dtype(), input.device());
+      // sum: scale 1; mean: 1/n (NaN for an empty input, as the CPU path).
+      double scale = reduction == Reduction::sum ? 1.0 : reduce_total(1.0, n, reduction);
+      cuda::pointwise_loss_sum<T>(input.data<T>(), target.data<T>(), out.data<T>(), n, kind, scale,
+                                  input.device().index);
+#else
+      ops::no_cuda_kernel(op);
+#endif
     } else {
       double total = cpu::pointwise_loss_sum<T>(input.data<T>(), target.data<T>(), n, kind);
       out = scalar_result(reduce_total(total, n, reduction), input);
@@ -75,14 +94,13 @@ Tensor pointwise_loss_op(const char* op, cpu::PointwiseLoss kind, const Tensor& 
   autograd::record(op, {input, target}, {out},
                    [op, kind, input = input.detach(), target = target.detach(), scale, gi, gt,
                     per_element = reduction == Reduction::none](const TensorList& g) -> TensorList {
-                     if (input.is_cuda()) ops::no_cuda_kernel(op);
                      Tensor dx, dt;
                      if (gi) dx = Tensor::empty(input.shape(), input.dtype(), input.device());
                      if (gt) dt = Tensor::empty(target.shape(), target.dtype(), target.device());
                      ops::dispatch_floating(op, input.dtype(), [&]<typename T>() {
-                       cpu::pointwise_loss_backward<T>(input.data<T>(), target.data<T>(), g[0].data<T>(), per_element,
-                                                       scale, gi ? dx.data<T>() : nullptr,
-                                                       gt ? dt.data<T>() : nullptr, input.numel(), kind);
+                       MMF_KERNEL(input, pointwise_loss_backward, input.data<T>(), target.data<T>(), g[0].data<T>(),
+                                  per_element, scale, gi ? dx.data<T>() : nullptr, gt ? dt.data<T>() : nullptr,
+                                  input.numel(), kind);
                      });
                      return {dx, dt};
                    });
@@ -116,10 +134,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   }
   MMF_CHECK(target.shape() == expected, OpError, op, ": target ", shape_str(target.shape()), " does not match logits ",
             shape_str(logits.shape()), " (expected target ", shape_str(expected), ")");
-  if (logits.is_cuda()) ops::no_cuda_kernel(op);
+  if (logits.is_cuda()) {
+#ifndef MMFUSE_WITH_CUDA
+    ops::no_cuda_kernel(op);
+#endif
+  }
 
   const int64_t positions = target.numel();
-  const int32_t* labels = target.data<int32_t>();
+  // The labels are validated and counted on the host (a CUDA target is copied over once).
+  const Tensor host_target = target.is_cuda() ? target.to(Device::cpu()) : target;
+  const int32_t* labels = host_target.data<int32_t>();
   int64_t bad = cpu::cross_entropy_find_bad_target(labels, positions, geo.dim, ignore_index);
   if (bad >= 0) {
     Shape position(expected.size());
@@ -136,9 +160,27 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
 
   // Per-position logsumexp, saved for backward, and loss.
   Tensor lse = Tensor::empty({positions}, DType::f64, logits.device());
-  std::vector<double> loss(positions);
+  std::vector<double> loss(logits.is_cuda() ? 0 : positions);
   Tensor out;
   ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
+    if (logits.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      const int device = logits.device().index;
+      Tensor loss_dev = Tensor::empty({positions}, DType::f64, logits.device());
+      cuda::cross_entropy_forward<T>(logits.data<T>(), target.data<int32_t>(), geo, ignore_index, lse.data<double>(),
+                                     loss_dev.data<double>(), device);
+      if (reduction == Reduction::none) {
+        out = loss_dev.to(logits.dtype()).reshape(target.shape());
+      } else {
+        // Deterministic double sum (cuda/reduce.cu), then the cast to the logits' dtype.
+        Tensor total = Tensor::empty({}, DType::f64, logits.device());
+        double scale = reduction == Reduction::sum ? 1.0 : reduce_total(1.0, count, reduction);
+        cuda::reduce_sum<double>(loss_dev.data<double>(), total.data<double>(), {positions}, {true}, scale, device);
+        out = total.to(logits.dtype());
+      }
+#endif
+      return;
+    }
     cpu::cross_entropy_forward<T>(logits.data<T>(), labels, geo, ignore_index, lse.data<double>(), loss.data());
     if (reduction == Reduction::none) {
       out = Tensor::empty(target.shape(), logits.dtype(), logits.device());
@@ -155,12 +197,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   autograd::record(op, {logits}, {out},
                    [logits = logits.detach(), target = target.detach(), lse, geo, ignore_index, scale,
                     per_position = reduction == Reduction::none](const TensorList& g) -> TensorList {
-                     if (logits.is_cuda()) ops::no_cuda_kernel("cross_entropy");
                      Tensor dx = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
                      ops::dispatch_floating("cross_entropy", logits.dtype(), [&]<typename T>() {
-                       cpu::cross_entropy_backward<T>(logits.data<T>(), target.data<int32_t>(), lse.data<double>(),
-                                                      geo, ignore_index, g[0].data<T>(), per_position, scale,
-                                                      dx.data<T>());
+                       MMF_KERNEL(logits, cross_entropy_backward, logits.data<T>(), target.data<int32_t>(),
+                                  lse.data<double>(), geo, ignore_index, g[0].data<T>(), per_position, scale,
+                                  dx.data<T>());
                      });
                      return {dx};
                    });

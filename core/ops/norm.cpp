@@ -5,6 +5,9 @@
 
 #include "core/cpu/norm.h"
 #include "core/ops/common.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/norm.h"
+#endif
 
 namespace mmfuse {
 
@@ -18,6 +21,49 @@ std::string batch_norm_args(const Tensor& x, const Tensor& weight, const Tensor&
   return "x " + shape_str(x.shape()) + ", weight " + optional_shape(weight) + ", bias " + optional_shape(bias) +
          ", running_mean " + optional_shape(running_mean) + ", running_var " + optional_shape(running_var);
 }
+
+#ifdef MMFUSE_WITH_CUDA
+// The CUDA branch of batch_norm (checks done): statistics, running update and the fused
+// normalise + affine all on the device (cuda/norm.h); mean and invstd stay there for backward.
+Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                       const Tensor& running_var, const BatchNormOptions& options, const cpu::BatchNormGeometry& geo,
+                       bool batch_stats) {
+  const int64_t groups = geo.groups();
+  const int device = x.device().index;
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  Tensor save_mean = Tensor::empty({groups}, DType::f64, x.device());
+  Tensor save_invstd = Tensor::empty({groups}, DType::f64, x.device());
+  const bool update = options.training && running_mean.defined() && geo.count() > 0;
+  ops::dispatch_floating("batch_norm", x.dtype(), [&]<typename T>() {
+    cuda::batch_norm_forward<T>(x.data<T>(), geo, batch_stats, update,
+                                running_mean.defined() ? running_mean.data<T>() : nullptr,
+                                running_var.defined() ? running_var.data<T>() : nullptr, options.momentum, options.eps,
+                                weight.defined() ? weight.data<T>() : nullptr, bias.defined() ? bias.data<T>() : nullptr,
+                                y.data<T>(), save_mean.data<double>(), save_invstd.data<double>(), device);
+  });
+  const bool gx = x.requires_grad();
+  const bool gw = weight.defined() && weight.requires_grad();
+  const bool gb = bias.defined() && bias.requires_grad();
+  autograd::record("batch_norm", {x, weight, bias}, {y},
+                   [x = x.detach(), weight = weight.defined() ? weight.detach() : Tensor(),
+                    bias_shape = bias.defined() ? bias.shape() : Shape(), save_mean, save_invstd, geo, batch_stats,
+                    gx, gw, gb](const TensorList& g) -> TensorList {
+    const Tensor& dy = g[0];
+    ops::check_compatible("batch_norm", x, dy);
+    Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+    Tensor dw = gw ? Tensor::empty(weight.shape(), x.dtype(), x.device()) : Tensor();
+    Tensor db = gb ? Tensor::empty(bias_shape, x.dtype(), x.device()) : Tensor();
+    ops::dispatch_floating("batch_norm", x.dtype(), [&]<typename T>() {
+      cuda::batch_norm_backward<T>(dy.data<T>(), x.data<T>(), geo, save_mean.data<double>(),
+                                   save_invstd.data<double>(), weight.defined() ? weight.data<T>() : nullptr,
+                                   batch_stats, gx ? dx.data<T>() : nullptr, gw ? dw.data<T>() : nullptr,
+                                   gb ? db.data<T>() : nullptr, x.device().index);
+    });
+    return {dx, dw, db};
+  });
+  return y;
+}
+#endif
 
 }  // namespace
 
@@ -56,8 +102,14 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
             modalities);
   const bool batch_stats = options.training || !running_mean.defined();
 
+  if (x.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+    return batch_norm_cuda(x, weight, bias, running_mean, running_var, options, geo, batch_stats);
+#else
+    ops::no_cuda_kernel(op);
+#endif
+  }
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   // Per-group mean and 1/sqrt(var + eps) in double, saved for backward.
   Tensor save_mean = Tensor::empty({groups}, DType::f64, x.device());
   Tensor save_invstd = Tensor::empty({groups}, DType::f64, x.device());
@@ -91,7 +143,6 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                     bias_shape = bias.defined() ? bias.shape() : Shape(), save_mean, save_invstd, geo,
                     batch_stats, gx, gw, gb](const TensorList& g) -> TensorList {
                      const Tensor& dy = g[0];
-                     if (dy.is_cuda()) ops::no_cuda_kernel("batch_norm");
                      const int64_t groups = geo.groups();
                      std::vector<double> sum_dy(groups), sum_dy_xmu(groups);
                      const double* mean = save_mean.data<double>();
@@ -124,26 +175,39 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   return y;
 }
 
+namespace {
+
+// cpu::dropout_apply or its CUDA twin (the same Philox mask for the same seed and offset).
+template <typename T>
+void dropout_on_device(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) {
+  if (!x.is_cuda()) return cpu::dropout_apply<T>(x.data<T>(), y.data<T>(), x.numel(), p, seed, offset);
+#ifdef MMFUSE_WITH_CUDA
+  cuda::dropout_apply<T>(x.data<T>(), y.data<T>(), x.numel(), p, seed, offset, x.device().index);
+#else
+  ops::no_cuda_kernel("dropout");
+#endif
+}
+
+}  // namespace
+
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const char* op = "dropout";
   ops::check_floating(op, x);
   MMF_CHECK(p >= 0 && p <= 1, OpError, op, ": probability p must be in [0, 1], got ", p, " for x ",
             shape_str(x.shape()));
   if (!training || p == 0) return x.clone();
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   const int64_t n = x.numel();
   const uint64_t seed = gen.seed(), offset = gen.take(static_cast<uint64_t>(n));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::dropout_apply<T>(x.data<T>(), y.data<T>(), n, p, seed, offset);
+    dropout_on_device<T>(x, y, p, seed, offset);
   });
   // The same mask applies to the gradient: recomputed from (seed, offset), nothing stored.
   autograd::record(op, {x}, {y}, [p, seed, offset](const TensorList& g) -> TensorList {
     const Tensor& dy = g[0];
-    if (dy.is_cuda()) ops::no_cuda_kernel("dropout");
     Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
     ops::dispatch_floating("dropout", dy.dtype(), [&]<typename T>() {
-      cpu::dropout_apply<T>(dy.data<T>(), dx.data<T>(), dy.numel(), p, seed, offset);
+      dropout_on_device<T>(dy, dx, p, seed, offset);
     });
     return {dx};
   });

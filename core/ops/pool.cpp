@@ -2,10 +2,21 @@
 
 #include "core/cpu/pool.h"
 #include "core/ops/common.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/pool.h"
+#endif
 
 namespace mmfuse {
 
 using ops::dispatch_floating;
+
+// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/pool.h with the device appended.
+#ifdef MMFUSE_WITH_CUDA
+#define MMF_KERNEL(t, name, ...) \
+  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
+#else
+#define MMF_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel(#name) : cpu::name<T>(__VA_ARGS__))
+#endif
 
 namespace {
 
@@ -63,15 +74,15 @@ Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   cpu::Pool2dGeometry geom = pool_geometry(op, x, options);
   Tensor y = Tensor::empty(pooled_shape(x, geom), x.dtype(), x.device());
   Tensor argmax = Tensor::empty(y.shape(), DType::i64, x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::max_pool2d_forward<T>(x.data<T>(), y.data<T>(), argmax.data<int64_t>(), geom);
+    MMF_KERNEL(x, max_pool2d_forward, x.data<T>(), y.data<T>(), argmax.data<int64_t>(), geom);
   });
   autograd::record(op, {x}, {y}, [geom, argmax, in_shape = x.shape()](const TensorList& g) -> TensorList {
-    Tensor dx = Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
-    if (dx.is_cuda()) ops::no_cuda_kernel("max_pool2d");
+    // The CUDA kernels overwrite dx (gathers); the CPU ones add into zeros.
+    Tensor dx = g[0].is_cuda() ? Tensor::empty(in_shape, g[0].dtype(), g[0].device())
+                               : Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
     dispatch_floating("max_pool2d", dx.dtype(), [&]<typename T>() {
-      cpu::max_pool2d_backward<T>(g[0].data<T>(), argmax.data<int64_t>(), dx.data<T>(), geom);
+      MMF_KERNEL(dx, max_pool2d_backward, g[0].data<T>(), argmax.data<int64_t>(), dx.data<T>(), geom);
     });
     return {dx};
   });
@@ -83,15 +94,15 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options) {
   cpu::Pool2dGeometry geom = pool_geometry(op, x, options);
   bool include_pad = options.count_include_pad;
   Tensor y = Tensor::empty(pooled_shape(x, geom), x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::avg_pool2d_forward<T>(x.data<T>(), y.data<T>(), geom, include_pad);
+    MMF_KERNEL(x, avg_pool2d_forward, x.data<T>(), y.data<T>(), geom, include_pad);
   });
   autograd::record(op, {x}, {y}, [geom, include_pad, in_shape = x.shape()](const TensorList& g) -> TensorList {
-    Tensor dx = Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
-    if (dx.is_cuda()) ops::no_cuda_kernel("avg_pool2d");
+    // The CUDA kernels overwrite dx (gathers); the CPU ones add into zeros.
+    Tensor dx = g[0].is_cuda() ? Tensor::empty(in_shape, g[0].dtype(), g[0].device())
+                               : Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
     dispatch_floating("avg_pool2d", dx.dtype(), [&]<typename T>() {
-      cpu::avg_pool2d_backward<T>(g[0].data<T>(), dx.data<T>(), geom, include_pad);
+      MMF_KERNEL(dx, avg_pool2d_backward, g[0].data<T>(), dx.data<T>(), geom, include_pad);
     });
     return {dx};
   });
@@ -109,15 +120,13 @@ Tensor global_avg_pool(const Tensor& x, bool keepdim) {
   int64_t inner = 1;
   for (int64_t d = 2; d < x.dim(); ++d) inner *= x.size(d);
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::row_mean_forward<T>(x.data<T>(), y.data<T>(), rows, inner);
+    MMF_KERNEL(x, row_mean_forward, x.data<T>(), y.data<T>(), rows, inner);
   });
   autograd::record(op, {x}, {y}, [rows, inner, in_shape = x.shape()](const TensorList& g) -> TensorList {
     Tensor dx = Tensor::empty(in_shape, g[0].dtype(), g[0].device());
-    if (dx.is_cuda()) ops::no_cuda_kernel("global_avg_pool");
     dispatch_floating("global_avg_pool", dx.dtype(), [&]<typename T>() {
-      cpu::row_mean_backward<T>(g[0].data<T>(), dx.data<T>(), rows, inner);
+      MMF_KERNEL(dx, row_mean_backward, g[0].data<T>(), dx.data<T>(), rows, inner);
     });
     return {dx};
   });

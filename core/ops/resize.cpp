@@ -4,10 +4,21 @@
 
 #include "core/cpu/resize.h"
 #include "core/ops/common.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/pool.h"
+#endif
 
 namespace mmfuse {
 
 using ops::dispatch_floating;
+
+// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/pool.h with the device appended.
+#ifdef MMFUSE_WITH_CUDA
+#define MMF_KERNEL(t, name, ...) \
+  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
+#else
+#define MMF_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel(#name) : cpu::name<T>(__VA_ARGS__))
+#endif
 
 namespace {
 
@@ -25,15 +36,15 @@ cpu::ResizeGeometry resize_geometry(const char* op, const Tensor& x, int64_t out
 Tensor bilinear(const Tensor& x, const cpu::ResizeGeometry& geom, bool align_corners, double scale) {
   const char* op = "upsample_bilinear";
   Tensor y = Tensor::empty({x.size(0), x.size(1), geom.out_h, geom.out_w}, x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::upsample_bilinear_forward<T>(x.data<T>(), y.data<T>(), geom, align_corners, scale, scale);
+    MMF_KERNEL(x, upsample_bilinear_forward, x.data<T>(), y.data<T>(), geom, align_corners, scale, scale);
   });
   autograd::record(op, {x}, {y}, [geom, align_corners, scale, in_shape = x.shape()](const TensorList& g) -> TensorList {
-    Tensor dx = Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
-    if (dx.is_cuda()) ops::no_cuda_kernel("upsample_bilinear");
+    // The CUDA kernels overwrite dx (gathers); the CPU ones add into zeros.
+    Tensor dx = g[0].is_cuda() ? Tensor::empty(in_shape, g[0].dtype(), g[0].device())
+                               : Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
     dispatch_floating("upsample_bilinear", dx.dtype(), [&]<typename T>() {
-      cpu::upsample_bilinear_backward<T>(g[0].data<T>(), dx.data<T>(), geom, align_corners, scale, scale);
+      MMF_KERNEL(dx, upsample_bilinear_backward, g[0].data<T>(), dx.data<T>(), geom, align_corners, scale, scale);
     });
     return {dx};
   });
@@ -63,15 +74,15 @@ Tensor upsample_nearest(const Tensor& x, int64_t out_h, int64_t out_w) {
   const char* op = "upsample_nearest";
   cpu::ResizeGeometry geom = resize_geometry(op, x, out_h, out_w);
   Tensor y = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::upsample_nearest_forward<T>(x.data<T>(), y.data<T>(), geom);
+    MMF_KERNEL(x, upsample_nearest_forward, x.data<T>(), y.data<T>(), geom);
   });
   autograd::record(op, {x}, {y}, [geom, in_shape = x.shape()](const TensorList& g) -> TensorList {
-    Tensor dx = Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
-    if (dx.is_cuda()) ops::no_cuda_kernel("upsample_nearest");
+    // The CUDA kernels overwrite dx (gathers); the CPU ones add into zeros.
+    Tensor dx = g[0].is_cuda() ? Tensor::empty(in_shape, g[0].dtype(), g[0].device())
+                               : Tensor::zeros(in_shape, g[0].dtype(), g[0].device());
     dispatch_floating("upsample_nearest", dx.dtype(), [&]<typename T>() {
-      cpu::upsample_nearest_backward<T>(g[0].data<T>(), dx.data<T>(), geom);
+      MMF_KERNEL(dx, upsample_nearest_backward, g[0].data<T>(), dx.data<T>(), geom);
     });
     return {dx};
   });

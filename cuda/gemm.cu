@@ -1,0 +1,115 @@
+// GEMM on CUDA through cuBLAS. Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T,
+// so each call passes B before A with the sizes swapped (the usual transposition trick); no
+// data is transposed. Float uses cublasSgemm*, whose tensor-core use follows the handle's math
+// mode (set from cuda::matmul_precision() by DeviceContext::cublas()); double cublasDgemm*.
+#include <climits>
+#include <cstdint>
+
+#include "core/error.h"
+#include "cuda/check.h"
+#include "cuda/context.h"
+#include "cuda/gemm.h"
+#include "cuda/launch.h"
+
+namespace mmfuse::cuda {
+
+namespace {
+
+int to_int(int64_t v, const char* what) {
+  MMF_CHECK(v >= 0 && v <= INT_MAX, OpError, "gemm on CUDA: ", what, " = ", v,
+            " does not fit cuBLAS's 32-bit sizes");
+  return static_cast<int>(v);
+}
+
+cublasOperation_t op_of(bool trans) { return trans ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const float* alpha, const float* A, int lda, const float* B, int ldb, const float* beta,
+                         float* C, int ldc) {
+  return cublasSgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+cublasStatus_t gemm_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                         const double* alpha, const double* A, int lda, const double* B, int ldb, const double* beta,
+                         double* C, int ldc) {
+  return cublasDgemm(h, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+cublasStatus_t gemm_strided_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                 const float* alpha, const float* A, int lda, long long sa, const float* B, int ldb,
+                                 long long sb, const float* beta, float* C, int ldc, long long sc, int batch) {
+  return cublasSgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+cublasStatus_t gemm_strided_call(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                 const double* alpha, const double* A, int lda, long long sa, const double* B,
+                                 int ldb, long long sb, const double* beta, double* C, int ldc, long long sc,
+                                 int batch) {
+  return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
+}
+
+// C (M x N, row stride ldc) = 0: what beta == 0 means when K == 0 (no product to run).
+template <typename T>
+void zero_matrix(T* C, int64_t M, int64_t N, int64_t ldc, int device) {
+  if (M == 0 || N == 0) return;
+  MMF_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(T), 0, N * sizeof(T), M, stream(device)));
+}
+
+template <typename T>
+__global__ void repeat_row_kernel(const T* __restrict__ row, int64_t n, int64_t cols, T* __restrict__ out) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) out[i] = row[i % cols];
+}
+
+}  // namespace
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int device) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (beta == T(0)) zero_matrix(C, M, N, ldc, device);
+    MMF_CHECK(beta == T(0) || beta == T(1), OpError, "gemm on CUDA: K = 0 with beta other than 0 or 1");
+    return;
+  }
+  cublasHandle_t h = context(device).cublas();
+  MMF_CUBLAS_CHECK(gemm_call(h, op_of(trans_b), op_of(trans_a), to_int(N, "N"), to_int(M, "M"), to_int(K, "K"),
+                             &alpha, B, to_int(ldb, "ldb"), A, to_int(lda, "lda"), &beta, C, to_int(ldc, "ldc")));
+}
+
+template <typename T>
+void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t N, int64_t K, T alpha,
+                  const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta,
+                  T* C, int64_t ldc, int64_t stride_c, int device) {
+  if (batch == 0 || M == 0 || N == 0) {
+    if (batch == 0 && stride_c == 0 && beta == T(0)) zero_matrix(C, M, N, ldc, device);
+    return;
+  }
+  if (stride_c == 0 || K == 0) {
+    // One C for the whole batch: products accumulated in batch order (deterministic), beta once.
+    for (int64_t b = 0; b < batch; ++b)
+      gemm<T>(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
+              b == 0 || stride_c != 0 ? beta : T(1), C + b * stride_c, ldc, device);
+    return;
+  }
+  cublasHandle_t h = context(device).cublas();
+  MMF_CUBLAS_CHECK(gemm_strided_call(h, op_of(trans_b), op_of(trans_a), to_int(N, "N"), to_int(M, "M"),
+                                     to_int(K, "K"), &alpha, B, to_int(ldb, "ldb"), stride_b, A, to_int(lda, "lda"),
+                                     stride_a, &beta, C, to_int(ldc, "ldc"), stride_c, to_int(batch, "batch")));
+}
+
+template <typename T>
+void repeat_row(const T* row, int64_t rows, int64_t cols, T* out, int device) {
+  int64_t n = rows * cols;
+  if (n <= 0) return;
+  repeat_row_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(row, n, cols, out);
+  MMF_CUDA_CHECK_LAUNCH("repeat_row", rows, " x ", cols, " on cuda:", device);
+}
+
+#define MMF_GEMM(T)                                                                                          \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, \
+                        int64_t, int);                                                                       \
+  template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, \
+                                const T*, int64_t, int64_t, T, T*, int64_t, int64_t, int);                   \
+  template void repeat_row<T>(const T*, int64_t, int64_t, T*, int);
+MMF_GEMM(float)
+MMF_GEMM(double)
+#undef MMF_GEMM
+
+}  // namespace mmfuse::cuda

@@ -1,0 +1,197 @@
+// Softmax / log-softmax / cross-entropy / l1 / mse on CUDA (cuda/loss.h).
+#include <cmath>
+#include <cstdint>
+
+#include "core/error.h"
+#include "cuda/check.h"
+#include "cuda/context.h"
+#include "cuda/kernels.h"
+#include "cuda/launch.h"
+#include "cuda/loss.h"
+#include "cuda/scratch.h"
+
+namespace mmfuse::cuda {
+
+namespace {
+
+using cpu::LineGeometry;
+using cpu::PointwiseLoss;
+
+// Line l = o * inner + i starts at o * dim * inner + i; consecutive d are inner apart.
+__device__ __forceinline__ int64_t line_start(const LineGeometry& g, int64_t l) {
+  return (l / g.inner) * g.dim * g.inner + l % g.inner;
+}
+
+template <typename T>
+__device__ double line_logsumexp(const T* base, const LineGeometry& g) {
+  T mx = base[0];
+  for (int64_t d = 1; d < g.dim; ++d) mx = max(mx, base[d * g.inner]);
+  double sum = 0;
+  for (int64_t d = 0; d < g.dim; ++d) sum += static_cast<double>(exp(base[d * g.inner] - mx));
+  return static_cast<double>(mx) + ::log(sum);
+}
+
+template <typename T>
+__global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, LineGeometry g, int64_t lines,
+                                       bool log) {
+  for (int64_t l = global_thread(); l < lines; l += grid_threads()) {
+    int64_t at = line_start(g, l);
+    double lse = line_logsumexp(x + at, g);
+    for (int64_t d = 0; d < g.dim; ++d) {
+      int64_t k = at + d * g.inner;
+      y[k] = log ? static_cast<T>(x[k] - lse) : static_cast<T>(::exp(x[k] - lse));
+    }
+  }
+}
+
+template <typename T>
+__global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __restrict__ dy, T* __restrict__ dx,
+                                        LineGeometry g, int64_t lines, bool log) {
+  for (int64_t l = global_thread(); l < lines; l += grid_threads()) {
+    int64_t at = line_start(g, l);
+    double dot = 0;
+    for (int64_t d = 0; d < g.dim; ++d) {
+      int64_t k = at + d * g.inner;
+      dot += log ? static_cast<double>(dy[k]) : static_cast<double>(dy[k]) * y[k];
+    }
+    for (int64_t d = 0; d < g.dim; ++d) {
+      int64_t k = at + d * g.inner;
+      dx[k] = log ? static_cast<T>(dy[k] - exp(y[k]) * dot) : static_cast<T>(y[k] * (dy[k] - dot));
+    }
+  }
+}
+
+template <typename T>
+__global__ void cross_entropy_forward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ target,
+                                             LineGeometry g, int64_t lines, int64_t ignore_index,
+                                             double* __restrict__ lse, double* __restrict__ loss) {
+  for (int64_t l = global_thread(); l < lines; l += grid_threads()) {
+    const T* base = logits + line_start(g, l);
+    double v = line_logsumexp(base, g);
+    lse[l] = v;
+    int32_t t = target[l];
+    loss[l] = t == ignore_index ? 0.0 : v - static_cast<double>(base[t * g.inner]);
+  }
+}
+
+template <typename T>
+__global__ void cross_entropy_backward_kernel(const T* __restrict__ logits, const int32_t* __restrict__ target,
+                                              const double* __restrict__ lse, LineGeometry g, int64_t n,
+                                              int64_t ignore_index, const T* __restrict__ grad, bool per_position,
+                                              double scale, T* __restrict__ dx) {
+  for (int64_t k = global_thread(); k < n; k += grid_threads()) {
+    int64_t i = k % g.inner, r = k / g.inner;
+    int64_t d = r % g.dim, o = r / g.dim;
+    int64_t p = o * g.inner + i;
+    int32_t t = target[p];
+    double coef = t == ignore_index ? 0.0 : scale * static_cast<double>(per_position ? grad[p] : grad[0]);
+    double onehot = t == d ? 1.0 : 0.0;
+    dx[k] = coef == 0.0 ? T(0) : static_cast<T>(coef * (::exp(logits[k] - lse[p]) - onehot));
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ T loss_value(PointwiseLoss kind, T diff) {
+  return kind == PointwiseLoss::l1 ? abs(diff) : diff * diff;
+}
+
+template <typename T>
+__global__ void pointwise_loss_kernel(const T* __restrict__ x, const T* __restrict__ t, T* __restrict__ out, int64_t n,
+                                      PointwiseLoss kind) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) out[i] = loss_value(kind, x[i] - t[i]);
+}
+
+template <typename T>
+__global__ void pointwise_loss_backward_kernel(const T* __restrict__ x, const T* __restrict__ t,
+                                               const T* __restrict__ grad, bool per_element, double scale,
+                                               T* __restrict__ dx, T* __restrict__ dt, int64_t n, PointwiseLoss kind) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    T diff = x[i] - t[i];
+    T slope = kind == PointwiseLoss::l1 ? T((diff > 0) - (diff < 0)) : T(2) * diff;
+    T d = static_cast<T>(scale * static_cast<double>(per_element ? grad[i] : grad[0]) * static_cast<double>(slope));
+    if (dx) dx[i] = d;
+    if (dt) dt[i] = -d;
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log, int device) {
+  int64_t lines = geo.outer * geo.inner;
+  if (geo.dim == 0 || lines == 0) return;
+  softmax_forward_kernel<T><<<grid_for(lines), kBlockThreads, 0, stream(device)>>>(x, y, geo, lines, log);
+  MMF_CUDA_CHECK_LAUNCH(log ? "log_softmax_forward" : "softmax_forward", "[", geo.outer, ", ", geo.dim, ", ",
+                        geo.inner, "] on cuda:", device);
+}
+
+template <typename T>
+void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, bool log, int device) {
+  int64_t lines = geo.outer * geo.inner;
+  if (geo.dim == 0 || lines == 0) return;
+  softmax_backward_kernel<T><<<grid_for(lines), kBlockThreads, 0, stream(device)>>>(y, dy, dx, geo, lines, log);
+  MMF_CUDA_CHECK_LAUNCH(log ? "log_softmax_backward" : "softmax_backward", "[", geo.outer, ", ", geo.dim, ", ",
+                        geo.inner, "] on cuda:", device);
+}
+
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeometry& geo, int64_t ignore_index,
+                           double* lse, double* loss, int device) {
+  int64_t lines = geo.outer * geo.inner;
+  if (geo.dim == 0 || lines == 0) return;
+  cross_entropy_forward_kernel<T><<<grid_for(lines), kBlockThreads, 0, stream(device)>>>(logits, target, geo, lines,
+                                                                                         ignore_index, lse, loss);
+  MMF_CUDA_CHECK_LAUNCH("cross_entropy_forward", "[", geo.outer, ", ", geo.dim, ", ", geo.inner, "] on cuda:", device);
+}
+
+template <typename T>
+void cross_entropy_backward(const T* logits, const int32_t* target, const double* lse, const LineGeometry& geo,
+                            int64_t ignore_index, const T* grad, bool grad_per_position, double scale, T* dx,
+                            int device) {
+  int64_t n = geo.outer * geo.dim * geo.inner;
+  if (n == 0) return;
+  cross_entropy_backward_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(
+      logits, target, lse, geo, n, ignore_index, grad, grad_per_position, scale, dx);
+  MMF_CUDA_CHECK_LAUNCH("cross_entropy_backward", "[", geo.outer, ", ", geo.dim, ", ", geo.inner, "] on cuda:", device);
+}
+
+template <typename T>
+void pointwise_loss(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kind, int device) {
+  if (n <= 0) return;
+  pointwise_loss_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(x, t, out, n, kind);
+  MMF_CUDA_CHECK_LAUNCH("pointwise_loss", n, " elements on cuda:", device);
+}
+
+template <typename T>
+void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kind, double scale, int device) {
+  Scratch values(sizeof(T) * static_cast<size_t>(n), device);
+  pointwise_loss<T>(x, t, values.get<T>(), n, kind, device);
+  // The deterministic reduction of cuda/reduce.cu (double accumulation); n == 0 gives 0 * scale.
+  reduce_sum<T>(values.get<T>(), out, {n}, {true}, scale, device);
+}
+
+template <typename T>
+void pointwise_loss_backward(const T* x, const T* t, const T* grad, bool grad_per_element, double scale, T* dx, T* dt,
+                             int64_t n, PointwiseLoss kind, int device) {
+  if (n <= 0) return;
+  pointwise_loss_backward_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(x, t, grad, grad_per_element,
+                                                                                      scale, dx, dt, n, kind);
+  MMF_CUDA_CHECK_LAUNCH("pointwise_loss_backward", n, " elements on cuda:", device);
+}
+
+#define MMF_LOSS(T)                                                                                           \
+  template void softmax_forward<T>(const T*, T*, const LineGeometry&, bool, int);                            \
+  template void softmax_backward<T>(const T*, const T*, T*, const LineGeometry&, bool, int);                 \
+  template void cross_entropy_forward<T>(const T*, const int32_t*, const LineGeometry&, int64_t, double*,    \
+                                         double*, int);                                                      \
+  template void cross_entropy_backward<T>(const T*, const int32_t*, const double*, const LineGeometry&,      \
+                                          int64_t, const T*, bool, double, T*, int);                         \
+  template void pointwise_loss<T>(const T*, const T*, T*, int64_t, PointwiseLoss, int);                      \
+  template void pointwise_loss_sum<T>(const T*, const T*, T*, int64_t, PointwiseLoss, double, int);          \
+  template void pointwise_loss_backward<T>(const T*, const T*, const T*, bool, double, T*, T*, int64_t,      \
+                                           PointwiseLoss, int);
+MMF_LOSS(float)
+MMF_LOSS(double)
+#undef MMF_LOSS
+
+}  // namespace mmfuse::cuda

@@ -1,0 +1,39 @@
+// Softmax, log-softmax, cross-entropy and the pointwise losses on CUDA: the twins of
+// core/cpu/loss.h (same LineGeometry [outer, dim, inner], raw pointers, plus the device). No
+// CUDA headers here. Every reduction is in a fixed order (no atomics).
+#pragma once
+#include <cstdint>
+
+#include "core/cpu/loss.h"
+
+namespace mmfuse::cuda {
+
+// One thread per line (outer, inner): max, sum of exponentials in double, output, in the
+// CPU's order along the line.
+template <typename T>
+void softmax_forward(const T* x, T* y, const cpu::LineGeometry& geo, bool log, int device);
+template <typename T>
+void softmax_backward(const T* y, const T* dy, T* dx, const cpu::LineGeometry& geo, bool log, int device);
+
+// Targets must be validated by the caller. lse and loss: device arrays of outer*inner
+// doubles (as cpu::cross_entropy_forward).
+template <typename T>
+void cross_entropy_forward(const T* logits, const int32_t* target, const cpu::LineGeometry& geo, int64_t ignore_index,
+                           double* lse, double* loss, int device);
+// grad is a device pointer (one value, or one per position when grad_per_position).
+template <typename T>
+void cross_entropy_backward(const T* logits, const int32_t* target, const double* lse, const cpu::LineGeometry& geo,
+                            int64_t ignore_index, const T* grad, bool grad_per_position, double scale, T* dx,
+                            int device);
+
+// out[i] = f(x[i] - t[i]) (reduction none).
+template <typename T>
+void pointwise_loss(const T* x, const T* t, T* out, int64_t n, cpu::PointwiseLoss kind, int device);
+// out[0] = scale * sum_i f(x[i] - t[i]) (accumulated in double, deterministic; out on the device).
+template <typename T>
+void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, cpu::PointwiseLoss kind, double scale, int device);
+template <typename T>
+void pointwise_loss_backward(const T* x, const T* t, const T* grad, bool grad_per_element, double scale, T* dx, T* dt,
+                             int64_t n, cpu::PointwiseLoss kind, int device);
+
+}  // namespace mmfuse::cuda
