@@ -4,6 +4,7 @@
 // [M*N, C, H, W] (stacked: true) or one [N, C_m, H, W] per modality, then the label: int32
 // [N, H, W] (segmentation) or [N] (classification). Batch b is a pure function of (seed, b,
 // phase); see docs/datasets.md ("Data layers").
+#include <filesystem>
 #include <memory>
 
 #include "core/layer.h"
@@ -110,6 +111,37 @@ class MultimodalImageDataLayer : public Layer {
     if (train_ && aug_.crop_height == 0 && aug_.scale_min != aug_.scale_max && batch_ > 1)
       fail("random scaling without a crop gives samples of different sizes: set crop_height/crop_width or batch_size: 1");
 
+    // Without the list file, a crop still fixes the shapes: the net builds (`mmfuse check` on a
+    // model whose dataset is not on this machine) and the missing file is reported by forward.
+    if (aug_.crop_height > 0 && !std::filesystem::exists(source_)) {
+      height_ = aug_.crop_height;
+      width_ = aug_.crop_width;
+    } else {
+      open_list();
+    }
+
+    std::vector<Shape> shapes;
+    const int64_t N = batch_;
+    if (stacked_) {
+      shapes.push_back({M * N, modalities_[0].channels, height_, width_});
+    } else {
+      for (const auto& mod : modalities_) shapes.push_back({N, mod.channels, height_, width_});
+    }
+    shapes.push_back(segmentation_ ? Shape{N, height_, width_} : Shape{N});
+    return shapes;
+  }
+
+  TensorList forward(const TensorList&, ForwardContext& ctx) override {
+    if (!order_) open_list();
+    return datasets::upload_batch(prefetcher_->get(ctx.iteration), ctx.device, dtype_);
+  }
+
+ private:
+  // Reads and checks the list file, and takes the shapes from the first sample when no crop
+  // fixes them.
+  void open_list() {
+    const auto& p = layer_param().multimodal_data_param();
+    const int64_t M = static_cast<int64_t>(modalities_.size());
     try {
       entries_ = datasets::read_list_file(source_, M, p.root_folder());
     } catch (const Error& e) {
@@ -132,26 +164,11 @@ class MultimodalImageDataLayer : public Layer {
     height_ = first.height;
     width_ = first.width;
     if (aug_.crop_height == 0) vary_ok_ = batch_ == 1;  // a batch of one may take any size
-
-    std::vector<Shape> shapes;
-    const int64_t N = batch_;
-    if (stacked_) {
-      shapes.push_back({M * N, modalities_[0].channels, height_, width_});
-    } else {
-      for (const auto& mod : modalities_) shapes.push_back({N, mod.channels, height_, width_});
-    }
-    shapes.push_back(segmentation_ ? Shape{N, height_, width_} : Shape{N});
     prefetcher_ = std::make_unique<datasets::BatchPrefetcher>([this](int64_t b) { return make_batch(b); },
                                                               static_cast<int>(p.threads()),
                                                               static_cast<int>(p.prefetch()));
-    return shapes;
   }
 
-  TensorList forward(const TensorList&, ForwardContext& ctx) override {
-    return datasets::upload_batch(prefetcher_->get(ctx.iteration), ctx.device, dtype_);
-  }
-
- private:
   std::string where(const datasets::ListEntry& e) const {
     return describe() + ": " + source_ + ":" + std::to_string(e.line);
   }
