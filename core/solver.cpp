@@ -316,13 +316,20 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   for (const Param& p : net_->learnable_params()) ps.push_back({p.name, p.value, p.lr_mult, p.decay_mult});
   optimizer_ = std::make_unique<Optimizer>(param_, std::move(ps));
 
-  // Batch size: the leading dim of the first blob (the first top of the data/Input layer).
-  const auto& blobs = net_->blob_names();
+  // Batch size: the smallest leading dim among the tops of the first layer (the data or Input
+  // layer). A modality-stacked data top is [M*N, ...] while its label is [N, ...]: N samples.
   batch_size_ = 1;
-  if (!blobs.empty()) {
-    batch_blob_ = blobs.front();
-    const Shape& s = net_->blob_shape(batch_blob_);
-    batch_size_ = s.empty() ? 1 : s[0];
+  if (!net_->layers().empty()) {
+    batch_size_ = -1;
+    for (const auto& top : net_->top_names(0)) {
+      const Shape& s = net_->blob_shape(top);
+      int64_t n = s.empty() ? 1 : s[0];
+      if (batch_size_ < 0 || n < batch_size_) {
+        batch_size_ = n;
+        batch_blob_ = top;
+      }
+    }
+    if (batch_size_ < 0) batch_size_ = 1;
   }
 
   // Output paths.

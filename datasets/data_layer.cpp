@@ -1,5 +1,9 @@
 #include "datasets/data_layer.h"
 
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
+
 #include <utility>
 
 namespace mmfuse::datasets {
@@ -121,9 +125,25 @@ HostBatch BatchPrefetcher::get(int64_t b) {
 TensorList upload_batch(const HostBatch& batch, Device device, DType dtype) {
   TensorList tops;
   for (const HostBlob& blob : batch) {
-    Tensor host = blob.is_int ? Tensor::from_vector(blob.ints, blob.shape, DType::i32)
-                              : Tensor::from_vector(blob.values, blob.shape, dtype);
-    tops.push_back(device.is_cpu() ? host : host.to(device));
+    DType dt = blob.is_int ? DType::i32 : dtype;
+#ifdef MMFUSE_WITH_CUDA
+    if (device.is_cuda()) {
+      // Staged through a pinned buffer: the copy is asynchronous on the compute stream, and the
+      // buffer returns to the pinned cache once the stream has passed the copy.
+      Tensor out = Tensor::empty(blob.shape, dt, device);
+      void* staging = cuda::pinned_alloc(out.nbytes());
+      if (blob.is_int)
+        copy_elements(blob.ints.data(), DType::i32, Device::cpu(), staging, dt, Device::cpu(), out.numel());
+      else
+        copy_elements(blob.values.data(), DType::f32, Device::cpu(), staging, dt, Device::cpu(), out.numel());
+      cuda::copy_to_device(out.raw_data(), staging, out.nbytes(), device.index);
+      cuda::pinned_free(staging);
+      tops.push_back(out);
+      continue;
+    }
+#endif
+    tops.push_back(blob.is_int ? Tensor::from_vector(blob.ints, blob.shape, dt, device)
+                               : Tensor::from_vector(blob.values, blob.shape, dt, device));
   }
   return tops;
 }

@@ -97,9 +97,9 @@ class BatchPrefetcher {
   std::map<int64_t, Slot> slots_;  // batches in [next_get_, next_claim_) being made or ready
 };
 
-// The tensors of a host batch on `device` (float tops in `dtype`, labels int32).
-// TODO(pinned): on CUDA, stage through a pinned host buffer once cuda/runtime.h offers
-// pinned_alloc; until then Tensor::to(device) copies from pageable memory.
+// The tensors of a host batch on `device` (float tops in `dtype`, labels int32). On CUDA each
+// top is staged through a cached pinned host buffer and copied asynchronously on the compute
+// stream (compiled; not yet run on a GPU).
 TensorList upload_batch(const HostBatch& batch, Device device, DType dtype);
 
 }  // namespace mmfuse::datasets
