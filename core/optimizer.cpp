@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include "core/ops/common.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/optimizer.h"
+#endif
 
 namespace mmfuse {
 
@@ -88,17 +91,60 @@ double squared_norm(const Tensor& g) {
 }  // namespace
 
 double Optimizer::step(double lr) {
-  double norm2 = 0;
+  // Squares of CPU gradients are summed on the host; CUDA gradients (one device per
+  // optimizer) leave fixed partial sums on their device, folded there with the host's share.
+  double host_norm2 = 0;
+  [[maybe_unused]] int device = -1;  // the CUDA device of the parameters, if any
+  [[maybe_unused]] bool any_cpu = false;
+  [[maybe_unused]] int64_t partial_count = 0;
   for (const OptimParam& p : params_) {
     Tensor g = p.value.grad();
     if (!g.defined()) continue;
-    if (g.is_cuda()) ops::no_cuda_kernel("optimizer step");
-    norm2 += ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() { return squared_norm<T>(g); });
+    MMF_CHECK(g.device() == p.value.device() && g.dtype() == p.value.dtype() && g.shape() == p.value.shape(), Error,
+              "optimizer: parameter ", p.name, " is ", p.value.str(), " but its gradient is ", g.str());
+    if (g.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      MMF_CHECK(device < 0 || device == g.device().index, Error, "optimizer: parameters on cuda:", device, " and on ",
+                g.device().str(), " (one device per optimizer)");
+      device = g.device().index;
+      partial_count += cuda::sumsq_partials(g.numel());
+      continue;
+#else
+      ops::no_cuda_kernel("optimizer step");
+#endif
+    }
+    any_cpu = true;
+    host_norm2 += ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() { return squared_norm<T>(g); });
   }
-  double norm = std::sqrt(norm2);
+  double norm = std::sqrt(host_norm2);
+  [[maybe_unused]] const double* device_scale = nullptr;
+#ifdef MMFUSE_WITH_CUDA
+  Tensor norm_scale;  // [norm, clip scale] on the device: the update kernels read the scale there
+  if (device >= 0) {
+    Device dev = Device::cuda(device);
+    Tensor partials = Tensor::empty({std::max<int64_t>(partial_count, 1)}, DType::f64, dev);
+    int64_t at = 0;
+    for (const OptimParam& p : params_) {
+      Tensor g = p.value.grad();
+      if (!g.defined() || !g.is_cuda()) continue;
+      ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() {
+        cuda::grad_sumsq<T>(g.data<T>(), g.numel(), partials.data<double>() + at, device);
+      });
+      at += cuda::sumsq_partials(g.numel());
+    }
+    norm_scale = Tensor::empty({2}, DType::f64, dev);
+    cuda::finish_grad_norm(partials.data<double>(), partial_count, host_norm2, clip_, norm_scale.data<double>(),
+                           device);
+    device_scale = norm_scale.data<double>() + 1;
+    // CPU parameters need the global norm before their update: with parameters on both
+    // sides the step synchronises here instead of at the end.
+    if (any_cpu) norm = norm_scale.to_vector<double>()[0];
+  }
+#endif
   double grad_scale = (clip_ > 0 && norm > clip_) ? clip_ / norm : 1.0;
   ++steps_;
   bool adam = type_ == "Adam" || type_ == "AdamW";
+  bool nesterov = type_ == "Nesterov";
   double bias1 = 1 - std::pow(momentum_, static_cast<double>(steps_));
   double bias2 = 1 - std::pow(beta2_, static_cast<double>(steps_));
 
@@ -107,6 +153,21 @@ double Optimizer::step(double lr) {
     Tensor g = p.value.grad();
     if (!g.defined() || p.lr_mult == 0) continue;
     double plr = lr * p.lr_mult, wd = weight_decay_ * p.decay_mult;
+    if (p.value.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      // One fused kernel per parameter, the rules below in the same double arithmetic.
+      ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
+        const int64_t n = p.value.numel();
+        if (!adam)
+          cuda::sgd_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), n, plr, wd, momentum_, nesterov,
+                              device_scale, device);
+        else
+          cuda::adam_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), slots_[k][1].data<T>(), n, plr,
+                               wd, momentum_, beta2_, eps_, bias1, bias2, type_ == "AdamW", device_scale, device);
+      });
+#endif
+      continue;
+    }
     ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
       T* w = p.value.data<T>();
       const T* gr = g.data<T>();
@@ -117,7 +178,7 @@ double Optimizer::step(double lr) {
           double d = gr[i] * grad_scale + wd * w[i];
           if (momentum_ != 0) {
             v[i] = static_cast<T>(momentum_ * v[i] + d);
-            d = type_ == "Nesterov" ? d + momentum_ * v[i] : v[i];
+            d = nesterov ? d + momentum_ * v[i] : v[i];
           }
           w[i] = static_cast<T>(w[i] - plr * d);
         }
@@ -138,6 +199,10 @@ double Optimizer::step(double lr) {
       }
     });
   }
+#ifdef MMFUSE_WITH_CUDA
+  // Every update is queued: the step's one synchronisation, to report the norm.
+  if (device >= 0 && !any_cpu) norm = norm_scale.to_vector<double>()[0];
+#endif
   return norm;
 }
 

@@ -6,6 +6,9 @@
 
 #include "core/cpu/fusion.h"
 #include "core/ops/common.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/fusion.h"
+#endif
 
 namespace mmfuse {
 
@@ -54,6 +57,22 @@ int64_t inner_size(const Tensor& x, int64_t leading) {
   return leading ? x.numel() / leading : 0;
 }
 
+#ifdef MMFUSE_WITH_CUDA
+// The exchange as the CUDA kernels compute it (no row tables on the device): one bit per
+// receiving modality.
+cuda::Exchange cuda_exchange(const char* op, const std::vector<bool>& receives, int64_t batch) {
+  int64_t modalities = static_cast<int64_t>(receives.size());
+  MMF_CHECK(modalities <= cuda::kMaxExchangeModalities, OpError, op, ": at most ", cuda::kMaxExchangeModalities,
+            " modalities on CUDA, got ", modalities);
+  cuda::Exchange ex;
+  ex.batch = batch;
+  ex.modalities = modalities;
+  for (int64_t m = 0; m < modalities; ++m)
+    if (receives[m]) ex.receives |= uint64_t{1} << m;
+  return ex;
+}
+#endif
+
 }  // namespace
 
 int64_t channel_shuffle_kept(int64_t channels, double keep_ratio) {
@@ -78,6 +97,26 @@ Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio, c
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = x.size(0), channels = x.size(1), inner = inner_size(x, rows * channels);
   int64_t keep = channel_shuffle_kept(channels, keep_ratio);
+  if (x.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+    const cuda::Exchange ex = cuda_exchange(op, receives, batch);
+    Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+    ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+      cuda::channel_shuffle_forward<T>(x.data<T>(), out.data<T>(), rows, channels, inner, keep, ex, x.device().index);
+    });
+    autograd::record(op, {x}, {out}, [=](const TensorList& g) -> TensorList {
+      Tensor dx = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
+      ops::dispatch_floating(op, dx.dtype(), [&]<typename T>() {
+        cuda::channel_shuffle_backward<T>(g[0].data<T>(), dx.data<T>(), rows, channels, inner, keep, ex,
+                                          dx.device().index);
+      });
+      return {dx};
+    });
+    return out;
+#else
+    ops::no_cuda_kernel(op);
+#endif
+  }
   ExchangeRows t = exchange_rows(receives, rows, batch);
   // Forward: channels [keep, C) of row b come from its giver, or from b itself. Backward: they
   // go back to the giver, and to b itself where b keeps its own.
@@ -90,13 +129,11 @@ Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio, c
   auto taker = std::make_shared<std::vector<int64_t>>(std::move(t.taker));
 
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
     cpu::channel_route<T>(x.data<T>(), out.data<T>(), rows, channels, inner, keep, forward.data(), nullptr);
   });
   autograd::record(op, {x}, {out}, [=](const TensorList& g) -> TensorList {
     Tensor dx = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
-    if (dx.is_cuda()) ops::no_cuda_kernel(op);
     ops::dispatch_floating(op, dx.dtype(), [&]<typename T>() {
       cpu::channel_route<T>(g[0].data<T>(), dx.data<T>(), rows, channels, inner, keep, own->data(), taker->data());
     });
@@ -119,11 +156,35 @@ Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = y.size(0), channels = y.size(1), height = y.size(2), width = y.size(3);
   int64_t group_size = channels / (groups + 1);
+  if (y.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+    const cuda::Exchange ex = cuda_exchange(op, receives, batch);
+    Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
+    ops::dispatch_floating(op, y.dtype(), [&]<typename T>() {
+      cuda::pixel_shift_add<T>(y.data<T>(), a.data<T>(), out.data<T>(), rows, channels, height, width, group_size,
+                               groups, shift, ex, false, y.device().index);
+    });
+    bool gy = y.requires_grad(), ga = a.requires_grad();
+    autograd::record(op, {y, a}, {out}, [=](const TensorList& g) -> TensorList {
+      Tensor da;
+      if (ga) {
+        da = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
+        ops::dispatch_floating(op, da.dtype(), [&]<typename T>() {
+          cuda::pixel_shift_add<T>(nullptr, g[0].data<T>(), da.data<T>(), rows, channels, height, width, group_size,
+                                   groups, shift, ex, true, da.device().index);
+        });
+      }
+      return {gy ? g[0] : Tensor(), da};
+    });
+    return out;
+#else
+    ops::no_cuda_kernel(op);
+#endif
+  }
   ExchangeRows t = exchange_rows(receives, rows, batch);
   auto taker = std::make_shared<std::vector<int64_t>>(std::move(t.taker));
 
   Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
-  if (y.is_cuda()) ops::no_cuda_kernel(op);
   ops::dispatch_floating(op, y.dtype(), [&]<typename T>() {
     cpu::pixel_shift_add<T>(y.data<T>(), a.data<T>(), out.data<T>(), rows, channels, height, width, group_size,
                             groups, shift, t.giver.data(), +1);
@@ -133,7 +194,6 @@ Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int
     Tensor da;
     if (ga) {
       da = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
-      if (da.is_cuda()) ops::no_cuda_kernel(op);
       ops::dispatch_floating(op, da.dtype(), [&]<typename T>() {
         cpu::pixel_shift_add<T>(nullptr, g[0].data<T>(), da.data<T>(), rows, channels, height, width, group_size,
                                 groups, shift, taker->data(), -1);
@@ -154,8 +214,16 @@ Tensor channel_gate(const Tensor& x, const Tensor& e, double gate_scale) {
   MMF_CHECK(gate_scale > 0 && std::isfinite(gate_scale), OpError, op, ": gate_scale must be > 0, got ", gate_scale);
   int64_t planes = e.numel(), inner = inner_size(x, planes);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  if (x.is_cuda()) ops::no_cuda_kernel(op);
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    if (x.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+      cuda::channel_gate_forward<T>(x.data<T>(), e.data<T>(), out.data<T>(), planes, inner, gate_scale,
+                                    x.device().index);
+      return;
+#else
+      ops::no_cuda_kernel(op);
+#endif
+    }
     cpu::channel_gate_forward<T>(x.data<T>(), e.data<T>(), out.data<T>(), planes, inner, gate_scale);
   });
   bool gx = x.requires_grad(), ge = e.requires_grad();
@@ -163,8 +231,17 @@ Tensor channel_gate(const Tensor& x, const Tensor& e, double gate_scale) {
   autograd::record(op, {x, e}, {out}, [=, x = ge ? x.detach() : Tensor(), e = e.detach()](const TensorList& g) -> TensorList {
     Tensor dx = gx ? Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device()) : Tensor();
     Tensor de = ge ? Tensor::empty(e.shape(), e.dtype(), e.device()) : Tensor();
-    if (e.is_cuda()) ops::no_cuda_kernel(op);
     ops::dispatch_floating(op, e.dtype(), [&]<typename T>() {
+      if (e.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+        cuda::channel_gate_backward<T>(ge ? x.data<T>() : nullptr, e.data<T>(), g[0].data<T>(),
+                                       gx ? dx.data<T>() : nullptr, ge ? de.data<T>() : nullptr, planes, inner,
+                                       gate_scale, e.device().index);
+        return;
+#else
+        ops::no_cuda_kernel(op);
+#endif
+      }
       cpu::channel_gate_backward<T>(ge ? x.data<T>() : nullptr, e.data<T>(), g[0].data<T>(),
                                     gx ? dx.data<T>() : nullptr, ge ? de.data<T>() : nullptr, planes, inner,
                                     gate_scale);
@@ -185,7 +262,34 @@ Tensor modality_ensemble(const Tensor& logits, const Tensor& alpha, int64_t moda
   out_shape[0] = batch;
   int64_t slice = shape_numel(out_shape);
   Tensor out = Tensor::empty(out_shape, logits.dtype(), logits.device());
-  if (logits.is_cuda()) ops::no_cuda_kernel(op);
+  if (logits.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+    // softmax(alpha) by a one-thread kernel into device memory: the weights never visit the
+    // host, so the op does not synchronise.
+    const int device = logits.device().index;
+    Tensor weights = Tensor::empty({modalities}, DType::f64, logits.device());
+    ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
+      cuda::ensemble_weights<T>(alpha.data<T>(), weights.data<double>(), modalities, device);
+      cuda::modality_ensemble_forward<T>(logits.data<T>(), weights.data<double>(), out.data<T>(), modalities, slice,
+                                         device);
+    });
+    bool glogits = !detach && logits.requires_grad(), galpha = alpha.requires_grad();
+    autograd::record(op, {detach ? logits.detach() : logits, alpha}, {out},
+                     [=, logits = logits.detach()](const TensorList& g) -> TensorList {
+      Tensor dlogits = glogits ? Tensor::empty(logits.shape(), logits.dtype(), logits.device()) : Tensor();
+      Tensor dalpha = galpha ? Tensor::empty({modalities}, logits.dtype(), logits.device()) : Tensor();
+      ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
+        cuda::modality_ensemble_backward<T>(logits.data<T>(), weights.data<double>(), g[0].data<T>(),
+                                            glogits ? dlogits.data<T>() : nullptr,
+                                            galpha ? dalpha.data<T>() : nullptr, modalities, slice, device);
+      });
+      return {dlogits, dalpha};
+    });
+    return out;
+#else
+    ops::no_cuda_kernel(op);
+#endif
+  }
 
   // softmax(alpha) on the host (M numbers), shifted by the maximum for stability.
   auto weights = std::make_shared<std::vector<double>>(alpha.to_vector<double>());
@@ -202,7 +306,6 @@ Tensor modality_ensemble(const Tensor& logits, const Tensor& alpha, int64_t moda
                    [=, logits = logits.detach()](const TensorList& g) -> TensorList {
     Tensor dlogits = glogits ? Tensor::empty(logits.shape(), logits.dtype(), logits.device()) : Tensor();
     std::vector<double> dweights(modalities);
-    if (logits.is_cuda()) ops::no_cuda_kernel(op);
     ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
       cpu::modality_ensemble_backward<T>(logits.data<T>(), weights->data(), g[0].data<T>(),
                                          glogits ? dlogits.data<T>() : nullptr, dweights.data(), modalities, slice);
@@ -222,7 +325,8 @@ Tensor modality_ensemble(const Tensor& logits, const Tensor& alpha, int64_t moda
 }
 
 // Stack, split and tile are copies through Tensor::copy_ and views, so they run on any device
-// and dtype.
+// and dtype (on CUDA: device-to-device copies on the compute stream, nothing through the
+// host).
 Tensor modality_stack(const TensorList& xs) {
   const char* op = "modality_stack";
   MMF_CHECK(!xs.empty(), OpError, op, ": needs at least one tensor");

@@ -1,0 +1,35 @@
+// The optimizer's device half (core/optimizer.cpp): the global gradient norm as a
+// deterministic reduction, and fused SGD / Adam updates that read the clip scale from device
+// memory, so a step enqueues everything and synchronises once (to report the norm). No CUDA
+// headers here.
+#pragma once
+#include <cstdint>
+
+namespace mmfuse::cuda {
+
+// How many partial sums grad_sumsq writes for n elements: depends on n only, so the order of
+// the additions, and the norm's rounding, never depend on the GPU or on timing.
+int64_t sumsq_partials(int64_t n);
+// partials[k] = sum of g[i]^2 (in double) over the k-th of sumsq_partials(n) fixed chunks.
+template <typename T>
+void grad_sumsq(const T* g, int64_t n, double* partials, int device);
+// norm_scale[0] = sqrt(host_sumsq + sum of the `count` partials) (a fixed tree over one block),
+// norm_scale[1] = clip / norm where clip > 0 and norm > clip, else 1: the factor every update
+// kernel applies to the gradients. host_sumsq carries the squares of parameters on the CPU.
+void finish_grad_norm(const double* partials, int64_t count, double host_sumsq, double clip, double* norm_scale,
+                      int device);
+
+// The update rules of Optimizer::step, elementwise in double as on the CPU; grad_scale points
+// at norm_scale[1] (device).
+// SGD (PyTorch's form): d = g * scale + wd * w; with momentum v = momentum * v + d and
+// d = nesterov ? d + momentum * v : v; w -= lr * d. v is untouched (may be null) without momentum.
+template <typename T>
+void sgd_update(T* w, const T* g, T* v, int64_t n, double lr, double weight_decay, double momentum, bool nesterov,
+                const double* grad_scale, int device);
+// Adam / AdamW: d = g * scale (+ wd * w for Adam; AdamW decays w by lr * wd first);
+// m = b1 m + (1 - b1) d; v = b2 v + (1 - b2) d^2; w -= lr * (m / bias1) / (sqrt(v / bias2) + eps).
+template <typename T>
+void adam_update(T* w, const T* g, T* m, T* v, int64_t n, double lr, double weight_decay, double beta1, double beta2,
+                 double eps, double bias1, double bias2, bool decoupled, const double* grad_scale, int device);
+
+}  // namespace mmfuse::cuda
