@@ -575,9 +575,9 @@ std::map<std::string, std::string> committed_models() {
   SegmentationSpec syn = synthetic_segmentation();
   files["models/asymfusion/synthetic.prototxt"] = asymfusion_net(syn);
   const std::string synthetic_solver_body =
-      "type: \"SGD\"\nbase_lr: 0.02\nmomentum: 0.9\nweight_decay: 0.0001\nlr_policy: \"cosine\"\n"
-      "warmup_iter: 50\nmax_iter: 800\ntest_iter: 32\ntest_interval: 200\ndisplay: 20\naverage_loss: 20\n"
-      "snapshot: 400\nrandom_seed: 1\nsolver_mode: CPU\n";
+      "type: \"Adam\"\nbase_lr: 0.002\nmomentum: 0.9\nmomentum2: 0.999\nweight_decay: 0.00001\n"
+      "lr_policy: \"cosine\"\nwarmup_iter: 50\nclip_gradients: 10\nmax_iter: 800\ntest_iter: 32\n"
+      "test_interval: 200\ndisplay: 20\naverage_loss: 20\nsnapshot: 400\nrandom_seed: 1\nsolver_mode: CPU\n";
   files["models/asymfusion/synthetic_solver.prototxt"] =
       solver("synthetic.prototxt", "AsymFusion on the synthetic RGB-D set (the README's main job).",
              synthetic_solver_body + "snapshot_prefix: \"snapshots/asymfusion_synthetic\"\n");
