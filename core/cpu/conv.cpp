@@ -25,14 +25,6 @@ void valid_range(int64_t offset, int64_t stride, int64_t size, int64_t out_size,
   last = std::clamp(last, first, out_size);
 }
 
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 constexpr int64_t kParallelGrain = 32768;  // elements
 // Multiply-adds below which a convolution runs on one thread: waking threads and switching
 // BLAS to serial costs more than a small convolution.

@@ -44,13 +44,6 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
 
 namespace {
 std::mutex g_serial_mutex;
-int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 int g_serial_depth = 0;
 int g_saved_threads = 1;
 }  // namespace

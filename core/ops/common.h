@@ -54,3 +54,14 @@ inline int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim) {
 }
 
 }  // namespace mmfuse::ops
+
+// MMF_KERNEL(t, name, args...) inside a dispatch_floating lambda (element type T): calls
+// cpu::name<T>(args...), or on a CUDA tensor its twin cuda::name<T>(args..., device index)
+// (declared in the family's cuda/ header, which the op file includes).
+#ifdef MMFUSE_WITH_CUDA
+#define MMF_KERNEL(t, name, ...) \
+  ((t).is_cuda() ? ::mmfuse::cuda::name<T>(__VA_ARGS__, (t).device().index) : ::mmfuse::cpu::name<T>(__VA_ARGS__))
+#else
+#define MMF_KERNEL(t, name, ...) \
+  ((t).is_cuda() ? ::mmfuse::ops::no_cuda_kernel(#name) : ::mmfuse::cpu::name<T>(__VA_ARGS__))
+#endif

@@ -27,14 +27,6 @@ Tensor scalar_result(double value, const Tensor& like) {
   return out;
 }
 
-// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/loss.h with the device appended.
-#ifdef MMFUSE_WITH_CUDA
-#define MMF_KERNEL(t, name, ...) \
-  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
-#else
-#define MMF_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel(#name) : cpu::name<T>(__VA_ARGS__))
-#endif
-
 double reduce_total(double total, int64_t count, Reduction reduction) {
   if (reduction == Reduction::sum) return total;
   return count > 0 ? total / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();

@@ -10,14 +10,6 @@ namespace mmfuse {
 
 using ops::dispatch_floating;
 
-// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/pool.h with the device appended.
-#ifdef MMFUSE_WITH_CUDA
-#define MMF_KERNEL(t, name, ...) \
-  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
-#else
-#define MMF_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel(#name) : cpu::name<T>(__VA_ARGS__))
-#endif
-
 namespace {
 
 int64_t floor_div(int64_t a, int64_t b) {
