@@ -3,10 +3,14 @@
 //   use_global_stats  normalise with the running statistics and leave them alone; default
 //                     false in TRAIN, true in TEST (Caffe). True in TRAIN freezes the
 //                     statistics while gamma/beta (affine) still learn (AsymFusion's setting).
-//   moving_average_fraction f (0.999)  running = f running + (1 - f) batch, i.e. PyTorch's
-//                     momentum 1 - f with the unbiased batch variance. Caffe accumulates
-//                     unnormalised sums and a scale factor instead; the averages agree after
-//                     warm-up but the first iterations differ (Caffe's are bias-corrected).
+//   moving_average_fraction f (0.999)  Caffe's running averages: Caffe accumulates sums
+//                     S_t = f S_{t-1} + batch_t and a scale factor s_t = f s_{t-1} + 1 and uses
+//                     S_t / s_t, i.e. running += (batch - running) / s_t. We update in that form
+//                     with momentum 1/s_t = (1 - f) / (1 - f^(t+1)) at the forward of global batch
+//                     index t (ForwardContext::iteration), so no scale-factor state is needed and
+//                     a resumed run continues exactly. The first update takes the batch
+//                     statistics; later ones tend to PyTorch's momentum 1 - f (the variance is
+//                     the unbiased batch variance, as PyTorch's).
 //   eps (1e-5), affine (false: Caffe's BatchNorm, followed by a Scale layer),
 //   modalities M (1): the bottom is [M*N, C, ...]; each modality has its own statistics and
 //                     gamma/beta,
@@ -14,12 +18,21 @@
 // Parameters, in this order: mean, variance (learnable = false; initialised 0 and 1), then with
 // affine gamma, beta. Shape [C] when M = 1 (Caffe's and PyTorch's), [M, C] when M > 1 (row m
 // for modality m).
+#include <cmath>
+
 #include "core/filler.h"
 #include "core/layer.h"
 #include "core/ops.h"
 
 namespace mmfuse {
 namespace {
+
+// Caffe's normalised running average as a momentum for update number t + 1 (see above).
+double running_momentum(double f, int64_t t) {
+  if (f >= 1) return 1.0 / static_cast<double>(t + 1);  // s_t = t + 1: the plain average
+  double denom = 1.0 - std::pow(f, static_cast<double>(t + 1));
+  return denom > 0 ? (1.0 - f) / denom : 1.0;
+}
 
 class BatchNormLayer : public Layer {
  public:
@@ -46,11 +59,11 @@ class BatchNormLayer : public Layer {
     return {x};
   }
 
-  TensorList forward(const TensorList& bottoms, ForwardContext&) override {
+  TensorList forward(const TensorList& bottoms, ForwardContext& ctx) override {
     const auto& p = layer_param().batch_norm_param();
     BatchNormOptions o;
     o.training = !global_stats_;
-    o.momentum = 1.0 - static_cast<double>(p.moving_average_fraction());
+    o.momentum = running_momentum(p.moving_average_fraction(), ctx.iteration);
     o.eps = p.eps();
     o.modalities = p.modalities();
     Tensor gamma = p.affine() ? param(2) : Tensor(), beta = p.affine() ? param(3) : Tensor();

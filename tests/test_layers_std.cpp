@@ -267,6 +267,21 @@ TEST_CASE("BatchNorm: batch_norm, modalities = two layers on the halves, frozen 
   CHECK(fb.param(3).grad().defined());
   check_net_grad(*frozen, "bn", {{"x", x}}, {"x"});
 
+  // Running averages as Caffe normalises them: S_t = f S_{t-1} + batch_t, s_t = f s_{t-1} + 1,
+  // running = S_t / s_t; at global batch index t the update's momentum is 1 / s_t.
+  {
+    auto caffe = make_net(input("x", {4, 1, 1, 1}) +
+                          "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" "
+                          "batch_norm_param { moving_average_fraction: 0.75 } }\n");
+    const Layer& cb = *caffe->layer("bn");
+    Tensor b0 = Tensor::from_vector<double>({1, 2, 3, 6}, {4, 1, 1, 1});   // mean 3
+    Tensor b1 = Tensor::from_vector<double>({9, 10, 11, 10}, {4, 1, 1, 1});  // mean 10
+    caffe->forward({{"x", b0}}, 0);
+    CHECK(cb.param(0).item() == doctest::Approx(3));  // s_0 = 1: the batch mean itself
+    caffe->forward({{"x", b1}}, 1);
+    CHECK(cb.param(0).item() == doctest::Approx((0.75 * 3 + 10) / 1.75));
+  }
+
   // TEST defaults to the running statistics (Caffe); Caffe-style BN (no affine) has 2 params of [C].
   auto test = make_net(input("x", {3, 3, 2, 3}) +
                            "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" }\n",
