@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -160,7 +162,7 @@ class Collector : public pb::io::ErrorCollector {
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  MMF_CHECK(in.good(), IOError, path, ": cannot open for reading");
+  MMF_CHECK(in.good(), IOError, path, ": cannot open for reading (", std::strerror(errno), ")");
   std::ostringstream os;
   os << in.rdbuf();
   MMF_CHECK(!in.bad(), IOError, path, ": read failed");
