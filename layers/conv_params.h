@@ -13,11 +13,16 @@ struct ConvGeometry {
   int64_t dilation_h = 1, dilation_w = 1;
 };
 
-// Caffe's rules for a 2-d convolution: kernel_size (1 or 2 values) or kernel_h + kernel_w;
-// pad / stride / dilation: none (0 / 1 / 1), one value for both axes, or two (h, w);
-// pad_h/pad_w and stride_h/stride_w instead of pad / stride. `fail` throws naming the layer.
+// Checks the bottom ([N, C, H, W], axis 1), num_output and group of a Convolution or
+// Deconvolution layer, and reads Caffe's 2-d geometry: kernel_size (1 or 2 values) or
+// kernel_h + kernel_w; pad / stride / dilation: none (0 / 1 / 1), one value for both axes, or
+// two (h, w); pad_h/pad_w and stride_h/stride_w instead of pad / stride. `fail` throws naming
+// the layer.
 template <typename Fail>
-ConvGeometry read_conv_geometry(const proto::ConvolutionParameter& p, Fail&& fail) {
+ConvGeometry read_conv_geometry(const proto::ConvolutionParameter& p, const Shape& x, Fail&& fail) {
+  if (x.size() != 4) fail("expects a [N, C, H, W] bottom, got ", shape_str(x));
+  if (p.axis() != 1) fail("only axis 1 (NCHW) is supported, got axis ", p.axis());
+  if (!p.has_num_output() || p.num_output() < 1) fail("num_output must be given and positive");
   ConvGeometry g;
   auto pick = [&](const auto& values, const char* name, int64_t fallback, int64_t& h, int64_t& w) {
     if (values.size() > 2) fail(name, " has ", values.size(), " values (give 1, or 2 for h and w)");
@@ -52,6 +57,9 @@ ConvGeometry read_conv_geometry(const proto::ConvolutionParameter& p, Fail&& fai
   if (g.kernel_h < 1 || g.kernel_w < 1) fail("kernel must be positive, got ", g.kernel_h, "x", g.kernel_w);
   if (g.stride_h < 1 || g.stride_w < 1) fail("stride must be positive, got ", g.stride_h, "x", g.stride_w);
   if (g.dilation_h < 1 || g.dilation_w < 1) fail("dilation must be positive, got ", g.dilation_h, "x", g.dilation_w);
+  int64_t out = p.num_output(), groups = p.group(), channels = x[1];
+  if (groups < 1 || channels % groups != 0 || out % groups != 0)
+    fail("group ", groups, " must divide the bottom's channels (", channels, ") and num_output (", out, ")");
   return g;
 }
 

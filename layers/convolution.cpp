@@ -18,13 +18,8 @@ class ConvolutionLayer : public Layer {
   std::vector<Shape> setup(const std::vector<Shape>& bottoms, LayerContext& ctx) override {
     const auto& p = layer_param().convolution_param();
     const Shape& x = bottoms[0];
-    if (x.size() != 4) fail("expects a [N, C, H, W] bottom, got ", shape_str(x));
-    if (p.axis() != 1) fail("only axis 1 (NCHW) is supported, got axis ", p.axis());
-    if (!p.has_num_output() || p.num_output() < 1) fail("num_output must be given and positive");
-    geo_ = layers::read_conv_geometry(p, [this](auto&&... a) { fail(a...); });
+    geo_ = layers::read_conv_geometry(p, x, [this](auto&&... a) { fail(a...); });
     int64_t out = p.num_output(), groups = p.group(), channels = x[1];
-    if (groups < 1 || channels % groups != 0 || out % groups != 0)
-      fail("group ", groups, " must divide the bottom's channels (", channels, ") and num_output (", out, ")");
     int64_t oh = (x[2] + 2 * geo_.pad_h - geo_.dilation_h * (geo_.kernel_h - 1) - 1) / geo_.stride_h + 1;
     int64_t ow = (x[3] + 2 * geo_.pad_w - geo_.dilation_w * (geo_.kernel_w - 1) - 1) / geo_.stride_w + 1;
     if (x[2] + 2 * geo_.pad_h < geo_.dilation_h * (geo_.kernel_h - 1) + 1 ||

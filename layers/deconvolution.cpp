@@ -18,13 +18,8 @@ class DeconvolutionLayer : public Layer {
   std::vector<Shape> setup(const std::vector<Shape>& bottoms, LayerContext& ctx) override {
     const auto& p = layer_param().convolution_param();
     const Shape& x = bottoms[0];
-    if (x.size() != 4) fail("expects a [N, C, H, W] bottom, got ", shape_str(x));
-    if (p.axis() != 1) fail("only axis 1 (NCHW) is supported, got axis ", p.axis());
-    if (!p.has_num_output() || p.num_output() < 1) fail("num_output must be given and positive");
-    geo_ = layers::read_conv_geometry(p, [this](auto&&... a) { fail(a...); });
+    geo_ = layers::read_conv_geometry(p, x, [this](auto&&... a) { fail(a...); });
     int64_t out = p.num_output(), groups = p.group(), channels = x[1], op = p.output_padding();
-    if (groups < 1 || channels % groups != 0 || out % groups != 0)
-      fail("group ", groups, " must divide the bottom's channels (", channels, ") and num_output (", out, ")");
     if (op >= std::max(geo_.stride_h, geo_.dilation_h) || op >= std::max(geo_.stride_w, geo_.dilation_w))
       fail("output_padding ", op, " must be smaller than the stride or the dilation");
     int64_t oh = (x[2] - 1) * geo_.stride_h - 2 * geo_.pad_h + geo_.dilation_h * (geo_.kernel_h - 1) + op + 1;
