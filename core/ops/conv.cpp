@@ -94,6 +94,33 @@ TensorList conv_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias
 
 }  // namespace
 
+namespace {
+
+// The forward and the backward node shared by conv2d and conv_transpose2d. In conv2d's terms
+// (geometry g: image -> correlation), conv2d correlates x and its data gradient is the adjoint;
+// conv_transpose2d is the adjoint, its data gradient the correlation, and its input plays the
+// correlation's role in the weight gradient.
+Tensor run_conv(const char* op, const ConvGeometry& g, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                bool transposed) {
+  Tensor y = transposed ? correlate_adjoint(g, x, weight) : correlate(g, x, weight);
+  add_bias(y, bias);
+  bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
+  autograd::record(op, conv_inputs(x, weight, bias), {y},
+                   [g, transposed, x = gw ? x.detach() : Tensor(), w = gx ? weight.detach() : Tensor(),
+                    w_shape = weight.shape(), gx, gw, gb, has_bias = bias.defined()](const TensorList& grads) -> TensorList {
+    const Tensor& dy = grads[0];
+    Tensor dx, dw;
+    if (gx) dx = transposed ? correlate(g, dy, w) : correlate_adjoint(g, dy, w);
+    if (gw) dw = transposed ? weight_gradient(g, dy, x, w_shape) : weight_gradient(g, x, dy, w_shape);
+    TensorList out = {dx, dw};
+    if (has_bias) out.push_back(gb ? sum(dy, {0, 2, 3}) : Tensor());
+    return out;
+  });
+  return y;
+}
+
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
   const char* op = "conv2d";
   ConvGeometry g = check_common(op, x, weight, bias, options);
@@ -113,18 +140,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   g.out_height = (g.height + 2 * g.pad_h - span_h) / g.stride_h + 1;
   g.out_width = (g.width + 2 * g.pad_w - span_w) / g.stride_w + 1;
 
-  Tensor y = correlate(g, x, weight);
-  add_bias(y, bias);
-  bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
-  autograd::record(op, conv_inputs(x, weight, bias), {y},
-                   [g, x = gw ? x.detach() : Tensor(), w = gx ? weight.detach() : Tensor(), w_shape = weight.shape(), gx,
-                    gw, gb, has_bias = bias.defined()](const TensorList& grads) -> TensorList {
-    const Tensor& dy = grads[0];
-    TensorList out = {gx ? correlate_adjoint(g, dy, w) : Tensor(), gw ? weight_gradient(g, x, dy, w_shape) : Tensor()};
-    if (has_bias) out.push_back(gb ? sum(dy, {0, 2, 3}) : Tensor());
-    return out;
-  });
-  return y;
+  return run_conv(op, g, x, weight, bias, /*transposed=*/false);
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -149,18 +165,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
             ", weight ", shape_str(weight.shape()), ", padding ", hw(g.pad_h, g.pad_w), ")");
   check_bias(op, bias, weight, g.channels);
 
-  Tensor y = correlate_adjoint(g, x, weight);
-  add_bias(y, bias);
-  bool gx = x.requires_grad(), gw = weight.requires_grad(), gb = bias.defined() && bias.requires_grad();
-  autograd::record(op, conv_inputs(x, weight, bias), {y},
-                   [g, x = gw ? x.detach() : Tensor(), w = gx ? weight.detach() : Tensor(), w_shape = weight.shape(), gx,
-                    gw, gb, has_bias = bias.defined()](const TensorList& grads) -> TensorList {
-    const Tensor& dy = grads[0];
-    TensorList out = {gx ? correlate(g, dy, w) : Tensor(), gw ? weight_gradient(g, dy, x, w_shape) : Tensor()};
-    if (has_bias) out.push_back(gb ? sum(dy, {0, 2, 3}) : Tensor());
-    return out;
-  });
-  return y;
+  return run_conv(op, g, x, weight, bias, /*transposed=*/true);
 }
 
 }  // namespace mmfuse
