@@ -92,8 +92,6 @@ TensorList conv_inputs(const Tensor& x, const Tensor& weight, const Tensor& bias
   return inputs;
 }
 
-
-
 // The forward and the backward node shared by conv2d and conv_transpose2d. In conv2d's terms
 // (geometry g: image -> correlation), conv2d correlates x and its data gradient is the adjoint;
 // conv_transpose2d is the adjoint, its data gradient the correlation, and its input plays the
