@@ -137,6 +137,9 @@ SegmentationScores segmentation_scores(const std::vector<double>& c, int64_t k) 
   MMF_CHECK(static_cast<int64_t>(c.size()) == k * k, Error, "segmentation_scores: ", c.size(),
             " counts for ", k, " classes");
   SegmentationScores s;
+  s.confusion = c;
+  s.class_iou.assign(static_cast<size_t>(k), std::nan(""));
+  s.class_accuracy.assign(static_cast<size_t>(k), std::nan(""));
   double total = 0, diag = 0, acc_sum = 0, iou_sum = 0;
   int64_t acc_n = 0, iou_n = 0;
   for (int64_t i = 0; i < k; ++i) {
@@ -149,11 +152,13 @@ SegmentationScores segmentation_scores(const std::vector<double>& c, int64_t k) 
     total += row;
     diag += tp;
     if (row > 0) {
+      s.class_accuracy[static_cast<size_t>(i)] = 100 * tp / row;
       acc_sum += tp / row;
       ++acc_n;
     }
     double uni = row + col - tp;
     if (uni > 0) {
+      s.class_iou[static_cast<size_t>(i)] = 100 * tp / uni;
       iou_sum += tp / uni;
       ++iou_n;
     }
@@ -177,6 +182,43 @@ std::string TestResult::format() const {
     for (const auto& s : segmentation)
       out += "    " + s.name + std::string(w - s.name.size(), ' ') + fmt("  %9.2f", s.pixel_accuracy) +
              fmt("  %8.2f", s.mean_accuracy) + fmt("  %6.2f", s.mean_iou) + "\n";
+  }
+  return out;
+}
+
+namespace {
+std::string right(size_t v, int width, const char* before = "") {  // v right-aligned in `width` columns
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%s%*zu", before, width, v);
+  return buf;
+}
+std::string cell(double v, const char* format) { return std::isnan(v) ? std::string("      -") : fmt(format, v); }
+}  // namespace
+
+std::string TestResult::format_per_class() const {
+  std::string out;
+  for (const auto& s : segmentation) {
+    out += "    " + s.name + ": class    IoU    acc\n";
+    for (size_t i = 0; i < s.class_iou.size(); ++i)
+      out += right(i, 5, "      ") + cell(s.class_iou[i], " %6.2f") + cell(s.class_accuracy[i], " %6.2f") + "\n";
+  }
+  return out;
+}
+
+std::string TestResult::format_confusion() const {
+  std::string out;
+  for (const auto& s : segmentation) {
+    size_t k = s.class_iou.size();
+    out += "    " + s.name + ": % of each ground-truth class (rows) predicted as (columns)\n        ";
+    for (size_t j = 0; j < k; ++j) out += right(j, 5, " ");
+    out += "\n";
+    for (size_t i = 0; i < k; ++i) {
+      double row = 0;
+      for (size_t j = 0; j < k; ++j) row += s.confusion[i * k + j];
+      out += right(i, 3, "    ") + " ";
+      for (size_t j = 0; j < k; ++j) out += row > 0 ? fmt(" %5.1f", 100 * s.confusion[i * k + j] / row) : "     -";
+      out += "\n";
+    }
   }
   return out;
 }

@@ -30,6 +30,9 @@ struct SegmentationScores {
   double pixel_accuracy = 0;  // x100
   double mean_accuracy = 0;   // x100, over classes present in the ground truth
   double mean_iou = 0;        // x100, over classes with a non-empty union
+  std::vector<double> class_iou;       // x100 per class; NaN where the union is empty
+  std::vector<double> class_accuracy;  // x100 per class (recall); NaN where the class is absent
+  std::vector<double> confusion;       // the K x K counts (rows ground truth, columns prediction)
 };
 // Metrics of one K x K confusion matrix (rows ground truth, columns prediction), x100.
 SegmentationScores segmentation_scores(const std::vector<double>& confusion, int64_t num_classes);
@@ -40,6 +43,10 @@ struct TestResult {
   std::vector<SegmentationScores> segmentation;          // from SegmentationMetric tops
   // Lines as the solver prints them ("    Test net output #0: loss = 0.25 (* 1 = 0.25 loss)").
   std::string format() const;
+  // Per-class IoU and accuracy of every segmentation row, one line per class.
+  std::string format_per_class() const;
+  // Each segmentation row's confusion matrix in percent of its ground-truth row.
+  std::string format_confusion() const;
 };
 
 // Runs `iterations` TEST forwards of `net` (ForwardContext::iteration = 0..iterations-1) with

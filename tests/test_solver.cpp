@@ -335,6 +335,19 @@ TEST_CASE("SegmentationMetric: confusion counts per modality; metrics from a han
   CHECK(s.pixel_accuracy == doctest::Approx(60.0));
   CHECK(s.mean_accuracy == doctest::Approx(100.0 * (0.75 + 0.5 + 0.5) / 3));
   CHECK(s.mean_iou == doctest::Approx(100.0 * (0.6 + 0.4 + 0.25) / 3));
+  CHECK(s.class_iou == std::vector<double>{60.0, 40.0, 25.0});
+  CHECK(s.class_accuracy == std::vector<double>{75.0, 50.0, 50.0});
+  // A class absent from ground truth and prediction has no IoU and no accuracy.
+  SegmentationScores absent = segmentation_scores({2, 0, 0, 0}, 2);
+  CHECK(absent.mean_iou == doctest::Approx(100.0));
+  CHECK(std::isnan(absent.class_iou[1]));
+  CHECK(std::isnan(absent.class_accuracy[1]));
+  TestResult r;
+  s.name = "branch 0";
+  r.segmentation = {s};
+  CHECK(r.format_per_class().find("          1  40.00  50.00") != std::string::npos);
+  // Row 2 (gt 2): 1 of 2 predicted as 0, 1 as 2.
+  CHECK(r.format_confusion().find("      2   50.0   0.0  50.0") != std::string::npos);
 }
 
 TEST_CASE("Accuracy: top_k, ignore_label and modalities") {

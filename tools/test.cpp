@@ -1,4 +1,4 @@
-// mmfuse test --model M --weights W [--iterations K] [--gpu N]
+// mmfuse test --model M --weights W [--iterations K] [--gpu N] [--per-class] [--confusion]
 #include <cstdio>
 
 #include "core/prototxt.h"
@@ -9,7 +9,7 @@ namespace mmfuse::tools {
 namespace {
 
 int test(const std::vector<std::string>& argv) {
-  Args args("test", argv, {"model", "weights", "iterations", "gpu"});
+  Args args("test", argv, {"model", "weights", "iterations", "gpu"}, {"per-class", "confusion"});
   if (!args.positional().empty())
     throw Error("test: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help test`)");
   if (!args.has("model") || !args.has("weights"))
@@ -21,14 +21,18 @@ int test(const std::vector<std::string>& argv) {
   if (!r.missing.empty() || !r.mismatched.empty()) std::printf("Weights:\n%s", r.table().c_str());
   TestResult result = evaluate(net, iterations, "Test");
   std::printf("Tested %d batches:\n%s", iterations, result.format().c_str());
+  if (args.has("per-class")) std::printf("Per class:\n%s", result.format_per_class().c_str());
+  if (args.has("confusion")) std::printf("Confusion:\n%s", result.format_confusion().c_str());
   return 0;
 }
 
 CommandRegistrar registrar({"test", "score a trained model on its TEST phase",
-                            "mmfuse test --model M --weights W [--iterations K] [--gpu N]\n"
+                            "mmfuse test --model M --weights W [--iterations K] [--gpu N] [--per-class] [--confusion]\n"
                             "  Builds the TEST phase of M, loads W, runs K batches (default 50) and prints\n"
                             "  each output averaged over the batches; SegmentationMetric tops are summed\n"
-                            "  and printed as pixel accuracy, mean accuracy and mIoU per branch.",
+                            "  and printed as pixel accuracy, mean accuracy and mIoU per branch;\n"
+                            "  --per-class adds each class's IoU and accuracy, --confusion each\n"
+                            "  branch's confusion matrix in percent of the ground-truth rows.",
                             test});
 
 }  // namespace
