@@ -33,7 +33,8 @@ struct SyntheticRgbdSample {
   int class_index = -1;  // classification samples only: 2a + g in 0..5
 };
 
-// A scene of 1-4 labelled objects and up to one clutter object over a tilted background plane.
+// A scene of min_objects..max_objects labelled objects (2-5 by default) and up to max_clutter
+// unlabelled ones (2) over a tilted background plane.
 SyntheticRgbdSample make_synthetic_rgbd(const SyntheticRgbdSpec& spec, uint64_t seed, int64_t index);
 // The classification variant: one larger labelled object near the centre, no clutter;
 // class_index = 2a + g, and `label` is its segmentation map (0 or 1 + class_index).
