@@ -8,15 +8,14 @@
 #include <cfloat>
 #include <cstdint>
 #include <limits>
-#include <memory>
 #include <vector>
 
 #include "core/error.h"
-#include "cuda/allocator.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
+#include "cuda/scratch.h"
 
 namespace mmfuse::cuda {
 
@@ -171,17 +170,6 @@ __global__ void reduce_partials_kernel(const typename F::Acc* __restrict__ parti
   }
 }
 
-// Device scratch from the caching allocator, returned when it goes out of scope (stream order
-// keeps it valid for the kernels already queued).
-struct Scratch {
-  void* ptr = nullptr;
-  int device = 0;
-  Scratch(size_t nbytes, int dev) : ptr(device_alloc(nbytes, dev)), device(dev) {}
-  ~Scratch() { device_free(ptr, device); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-};
-
 template <typename T, typename F, int TPO>
 void launch_reduce(const char* name, const T* x, const ReduceGeometry& g, F f, T* out, int64_t* argmax,
                    cudaStream_t s, int device) {
@@ -201,9 +189,8 @@ void launch_reduce(const char* name, const T* x, const ReduceGeometry& g, F f, T
   n_chunks = std::max<int64_t>(1, (g.n_red + chunk - 1) / chunk);
   constexpr int kGroups = kBlockThreads / TPO;
   unsigned blocks = grid_for(g.n_out * n_chunks, kGroups);
-  std::unique_ptr<Scratch> partial;
-  if (n_chunks > 1) partial = std::make_unique<Scratch>(sizeof(typename F::Acc) * g.n_out * n_chunks, device);
-  auto* partial_ptr = partial ? static_cast<typename F::Acc*>(partial->ptr) : nullptr;
+  Scratch partial(n_chunks > 1 ? sizeof(typename F::Acc) * g.n_out * n_chunks : 0, device);
+  auto* partial_ptr = partial.get<typename F::Acc>();
   reduce_kernel<T, F, TPO><<<blocks, kBlockThreads, 0, s>>>(x, g, chunk, n_chunks, f, partial_ptr, out, argmax);
   MMF_CUDA_CHECK_LAUNCH(name, g.n_out, " outputs of ", g.n_red, " elements, ", n_chunks, " chunks, ",
                         TPO, " threads each, on cuda:", device);
