@@ -605,6 +605,19 @@ std::map<std::string, std::string> committed_models() {
              "warmup_iter: 100\nmax_iter: 3000\ntest_iter: 157\ntest_interval: 1000\ndisplay: 50\n"
              "average_loss: 50\nsnapshot: 1000\nsnapshot_prefix: \"snapshots/mmtm_fmnist_two_view\"\n"
              "random_seed: 1\n");
+  // The same at width 16 and batch 40 (250 test batches are the 10,000 test images): CPU-sized.
+  MmtmSpec fs = fm;
+  fs.width = 16;
+  fs.batch = 40;
+  fs.name = "mmtm_fmnist_two_view_small";
+  files["models/mmtm/fmnist_two_view_small.prototxt"] = mmtm_net(fs);
+  files["models/mmtm/fmnist_two_view_small_solver.prototxt"] =
+      solver("fmnist_two_view_small.prototxt",
+             "MMTM over two small ResNet-18 streams (width 16) on two-view Fashion-MNIST, sized for a CPU.",
+             "type: \"SGD\"\nbase_lr: 0.05\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: \"cosine\"\n"
+             "warmup_iter: 100\nmax_iter: 1200\ntest_iter: 250\ntest_interval: 600\ndisplay: 50\n"
+             "average_loss: 50\nsnapshot: 1200\nsnapshot_prefix: \"snapshots/mmtm_fmnist_two_view_small\"\n"
+             "random_seed: 1\nsolver_mode: CPU\n");
   MmtmSpec sc;
   sc.dataset = Dataset::synthetic_cls;
   sc.width = 16;
