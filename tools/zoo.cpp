@@ -541,6 +541,22 @@ SegmentationSpec nyudv2(int depth) {
 
 }  // namespace
 
+MmtmSpec mmtm_preset(Dataset dataset) {
+  MmtmSpec s;
+  s.dataset = dataset;
+  if (dataset == Dataset::fmnist_two_view) {
+    s.in_channels = {1, 1};
+  } else if (dataset == Dataset::synthetic_cls) {
+    s.width = 16;
+    s.small_input = false;  // 64x64 images: the standard stem (stride 4) keeps a CPU run short
+    s.classes = 6;
+    s.batch = 32;
+  } else {
+    throw Error("zoo mmtm: the MMTM presets are for fmnist-two-view and synthetic-cls");
+  }
+  return s;
+}
+
 SegmentationSpec synthetic_segmentation() {
   SegmentationSpec s;
   s.depth = 0;
@@ -595,8 +611,7 @@ std::map<std::string, std::string> committed_models() {
                synthetic_solver_body + "snapshot_prefix: \"snapshots/baseline_synthetic_" + name + "\"\n");
   }
   // MMTM.
-  MmtmSpec fm;
-  fm.in_channels = {1, 1};
+  MmtmSpec fm = mmtm_preset(Dataset::fmnist_two_view);
   fm.name = "mmtm_fmnist_two_view";
   files["models/mmtm/fmnist_two_view.prototxt"] = mmtm_net(fm);
   files["models/mmtm/fmnist_two_view_solver.prototxt"] =
@@ -618,12 +633,7 @@ std::map<std::string, std::string> committed_models() {
              "warmup_iter: 100\nmax_iter: 1200\ntest_iter: 250\ntest_interval: 600\ndisplay: 50\n"
              "average_loss: 50\nsnapshot: 1200\nsnapshot_prefix: \"snapshots/mmtm_fmnist_two_view_small\"\n"
              "random_seed: 1\nsolver_mode: CPU\n");
-  MmtmSpec sc;
-  sc.dataset = Dataset::synthetic_cls;
-  sc.width = 16;
-  sc.small_input = false;  // 64x64 images: the standard stem (stride 4) keeps a CPU run short
-  sc.classes = 6;
-  sc.batch = 32;
+  MmtmSpec sc = mmtm_preset(Dataset::synthetic_cls);
   sc.name = "mmtm_synthetic_cls";
   files["models/mmtm/synthetic_cls.prototxt"] = mmtm_net(sc);
   files["models/mmtm/synthetic_cls_solver.prototxt"] =

@@ -54,6 +54,9 @@ std::string mmtm_net(const MmtmSpec& spec);
 
 // The small configuration of the synthetic RGB-D set (the main job).
 SegmentationSpec synthetic_segmentation();
+// MMTM's configuration for a dataset (fmnist-two-view: two 1-channel views, 10 classes, width 64;
+// synthetic-cls: RGB + depth, 6 classes, width 16, standard stem, batch 32).
+MmtmSpec mmtm_preset(Dataset dataset);
 
 // Every committed file of models/ (path relative to the repository root -> content).
 std::map<std::string, std::string> committed_models();
