@@ -76,7 +76,11 @@ struct Builder {
     std::ostringstream body;
     body << "batch_norm_param { affine: true";
     if (bn_modalities > 1) body << " modalities: " << bn_modalities;
+    // Statistics trained here, in short runs: a running average over the last ~10 batches
+    // (PyTorch's momentum 0.1), not Caffe's 0.999, which at 1,000 iterations still weighs the
+    // first batches' statistics almost as much as the last ones'.
     if (frozen_bn) body << " use_global_stats: true";
+    else body << " moving_average_fraction: 0.9";
     body << " }";
     p.layer(n(name), "BatchNorm", {blob}, {blob}, body.str());
   }
