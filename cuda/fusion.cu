@@ -25,6 +25,20 @@ namespace {
 // must not overflow either.
 constexpr int64_t kInt32Limit = (int64_t{1} << 31) - (int64_t{1} << 25);
 
+// Calls go(width, index) with width = std::integral_constant<int, W> (the 16-byte vector width
+// of T where `vec`, else 1) and index = an int32_t where `int32_fits`, else an int64_t.
+template <typename T, typename Go>
+void dispatch_width_index(bool vec, bool int32_fits, Go&& go) {
+  constexpr int W = kVecWidth<T>;
+  if (int32_fits) {
+    if (vec) go(std::integral_constant<int, W>{}, int32_t{});
+    else go(std::integral_constant<int, 1>{}, int32_t{});
+  } else {
+    if (vec) go(std::integral_constant<int, W>{}, int64_t{});
+    else go(std::integral_constant<int, 1>{}, int64_t{});
+  }
+}
+
 template <typename I>
 struct ExchangeDev {
   I batch, modalities;
@@ -136,15 +150,7 @@ void run_channel_shuffle(const T* in, T* out, int64_t rows, int64_t channels, in
       channel_shuffle_forward_kernel<T, W, I><<<grid_for(units), kBlockThreads, 0, s>>>(
           in, out, units, inner_units, static_cast<I>(channels), static_cast<I>(keep), device_exchange<I>(ex));
   };
-  constexpr int W = kVecWidth<T>;
-  const bool vec = can_vectorize<T>(inner, {in, out});
-  if (n < kInt32Limit) {
-    if (vec) go(std::integral_constant<int, W>{}, int32_t{});
-    else go(std::integral_constant<int, 1>{}, int32_t{});
-  } else {
-    if (vec) go(std::integral_constant<int, W>{}, int64_t{});
-    else go(std::integral_constant<int, 1>{}, int64_t{});
-  }
+  dispatch_width_index<T>(can_vectorize<T>(inner, {in, out}), n < kInt32Limit, go);
   MMF_CUDA_CHECK_LAUNCH(Backward ? "channel_shuffle_backward" : "channel_shuffle_forward", rows, " rows x ",
                         channels, " channels x ", inner, ", keep ", keep, ", ", ex.modalities, " modalities on cuda:",
                         device);
@@ -231,15 +237,7 @@ void scale_rows(const T* x, const double* s, T* out, int64_t rows, int64_t inner
     scale_rows_kernel<T, W, I><<<grid_for(units), kBlockThreads, 0, st>>>(x, s, out, units, static_cast<I>(inner / W),
                                                                           shared_row);
   };
-  constexpr int W = kVecWidth<T>;
-  const bool vec = can_vectorize<T>(inner, {x, out});
-  if (n < kInt32Limit) {
-    if (vec) go(std::integral_constant<int, W>{}, int32_t{});
-    else go(std::integral_constant<int, 1>{}, int32_t{});
-  } else {
-    if (vec) go(std::integral_constant<int, W>{}, int64_t{});
-    else go(std::integral_constant<int, 1>{}, int64_t{});
-  }
+  dispatch_width_index<T>(can_vectorize<T>(inner, {x, out}), n < kInt32Limit, go);
   MMF_CUDA_CHECK_LAUNCH(name, rows, " rows of ", inner, " on cuda:", device);
 }
 
@@ -404,16 +402,8 @@ void pixel_shift_add(const T* y, const T* a, T* out, int64_t rows, int64_t chann
         static_cast<I>(std::max<int64_t>(group_size, 1)), static_cast<I>(shifted),
         static_cast<I>(std::min(shift, far)), device_exchange<I>(ex), backward);
   };
-  constexpr int W = kVecWidth<T>;
-  const bool vec = can_vectorize<T>(width, {y, out});
   // far << 7 bounds every distance of 32 groups; with a margin it must fit int32 too.
-  if (n < kInt32Limit && (far << 8) < kInt32Limit) {
-    if (vec) go(std::integral_constant<int, W>{}, int32_t{});
-    else go(std::integral_constant<int, 1>{}, int32_t{});
-  } else {
-    if (vec) go(std::integral_constant<int, W>{}, int64_t{});
-    else go(std::integral_constant<int, 1>{}, int64_t{});
-  }
+  dispatch_width_index<T>(can_vectorize<T>(width, {y, out}), n < kInt32Limit && (far << 8) < kInt32Limit, go);
   MMF_CUDA_CHECK_LAUNCH(backward ? "pixel_shift_add_backward" : "pixel_shift_add", rows, " rows x ", channels,
                         " channels x ", height, " x ", width, ", ", groups, " groups of ", group_size, ", shift ",
                         shift, " on cuda:", device);

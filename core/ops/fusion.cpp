@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 
 #include "core/cpu/fusion.h"
@@ -156,48 +157,40 @@ Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = y.size(0), channels = y.size(1), height = y.size(2), width = y.size(3);
   int64_t group_size = channels / (groups + 1);
+  // kernel(base, src, dst, backward): dst = base + PS(src) routed by the exchange; in the
+  // backward (base null) dst = the adjoint of PS applied to src, routed back. One per device.
+  std::function<void(const Tensor* base, const Tensor& src, const Tensor& dst, bool backward)> kernel;
   if (y.is_cuda()) {
 #ifdef MMFUSE_WITH_CUDA
     const cuda::Exchange ex = cuda_exchange(op, receives, batch);
-    Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
-    ops::dispatch_floating(op, y.dtype(), [&]<typename T>() {
-      cuda::pixel_shift_add<T>(y.data<T>(), a.data<T>(), out.data<T>(), rows, channels, height, width, group_size,
-                               groups, shift, ex, false, y.device().index);
-    });
-    bool gy = y.requires_grad(), ga = a.requires_grad();
-    autograd::record(op, {y, a}, {out}, [=](const TensorList& g) -> TensorList {
-      Tensor da;
-      if (ga) {
-        da = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
-        ops::dispatch_floating(op, da.dtype(), [&]<typename T>() {
-          cuda::pixel_shift_add<T>(nullptr, g[0].data<T>(), da.data<T>(), rows, channels, height, width, group_size,
-                                   groups, shift, ex, true, da.device().index);
-        });
-      }
-      return {gy ? g[0] : Tensor(), da};
-    });
-    return out;
+    kernel = [=](const Tensor* base, const Tensor& src, const Tensor& dst, bool backward) {
+      ops::dispatch_floating(op, src.dtype(), [&]<typename T>() {
+        cuda::pixel_shift_add<T>(base ? base->data<T>() : nullptr, src.data<T>(), dst.data<T>(), rows, channels, height,
+                                 width, group_size, groups, shift, ex, backward, src.device().index);
+      });
+    };
 #else
     ops::no_cuda_kernel(op);
 #endif
+  } else {
+    auto t = std::make_shared<ExchangeRows>(exchange_rows(receives, rows, batch));
+    kernel = [=](const Tensor* base, const Tensor& src, const Tensor& dst, bool backward) {
+      ops::dispatch_floating(op, src.dtype(), [&]<typename T>() {
+        cpu::pixel_shift_add<T>(base ? base->data<T>() : nullptr, src.data<T>(), dst.data<T>(), rows, channels, height,
+                                width, group_size, groups, shift, backward ? t->taker.data() : t->giver.data(),
+                                backward ? -1 : +1);
+      });
+    };
   }
-  ExchangeRows t = exchange_rows(receives, rows, batch);
-  auto taker = std::make_shared<std::vector<int64_t>>(std::move(t.taker));
 
   Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
-  ops::dispatch_floating(op, y.dtype(), [&]<typename T>() {
-    cpu::pixel_shift_add<T>(y.data<T>(), a.data<T>(), out.data<T>(), rows, channels, height, width, group_size,
-                            groups, shift, t.giver.data(), +1);
-  });
+  kernel(&y, a, out, false);
   bool gy = y.requires_grad(), ga = a.requires_grad();
   autograd::record(op, {y, a}, {out}, [=](const TensorList& g) -> TensorList {
     Tensor da;
     if (ga) {
       da = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
-      ops::dispatch_floating(op, da.dtype(), [&]<typename T>() {
-        cpu::pixel_shift_add<T>(nullptr, g[0].data<T>(), da.data<T>(), rows, channels, height, width, group_size,
-                                groups, shift, taker->data(), -1);
-      });
+      kernel(nullptr, g[0], da, true);
     }
     return {gy ? g[0] : Tensor(), da};
   });
