@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "core/plot.h"
 #include "core/prototxt.h"
+#include "cuda/precision.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/runtime.h"
 #endif
@@ -297,6 +298,9 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   precision_ = options_.precision.empty() ? param_.precision() : options_.precision;
   MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "solver: precision must be fp32 or tf32, got '",
             precision_, "'");
+  // One switch for the solver: products in cuBLAS and convolutions in cuDNN alike.
+  cuda::set_matmul_precision(cuda::parse_precision(precision_));
+  cuda::set_conv_precision(cuda::parse_precision(precision_));
 
   // Device: --gpu, else solver_mode/device_id; no visible CUDA device -> CPU with a note.
   Device want = options_.device ? *options_.device

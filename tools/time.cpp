@@ -1,9 +1,9 @@
-// mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test]
+// mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test] [--precision fp32|tf32]
 //
 // A warm-up iteration, then K iterations timed layer by layer (forward around each layer's
 // forward; backward from autograd's backward hook, attributing each node to the layer that
 // recorded it, Node::scope), then K whole iterations (forward + backward + an SGD step) timed
-// end to end: mean and median. Inputs fed by Input layers are random (zeros for blobs whose
+// end to end: mean and median, and on CUDA the peak device memory. Inputs fed by Input layers are random (zeros for blobs whose
 // name contains "label"). On CUDA each measurement synchronises the device first.
 #include <algorithm>
 #include <chrono>
@@ -14,6 +14,7 @@
 #include "core/optimizer.h"
 #include "core/prototxt.h"
 #include "core/solver.h"
+#include "cuda/precision.h"
 #include "tools/command.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/runtime.h"
@@ -36,7 +37,7 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 
 // The report `mmfuse time` prints (exposed for tests through the command).
 int time_command(const std::vector<std::string>& argv) {
-  Args args("time", argv, {"model", "iterations", "gpu", "phase"});
+  Args args("time", argv, {"model", "iterations", "gpu", "phase", "precision"});
   if (!args.positional().empty())
     throw Error("time: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help time`)");
   if (!args.has("model")) throw Error("time: --model M is required (see `mmfuse help time`)");
@@ -45,6 +46,9 @@ int time_command(const std::vector<std::string>& argv) {
   std::string phase_name = args.get("phase", "train");
   if (phase_name != "train" && phase_name != "test") throw Error("time: --phase must be train or test");
   Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
+  cuda::Precision precision = cuda::parse_precision(args.get("precision", "tf32"));
+  cuda::set_matmul_precision(precision);
+  cuda::set_conv_precision(precision);
   Net net(read_net(args.get("model")), phase_name == "train" ? proto::TRAIN : proto::TEST, device);
 
   Generator gen(1);
@@ -65,8 +69,9 @@ int time_command(const std::vector<std::string>& argv) {
     if (train && loss.requires_grad()) loss.backward();
     optimizer.zero_grad();
   };
-  std::printf("Timing %s (%s, %s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
-              device.str().c_str(), iterations);
+  std::printf("Timing %s (%s, %s%s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
+              device.str().c_str(), device.is_cuda() ? (std::string(", ") + cuda::precision_name(precision)).c_str() : "",
+              iterations);
   one(nullptr, nullptr);
   sync(device);
 
@@ -135,16 +140,24 @@ int time_command(const std::vector<std::string>& argv) {
                                    : 0.5 * (whole[whole.size() / 2 - 1] + whole[whole.size() / 2]);
   std::printf("Whole iteration (%s): mean %.4f ms, median %.4f ms over %d iterations\n",
               train ? "forward + backward + update" : "forward", mean, median, iterations);
+#ifdef MMFUSE_WITH_CUDA
+  if (device.is_cuda()) {
+    size_t peak = cuda::allocator_stats(device.index).peak_allocated;
+    std::printf("Peak device memory: %.1f MiB (%zu bytes)\n", static_cast<double>(peak) / (1 << 20), peak);
+  }
+#endif
   return 0;
 }
 
 namespace {
 CommandRegistrar registrar({"time", "time a model layer by layer and per iteration",
-                            "mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test]\n"
+                            "mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test] [--precision fp32|tf32]\n"
                             "  One warm-up iteration; then K iterations (default 50) timed per layer (forward,\n"
                             "  and backward attributed through autograd's node scopes); then K whole iterations\n"
                             "  (forward + backward + SGD step; forward only with --phase test): mean and median.\n"
-                            "  Input layers are fed random values (zeros for blobs named *label*).",
+                            "  Input layers are fed random values (zeros for blobs named *label*). --precision sets the\n"
+                            "  matmul and convolution switches on CUDA (default tf32, as the solver); with --gpu the\n"
+                            "  allocator's peak device memory is printed last.",
                             time_command});
 }  // namespace
 
