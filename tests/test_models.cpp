@@ -37,7 +37,7 @@ TEST_CASE("AsymFusion parameter counts match the paper; fusion adds none") {
 
 TEST_CASE("every committed network builds in both phases") {
   bool fmnist = std::filesystem::exists(datasets::fashion_mnist_dir());
-  int built = 0;
+  int built = 0, skipped = 0;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(models_dir())) {
     std::string path = entry.path().string();
     if (entry.path().extension() != ".prototxt" || path.find("solver") != std::string::npos) continue;
@@ -46,6 +46,7 @@ TEST_CASE("every committed network builds in both phases") {
     bool needs_fmnist = param.DebugString().find("FashionMnistData") != std::string::npos;
     if (needs_fmnist && !fmnist) {
       MESSAGE("skipped " << path << ": the Fashion-MNIST files are not installed (dataset-fashion-mnist)");
+      ++skipped;
       continue;
     }
     for (proto::Phase phase : {proto::TRAIN, proto::TEST}) {
@@ -54,5 +55,8 @@ TEST_CASE("every committed network builds in both phases") {
     }
     ++built;
   }
-  CHECK(built >= 10);
+  // Every network is built or skipped for its missing data (the first GPU machine had no
+  // Fashion-MNIST: 9 built, 3 skipped); at least the 9 that need no download always build.
+  CHECK(built + skipped >= 12);
+  CHECK(built >= 9);
 }
