@@ -2,6 +2,7 @@
 // float64, and gradient checks.
 #include <cmath>
 
+#include "core/cpu/gemm.h"
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
@@ -74,6 +75,20 @@ TEST_CASE("matmul with empty sizes") {
   Tensor a = Tensor::ones({3, 0}, DType::f64), b = Tensor::ones({0, 2}, DType::f64);
   CHECK(matmul(a, b).to_vector<double>() == std::vector<double>(6, 0.0));
   CHECK(matmul(Tensor::ones({0, 4}), Tensor::ones({4, 2})).shape() == Shape{0, 2});
+}
+
+TEST_CASE("gemm_batched over an empty batch into a shared C leaves beta * C") {
+  // The gradient of a [M, K] operand that matmul broadcasts over [0, K, N] is such a sum over
+  // no batch item; cpu::gemm_batched once returned without writing C (stale memory).
+  for (double beta : {0.0, 0.5, 1.0}) {
+    std::vector<double> c(6, 7.0);
+    cpu::gemm_batched<double>(false, true, 0, 3, 2, 4, 1.0, nullptr, 4, 0, nullptr, 4, 8, beta, c.data(), 2, 0);
+    CHECK(c == std::vector<double>(6, 7.0 * beta));
+  }
+  Generator gen(5);
+  Tensor a = random_input({3, 4}, gen), b = Tensor::ones({0, 4, 2}, DType::f64).set_requires_grad();
+  sum(matmul(a, b)).backward();
+  CHECK(a.grad().to_vector<double>() == std::vector<double>(12, 0.0));
 }
 
 TEST_CASE("matmul argument errors") {

@@ -68,6 +68,11 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t 
   auto item = [&](int64_t i, T b) {
     gemm<T>(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, b, C + i * stride_c, ldc);
   };
+  // A shared C over an empty batch is an empty sum: beta * C, as gemm with K = 0.
+  if (batch == 0) {
+    if (stride_c == 0) scale_rows(M, N, beta, C, ldc);
+    return;
+  }
   // Small products are those BLAS would not split among its threads anyway; below a total of
   // 2^15 multiply-adds waking threads costs more than it saves. A shared C sums in batch order.
   int64_t work = M * N * K;
