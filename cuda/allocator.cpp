@@ -40,7 +40,11 @@ DeviceCache& device_cache(int device) {
 void release_cached_locked(int device, DeviceCache& cache) {
   if (cache.free_blocks.empty()) return;
   // Blocks are reused in stream order, but cudaFree must not race with queued kernels that
-  // still read a block freed by its tensor: wait for the device first.
+  // still read a block freed by its tensor: wait for the device first. The current device is
+  // the calling thread's setting (pinned_free records on its stream): put the caller's back,
+  // as empty_cache(-1) visits every device.
+  int previous = 0;
+  MMF_CUDA_CHECK(cudaGetDevice(&previous));
   MMF_CUDA_CHECK(cudaSetDevice(device));
   MMF_CUDA_CHECK(cudaDeviceSynchronize());
   for (auto& [size, blocks] : cache.free_blocks) {
@@ -50,6 +54,7 @@ void release_cached_locked(int device, DeviceCache& cache) {
     }
   }
   cache.free_blocks.clear();
+  MMF_CUDA_CHECK(cudaSetDevice(previous));
 }
 
 }  // namespace
@@ -175,11 +180,18 @@ struct PinnedBlock {
   cudaEvent_t ready = nullptr;  // recorded at free: the buffer's last queued use
 };
 
+// An event belongs to the device current at its creation and can only be recorded on that
+// device's streams.
+struct PinnedEvent {
+  cudaEvent_t event = nullptr;
+  int device = 0;
+};
+
 struct PinnedCache {
   std::mutex mutex;
   std::map<size_t, std::vector<PinnedBlock>> free_blocks;
   std::unordered_map<void*, size_t> live;
-  std::unordered_map<void*, cudaEvent_t> events;  // one event per buffer, reused
+  std::unordered_map<void*, PinnedEvent> events;  // one event per buffer, reused
 };
 
 PinnedCache& pinned_cache() {
@@ -193,8 +205,8 @@ void release_pinned_locked(PinnedCache& cache) {
       if (b.ready) {
         MMF_CUDA_CHECK(cudaEventSynchronize(b.ready));
         MMF_CUDA_CHECK(cudaEventDestroy(b.ready));
-        cache.events.erase(b.ptr);
       }
+      cache.events.erase(b.ptr);
       MMF_CUDA_CHECK(cudaFreeHost(b.ptr));
     }
   }
@@ -244,19 +256,28 @@ void pinned_free(void* ptr) {
     }
     PinnedBlock b{ptr, nullptr};
     if (device_count() > 0) {
-      auto ev = cache.events.find(ptr);
-      if (ev == cache.events.end()) {
-        cudaEvent_t e = nullptr;
-        MMF_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
-        ev = cache.events.emplace(ptr, e).first;
+      const int device = current_device();
+      cudaStream_t s = stream(device);  // also makes sure the device's context exists
+      PinnedEvent& ev = cache.events[ptr];
+      if (ev.event && ev.device != device) {
+        // Last freed under another device: that event cannot be recorded here. It has
+        // completed (pinned_alloc waited for it before handing the buffer out again).
+        MMF_CUDA_CHECK(cudaEventDestroy(ev.event));
+        ev.event = nullptr;
       }
-      b.ready = ev->second;
-      MMF_CUDA_CHECK(cudaEventRecord(b.ready, stream(current_device())));
+      if (!ev.event) {
+        MMF_CUDA_CHECK(cudaEventCreateWithFlags(&ev.event, cudaEventDisableTiming));
+        ev.device = device;
+      }
+      b.ready = ev.event;
+      MMF_CUDA_CHECK(cudaEventRecord(b.ready, s));
     }
     cache.free_blocks[it->second].push_back(b);
     cache.live.erase(it);
   } catch (...) {
-    // Called from destructors: never throw.
+    // Called from destructors: never throw. Nor leave the failed call's error for the
+    // thread's next launch check to report against an unrelated kernel.
+    cudaGetLastError();
   }
 }
 

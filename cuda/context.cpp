@@ -40,17 +40,18 @@ DeviceContext::DeviceContext(int device) : device_(device) {
   MMF_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 }
 
-cublasHandle_t DeviceContext::cublas() {
-  std::call_once(cublas_once_, [this] {
+cublasHandle_t DeviceContext::cublas_locked(Precision precision) {
+  if (!cublas_) {
     MMF_CUDA_CHECK(cudaSetDevice(device_));
-    MMF_CUBLAS_CHECK(cublasCreate(&cublas_));
-    MMF_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
-  });
+    cublasHandle_t h = nullptr;
+    MMF_CUBLAS_CHECK(cublasCreate(&h));
+    MMF_CUBLAS_CHECK(cublasSetStream(h, stream_));
+    cublas_ = h;
+  }
   // fp32: no tensor-core down-conversion (CUBLAS_DEFAULT_MATH computes float GEMMs in fp32);
   // tf32: allow TF32 tensor-core products with fp32 accumulation.
-  MMF_CUBLAS_CHECK(cublasSetMathMode(cublas_, matmul_precision() == Precision::tf32
-                                                  ? CUBLAS_TF32_TENSOR_OP_MATH
-                                                  : CUBLAS_DEFAULT_MATH));
+  MMF_CUBLAS_CHECK(cublasSetMathMode(cublas_, precision == Precision::tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                                           : CUBLAS_DEFAULT_MATH));
   return cublas_;
 }
 

@@ -10,6 +10,8 @@
 
 #include <mutex>
 
+#include "cuda/precision.h"
+
 namespace mmfuse::cuda {
 
 class DeviceContext {
@@ -21,18 +23,27 @@ class DeviceContext {
   int device() const { return device_; }
   cudaStream_t stream() const { return stream_; }
   const cudaDeviceProp& properties() const { return props_; }
-  // Bound to stream(); the math mode follows matmul_precision() at each call.
-  cublasHandle_t cublas();
+  // Runs `call(handle)` with the cuBLAS handle (bound to stream()) in the math mode of
+  // `precision`, under the context's cuBLAS lock. The math mode is state of the one handle
+  // every thread shares: setting it and the call it governs form one critical section, or
+  // another thread's setting could land in between (an fp32 product run on TF32 tensor cores).
+  template <typename F>
+  void with_cublas(Precision precision, F&& call) {
+    std::lock_guard<std::mutex> lock(cublas_mutex_);
+    call(cublas_locked(precision));
+  }
 #ifdef MMFUSE_WITH_CUDNN
   cudnnHandle_t cudnn();
 #endif
 
  private:
+  cublasHandle_t cublas_locked(Precision precision);  // the caller holds cublas_mutex_
+
   int device_;
   cudaStream_t stream_ = nullptr;
   cudaDeviceProp props_{};
-  std::once_flag cublas_once_;
-  cublasHandle_t cublas_ = nullptr;
+  std::mutex cublas_mutex_;
+  cublasHandle_t cublas_ = nullptr;  // created on first use, under cublas_mutex_
 #ifdef MMFUSE_WITH_CUDNN
   std::once_flag cudnn_once_;
   cudnnHandle_t cudnn_ = nullptr;

@@ -1,7 +1,8 @@
 // GEMM on CUDA through cuBLAS. Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T,
 // so each call passes B before A with the sizes swapped (the usual transposition trick); no
 // data is transposed. Float uses cublasSgemm*, whose tensor-core use follows the handle's math
-// mode (set from cuda::matmul_precision() by DeviceContext::cublas()); double cublasDgemm*.
+// mode (set from the call's precision by DeviceContext::with_cublas, under its lock); double
+// cublasDgemm*.
 #include <climits>
 #include <cstdint>
 
@@ -45,11 +46,27 @@ cublasStatus_t gemm_strided_call(cublasHandle_t h, cublasOperation_t ta, cublasO
   return cublasDgemmStridedBatched(h, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch);
 }
 
-// C (M x N, row stride ldc) = 0: what beta == 0 means when K == 0 (no product to run).
 template <typename T>
-void zero_matrix(T* C, int64_t M, int64_t N, int64_t ldc, int device) {
-  if (M == 0 || N == 0) return;
-  MMF_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(T), 0, N * sizeof(T), M, stream(device)));
+__global__ void scale_matrix_kernel(T* __restrict__ C, int64_t n, int64_t N, int64_t ldc, T beta) {
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    T& c = C[(i / N) * ldc + i % N];
+    c = beta * c;
+  }
+}
+
+// C (M x N, row stride ldc) = beta * C: what an empty sum of products leaves (K == 0, or a
+// shared C over an empty batch), as cpu::gemm's scale_rows. beta == 0 writes zeros without
+// reading C (NaN included); beta == 1 touches nothing.
+template <typename T>
+void scale_matrix(T* C, int64_t M, int64_t N, int64_t ldc, T beta, int device) {
+  if (M == 0 || N == 0 || beta == T(1)) return;
+  if (beta == T(0)) {
+    MMF_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(T), 0, N * sizeof(T), M, stream(device)));
+    return;
+  }
+  const int64_t n = M * N;
+  scale_matrix_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(C, n, N, ldc, beta);
+  MMF_CUDA_CHECK_LAUNCH("gemm (C = beta * C)", M, " x ", N, ", ldc ", ldc, " on cuda:", device);
 }
 
 template <typename T>
@@ -61,37 +78,40 @@ __global__ void repeat_row_kernel(const T* __restrict__ row, int64_t n, int64_t 
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
-          const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int device) {
+          const T* B, int64_t ldb, T beta, T* C, int64_t ldc, int device, Precision precision) {
   if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (beta == T(0)) zero_matrix(C, M, N, ldc, device);
-    MMF_CHECK(beta == T(0) || beta == T(1), OpError, "gemm on CUDA: K = 0 with beta other than 0 or 1");
-    return;
-  }
-  cublasHandle_t h = context(device).cublas();
-  MMF_CUBLAS_CHECK(gemm_call(h, op_of(trans_b), op_of(trans_a), to_int(N, "N"), to_int(M, "M"), to_int(K, "K"),
-                             &alpha, B, to_int(ldb, "ldb"), A, to_int(lda, "lda"), &beta, C, to_int(ldc, "ldc")));
+  // An empty sum: cuBLAS would reject lda = 0, and the answer is beta * C anyway.
+  if (K == 0) return scale_matrix(C, M, N, ldc, beta, device);
+  const int m = to_int(N, "N"), n = to_int(M, "M"), k = to_int(K, "K");
+  const int la = to_int(lda, "lda"), lb = to_int(ldb, "ldb"), lc = to_int(ldc, "ldc");
+  context(device).with_cublas(precision, [&](cublasHandle_t h) {
+    MMF_CUBLAS_CHECK(gemm_call(h, op_of(trans_b), op_of(trans_a), m, n, k, &alpha, B, lb, A, la, &beta, C, lc));
+  });
 }
 
 template <typename T>
 void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t N, int64_t K, T alpha,
                   const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta,
-                  T* C, int64_t ldc, int64_t stride_c, int device) {
-  if (batch == 0 || M == 0 || N == 0) {
-    if (batch == 0 && stride_c == 0 && beta == T(0)) zero_matrix(C, M, N, ldc, device);
+                  T* C, int64_t ldc, int64_t stride_c, int device, Precision precision) {
+  if (M == 0 || N == 0) return;
+  if (batch == 0) {
+    // No products. A shared C is still the (empty) sum plus beta * C; separate Cs do not exist.
+    if (stride_c == 0) scale_matrix(C, M, N, ldc, beta, device);
     return;
   }
   if (stride_c == 0 || K == 0) {
     // One C for the whole batch: products accumulated in batch order (deterministic), beta once.
     for (int64_t b = 0; b < batch; ++b)
       gemm<T>(trans_a, trans_b, M, N, K, alpha, A + b * stride_a, lda, B + b * stride_b, ldb,
-              b == 0 || stride_c != 0 ? beta : T(1), C + b * stride_c, ldc, device);
+              b == 0 || stride_c != 0 ? beta : T(1), C + b * stride_c, ldc, device, precision);
     return;
   }
-  cublasHandle_t h = context(device).cublas();
-  MMF_CUBLAS_CHECK(gemm_strided_call(h, op_of(trans_b), op_of(trans_a), to_int(N, "N"), to_int(M, "M"),
-                                     to_int(K, "K"), &alpha, B, to_int(ldb, "ldb"), stride_b, A, to_int(lda, "lda"),
-                                     stride_a, &beta, C, to_int(ldc, "ldc"), stride_c, to_int(batch, "batch")));
+  const int m = to_int(N, "N"), n = to_int(M, "M"), k = to_int(K, "K"), count = to_int(batch, "batch");
+  const int la = to_int(lda, "lda"), lb = to_int(ldb, "ldb"), lc = to_int(ldc, "ldc");
+  context(device).with_cublas(precision, [&](cublasHandle_t h) {
+    MMF_CUBLAS_CHECK(gemm_strided_call(h, op_of(trans_b), op_of(trans_a), m, n, k, &alpha, B, lb, stride_b, A, la,
+                                       stride_a, &beta, C, lc, stride_c, count));
+  });
 }
 
 template <typename T>
@@ -104,9 +124,9 @@ void repeat_row(const T* row, int64_t rows, int64_t cols, T* out, int device) {
 
 #define MMF_GEMM(T)                                                                                          \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*, \
-                        int64_t, int);                                                                       \
+                        int64_t, int, Precision);                                                            \
   template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, \
-                                const T*, int64_t, int64_t, T, T*, int64_t, int64_t, int);                   \
+                                const T*, int64_t, int64_t, T, T*, int64_t, int64_t, int, Precision);        \
   template void repeat_row<T>(const T*, int64_t, int64_t, T*, int);
 MMF_GEMM(float)
 MMF_GEMM(double)
