@@ -4,12 +4,16 @@
 //    cudnnGet*Algorithm_v7 heuristics (PyTorch's default, benchmark = False), restricted to
 //    deterministic algorithms whose workspace fits the limit, and cached for the process; the
 //    workspace comes from the caching allocator. The math type follows
-//    cuda::conv_precision(): CUDNN_FMA_MATH (strict fp32) or CUDNN_DEFAULT_MATH (TF32 allowed).
+//    cuda::conv_precision(): CUDNN_FMA_MATH (strict fp32) or CUDNN_DEFAULT_MATH (TF32 allowed),
+//    asked of the heuristics, which answer with (algorithm, math type) pairs: the chosen pair's
+//    math type is set on the descriptor for the workspace query and the execution.
 //  - the fallback, where the build has no cuDNN or cuDNN refuses (no algorithm, sizes beyond
 //    int, CUDNN_STATUS_NOT_SUPPORTED): per sample, im2col (one thread per column entry) and a
 //    cuBLAS product batched over the groups; backward-data is the transposed product and a
 //    col2im written as a gather (each image pixel sums its taps in a fixed order: no atomics);
-//    backward-weight accumulates the per-sample products in batch order (beta = 1).
+//    backward-weight accumulates the per-sample products in batch order (beta = 1). Its cuBLAS
+//    products run in the convolution precision, not the matmul one.
+// The precision switch is read once per call: descriptors, cache key and fallback agree.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -34,6 +38,8 @@ namespace {
 
 std::atomic<bool> g_force_fallback{false};
 std::atomic<size_t> g_workspace_limit{size_t{1} << 30};
+std::atomic<bool> g_benchmark{false};
+std::atomic<bool> g_deterministic{true};
 std::atomic<int64_t> g_fallback_count{0};
 
 bool columns_are_image(const ConvGeometry& g) {
@@ -118,7 +124,7 @@ void col2im(const ConvGeometry& g, const T* cols, T* image, int device) {
 // ---- the fallback: im2col + cuBLAS -------------------------------------------------------------
 
 template <typename T>
-void fallback_forward(const ConvGeometry& g, const T* image, const T* weight, T* out, int device) {
+void fallback_forward(const ConvGeometry& g, const T* image, const T* weight, T* out, int device, Precision p) {
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels();
   bool direct = columns_are_image(g);
   Scratch buffer(direct ? 0 : sizeof(T) * g.channels * g.kernel_area() * L, device);
@@ -130,12 +136,13 @@ void fallback_forward(const ConvGeometry& g, const T* image, const T* weight, T*
       cols = buffer.get<T>();
     }
     gemm_batched<T>(false, false, g.groups, og, L, K, T(1), weight, K, og * K, cols, L, K * L, T(0),
-                    out + n * g.out_channels * L, L, og * L, device);
+                    out + n * g.out_channels * L, L, og * L, device, p);
   }
 }
 
 template <typename T>
-void fallback_backward_data(const ConvGeometry& g, const T* grad_out, const T* weight, T* grad_image, int device) {
+void fallback_backward_data(const ConvGeometry& g, const T* grad_out, const T* weight, T* grad_image, int device,
+                            Precision p) {
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels();
   bool direct = columns_are_image(g);
   Scratch buffer(direct ? 0 : sizeof(T) * g.channels * g.kernel_area() * L, device);
@@ -143,13 +150,14 @@ void fallback_backward_data(const ConvGeometry& g, const T* grad_out, const T* w
     T* sample = grad_image + n * g.channels * g.image_area();
     T* cols = direct ? sample : buffer.get<T>();
     gemm_batched<T>(true, false, g.groups, K, L, og, T(1), weight, K, og * K, grad_out + n * g.out_channels * L, L,
-                    og * L, T(0), cols, L, K * L, device);
+                    og * L, T(0), cols, L, K * L, device, p);
     if (!direct) col2im<T>(g, cols, sample, device);
   }
 }
 
 template <typename T>
-void fallback_backward_weight(const ConvGeometry& g, const T* image, const T* grad_out, T* grad_weight, int device) {
+void fallback_backward_weight(const ConvGeometry& g, const T* image, const T* grad_out, T* grad_weight, int device,
+                              Precision p) {
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels();
   if (g.batch == 0 || L == 0) {
     MMF_CUDA_CHECK(cudaMemsetAsync(grad_weight, 0, sizeof(T) * g.out_channels * K, stream(device)));
@@ -165,7 +173,7 @@ void fallback_backward_weight(const ConvGeometry& g, const T* image, const T* gr
       cols = buffer.get<T>();
     }
     gemm_batched<T>(false, true, g.groups, og, K, L, T(1), grad_out + n * g.out_channels * L, L, og * L, cols, L,
-                    K * L, n == 0 ? T(0) : T(1), grad_weight, K, og * K, device);
+                    K * L, n == 0 ? T(0) : T(1), grad_weight, K, og * K, device, p);
   }
 }
 
@@ -204,7 +212,7 @@ struct Descriptors {
   FilterDesc filter;
   ConvDesc conv;
   bool ok = false;
-  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;  // the one asked for (the precision's)
 };
 
 bool fits_int(const ConvGeometry& g) {
@@ -219,8 +227,23 @@ bool fits_int(const ConvGeometry& g) {
 // Statuses that mean "cuDNN will not do this one": fall back instead of failing.
 bool refusal(cudnnStatus_t s) { return s == CUDNN_STATUS_NOT_SUPPORTED || s == CUDNN_STATUS_BAD_PARAM; }
 
+// The math type a precision asks for: strict fp32 forbids tensor cores; tf32 lets cuDNN use
+// them for float. Double ignores it.
 template <typename T>
-void make_descriptors(const ConvGeometry& g, Descriptors& d) {
+cudnnMathType_t requested_math(Precision p) {
+  return std::is_same_v<T, float> && p == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+}
+
+// Whether a heuristics candidate's math type keeps the precision asked for: under strict fp32
+// only FMA math (PyTorch asserts the same of cuDNN's answers); never the down-conversion of
+// float operands to half.
+bool math_allowed(cudnnMathType_t requested, cudnnMathType_t candidate) {
+  if (requested == CUDNN_FMA_MATH) return candidate == CUDNN_FMA_MATH;
+  return candidate != CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION;
+}
+
+template <typename T>
+void make_descriptors(const ConvGeometry& g, Precision p, Descriptors& d) {
   if (!fits_int(g)) return;
   const cudnnDataType_t type = std::is_same_v<T, float> ? CUDNN_DATA_FLOAT : CUDNN_DATA_DOUBLE;
   auto i = [](int64_t v) { return static_cast<int>(v); };
@@ -236,8 +259,8 @@ void make_descriptors(const ConvGeometry& g, Descriptors& d) {
     s = cudnnSetConvolution2dDescriptor(d.conv.d, i(g.pad_h), i(g.pad_w), i(g.stride_h), i(g.stride_w),
                                         i(g.dilation_h), i(g.dilation_w), CUDNN_CROSS_CORRELATION, type);
   if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetConvolutionGroupCount(d.conv.d, i(g.groups));
-  // Strict fp32 forbids tensor cores; tf32 lets cuDNN use them for float. Double ignores it.
-  d.math = std::is_same_v<T, float> && conv_precision() == Precision::fp32 ? CUDNN_FMA_MATH : CUDNN_DEFAULT_MATH;
+  // Set before the heuristics run: it tells them which kernels (tensor cores or not) to consider.
+  d.math = requested_math<T>(p);
   if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetConvolutionMathType(d.conv.d, d.math);
   if (refusal(s)) return;
   MMF_CUDNN_CHECK(s);
@@ -257,6 +280,10 @@ struct AlgoChoice {
   bool usable = false;  // false: cuDNN offered nothing suitable; use the fallback
   int algo = 0;
   size_t workspace = 0;
+  // The math type the heuristics ranked this algorithm with: an algorithm runs the kernels of
+  // the (algorithm, math type) pair, so the descriptor carries it for the workspace query and
+  // the execution (cuDNN >= 7.5; see PyTorch's Note [behavior of cudnnFind and cudnnGet]).
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;
 };
 
 std::mutex& cache_mutex() {
@@ -268,37 +295,89 @@ std::map<AlgoKey, AlgoChoice>& algo_cache() {
   return *c;
 }
 
+// `p` is the precision the descriptors were made with (read once per call: a switch flipped
+// by another thread meanwhile must not file a tf32 choice under the fp32 key).
 template <typename T>
-AlgoKey key_of(const ConvGeometry& g, Direction dir, int device) {
+AlgoKey key_of(const ConvGeometry& g, Direction dir, int device, Precision p) {
   return {{g.batch, g.channels, g.height, g.width, g.out_channels, g.out_height, g.out_width, g.kernel_h, g.kernel_w,
            g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups,
-           static_cast<int64_t>(sizeof(T)), static_cast<int64_t>(conv_precision()) * 16 + static_cast<int64_t>(dir),
+           static_cast<int64_t>(sizeof(T)),
+           static_cast<int64_t>(p) * 16 + static_cast<int64_t>(dir) + (g_benchmark.load() ? 256 : 0) +
+               (g_deterministic.load() ? 512 : 0),
            device, static_cast<int64_t>(g_workspace_limit.load())}};
 }
 
-// The heuristics' candidates in their order of preference; the first that succeeds, is
-// deterministic, and whose workspace (asked of cuDNN for this descriptor set) fits the limit.
-template <typename Perf, typename GetV7, typename GetWs>
-AlgoChoice choose(int count, GetV7 get_v7, GetWs workspace_of) {
-  std::vector<Perf> perf(count);
-  int returned = 0;
-  cudnnStatus_t s = get_v7(count, &returned, perf.data());
-  if (refusal(s)) return {};
-  MMF_CUDNN_CHECK(s);
-  const size_t limit = g_workspace_limit.load();
-  for (int k = 0; k < returned; ++k) {
-    const Perf& p = perf[k];
-    if (p.status != CUDNN_STATUS_SUCCESS || p.determinism != CUDNN_DETERMINISTIC) continue;
-    size_t ws = 0;
-    if (workspace_of(p.algo, &ws) != CUDNN_STATUS_SUCCESS || ws > limit) continue;
-    return {true, static_cast<int>(p.algo), ws};
+// The search, for one direction: `v7` asks cuDNN's heuristics for their ranked candidates,
+// `find` (cudnnFind*AlgorithmEx) times every algorithm on the call's own buffers and returns
+// them fastest first, `workspace_of` asks for an algorithm's workspace under the descriptor's
+// current math type. The choice is the first candidate that succeeded, is deterministic (unless
+// conv_deterministic() is off), keeps the requested precision and whose workspace fits the limit.
+template <typename Perf, typename V7, typename Find, typename Ws>
+struct Search {
+  const Descriptors& d;
+  int count;
+  V7 v7;
+  Find find;
+  Ws workspace_of;
+  bool deterministic;
+  int device;
+
+  bool allowed(const Perf& p) const {
+    return p.status == CUDNN_STATUS_SUCCESS && (!deterministic || p.determinism == CUDNN_DETERMINISTIC) &&
+           math_allowed(d.math, p.mathType);
   }
-  return {};
+  // The workspace of candidate p (with its math type set on the descriptor), or false.
+  bool fits(const Perf& p, size_t* ws) const {
+    if (cudnnSetConvolutionMathType(d.conv.d, p.mathType) != CUDNN_STATUS_SUCCESS) return false;
+    return workspace_of(p.algo, ws) == CUDNN_STATUS_SUCCESS && *ws <= g_workspace_limit.load();
+  }
+  AlgoChoice first_fit(const std::vector<Perf>& perf, int returned) const {
+    for (int k = 0; k < returned; ++k) {
+      size_t ws = 0;
+      if (allowed(perf[k]) && fits(perf[k], &ws)) return {true, static_cast<int>(perf[k].algo), ws, perf[k].mathType};
+    }
+    return {};
+  }
+  // Leaves the descriptor's math type at the last candidate's: the caller sets the chosen one.
+  AlgoChoice run(bool benchmark) const {
+    std::vector<Perf> perf(count);
+    int returned = 0;
+    cudnnStatus_t s = v7(count, &returned, perf.data());
+    if (refusal(s)) return {};
+    MMF_CUDNN_CHECK(s);
+    AlgoChoice heuristic = first_fit(perf, returned);
+    if (!benchmark || !heuristic.usable) return heuristic;
+    // The trials get the largest workspace any admissible candidate asks for (within the limit).
+    size_t trial_ws = 0;
+    for (int k = 0; k < returned; ++k) {
+      size_t ws = 0;
+      if (allowed(perf[k]) && fits(perf[k], &ws)) trial_ws = std::max(trial_ws, ws);
+    }
+    if (cudnnSetConvolutionMathType(d.conv.d, d.math) != CUDNN_STATUS_SUCCESS) return heuristic;
+    Scratch workspace(trial_ws, device);
+    std::vector<Perf> timed(count);
+    returned = 0;
+    s = find(workspace.get(), trial_ws, count, &returned, timed.data());
+    if (s != CUDNN_STATUS_SUCCESS) return heuristic;  // e.g. out of memory for a trial: keep the heuristics' pick
+    AlgoChoice fastest = first_fit(timed, returned);
+    return fastest.usable ? fastest : heuristic;
+  }
+};
+template <typename Perf, typename V7, typename Find, typename Ws>
+AlgoChoice search(const Descriptors& d, int count, V7 v7, Find find, Ws ws, int device) {
+  return Search<Perf, V7, Find, Ws>{d, count, v7, find, ws, g_deterministic.load(), device}.run(g_benchmark.load());
 }
 
-template <typename T>
-AlgoChoice algorithm(cudnnHandle_t h, const ConvGeometry& g, const Descriptors& d, Direction dir, int device) {
-  AlgoKey key = key_of<T>(g, dir, device);
+// The buffers of the call, for the timed trials (which overwrite `result`).
+struct Buffers {
+  const void* image;
+  const void* weight;
+  const void* out;
+  void* result;
+};
+
+AlgoChoice algorithm(cudnnHandle_t h, const Descriptors& d, Direction dir, const AlgoKey& key, const Buffers& b,
+                     int device) {
   {
     std::lock_guard<std::mutex> lock(cache_mutex());
     auto it = algo_cache().find(key);
@@ -307,34 +386,49 @@ AlgoChoice algorithm(cudnnHandle_t h, const ConvGeometry& g, const Descriptors& 
   AlgoChoice c;
   switch (dir) {
     case Direction::forward:
-      c = choose<cudnnConvolutionFwdAlgoPerf_t>(
-          CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
+      c = search<cudnnConvolutionFwdAlgoPerf_t>(
+          d, CUDNN_CONVOLUTION_FWD_ALGO_COUNT,
           [&](int n, int* r, cudnnConvolutionFwdAlgoPerf_t* p) {
             return cudnnGetConvolutionForwardAlgorithm_v7(h, d.image.d, d.filter.d, d.conv.d, d.out.d, n, r, p);
           },
+          [&](void* ws, size_t ws_size, int n, int* r, cudnnConvolutionFwdAlgoPerf_t* p) {
+            return cudnnFindConvolutionForwardAlgorithmEx(h, d.image.d, b.image, d.filter.d, b.weight, d.conv.d,
+                                                          d.out.d, b.result, n, r, p, ws, ws_size);
+          },
           [&](cudnnConvolutionFwdAlgo_t a, size_t* ws) {
             return cudnnGetConvolutionForwardWorkspaceSize(h, d.image.d, d.filter.d, d.conv.d, d.out.d, a, ws);
-          });
+          },
+          device);
       break;
     case Direction::backward_data:
-      c = choose<cudnnConvolutionBwdDataAlgoPerf_t>(
-          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+      c = search<cudnnConvolutionBwdDataAlgoPerf_t>(
+          d, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
           [&](int n, int* r, cudnnConvolutionBwdDataAlgoPerf_t* p) {
             return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, d.filter.d, d.out.d, d.conv.d, d.image.d, n, r, p);
           },
+          [&](void* ws, size_t ws_size, int n, int* r, cudnnConvolutionBwdDataAlgoPerf_t* p) {
+            return cudnnFindConvolutionBackwardDataAlgorithmEx(h, d.filter.d, b.weight, d.out.d, b.out, d.conv.d,
+                                                               d.image.d, b.result, n, r, p, ws, ws_size);
+          },
           [&](cudnnConvolutionBwdDataAlgo_t a, size_t* ws) {
             return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.filter.d, d.out.d, d.conv.d, d.image.d, a, ws);
-          });
+          },
+          device);
       break;
     case Direction::backward_filter:
-      c = choose<cudnnConvolutionBwdFilterAlgoPerf_t>(
-          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+      c = search<cudnnConvolutionBwdFilterAlgoPerf_t>(
+          d, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
           [&](int n, int* r, cudnnConvolutionBwdFilterAlgoPerf_t* p) {
             return cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, d.image.d, d.out.d, d.conv.d, d.filter.d, n, r, p);
           },
+          [&](void* ws, size_t ws_size, int n, int* r, cudnnConvolutionBwdFilterAlgoPerf_t* p) {
+            return cudnnFindConvolutionBackwardFilterAlgorithmEx(h, d.image.d, b.image, d.out.d, b.out, d.conv.d,
+                                                                 d.filter.d, b.result, n, r, p, ws, ws_size);
+          },
           [&](cudnnConvolutionBwdFilterAlgo_t a, size_t* ws) {
             return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.image.d, d.out.d, d.conv.d, d.filter.d, a, ws);
-          });
+          },
+          device);
       break;
   }
   std::lock_guard<std::mutex> lock(cache_mutex());
@@ -350,17 +444,24 @@ void forget(const AlgoKey& key) {
 // Runs one direction through cuDNN; false when cuDNN refuses (the caller falls back).
 template <typename T>
 bool cudnn_run(const ConvGeometry& g, Direction dir, const T* image, const T* weight, const T* out, T* result,
-               int device) {
+               int device, Precision p) {
   if (g_force_fallback.load()) return false;
   Descriptors d;
-  make_descriptors<T>(g, d);
+  make_descriptors<T>(g, p, d);
   if (!d.ok) return false;
   cudnnHandle_t h = context(device).cudnn();
-  AlgoChoice c = algorithm<T>(h, g, d, dir, device);
+  const AlgoKey key = key_of<T>(g, dir, device, p);
+  AlgoChoice c = algorithm(h, d, dir, key, Buffers{image, weight, out, result}, device);
   if (!c.usable) return false;
+  // The descriptor runs the chosen pair: the algorithm with the math type it was ranked with.
+  cudnnStatus_t s = cudnnSetConvolutionMathType(d.conv.d, c.math);
+  if (refusal(s)) {
+    forget(key);
+    return false;
+  }
+  MMF_CUDNN_CHECK(s);
   Scratch workspace(c.workspace, device);
   const T one = 1, zero = 0;
-  cudnnStatus_t s = CUDNN_STATUS_SUCCESS;
   switch (dir) {
     case Direction::forward:
       s = cudnnConvolutionForward(h, &one, d.image.d, image, d.filter.d, weight, d.conv.d,
@@ -379,7 +480,7 @@ bool cudnn_run(const ConvGeometry& g, Direction dir, const T* image, const T* we
       break;
   }
   if (refusal(s)) {
-    forget(key_of<T>(g, dir, device));
+    forget(key);
     return false;
   }
   if (s != CUDNN_STATUS_SUCCESS)
@@ -394,7 +495,7 @@ bool cudnn_run(const ConvGeometry& g, Direction dir, const T* image, const T* we
 #else
 
 template <typename T>
-bool cudnn_run(const ConvGeometry&, Direction, const T*, const T*, const T*, T*, int) {
+bool cudnn_run(const ConvGeometry&, Direction, const T*, const T*, const T*, T*, int, Precision) {
   return false;
 }
 
@@ -408,36 +509,40 @@ template <typename T>
 void conv_forward(const ConvGeometry& g, const T* image, const T* weight, T* out, int device) {
   int64_t n_out = g.batch * g.out_channels * g.out_area();
   if (n_out == 0) return;
-  if (!empty_conv(g) && cudnn_run<T>(g, Direction::forward, image, weight, nullptr, out, device)) return;
+  const Precision p = conv_precision();
+  if (!empty_conv(g) && cudnn_run<T>(g, Direction::forward, image, weight, nullptr, out, device, p)) return;
   ++g_fallback_count;
   if (g.channels == 0) {
     MMF_CUDA_CHECK(cudaMemsetAsync(out, 0, sizeof(T) * n_out, stream(device)));
     return;
   }
-  fallback_forward<T>(g, image, weight, out, device);
+  fallback_forward<T>(g, image, weight, out, device, p);
 }
 
 template <typename T>
 void conv_backward_data(const ConvGeometry& g, const T* grad_out, const T* weight, T* grad_image, int device) {
   int64_t n_image = g.batch * g.channels * g.image_area();
   if (n_image == 0) return;
-  if (!empty_conv(g) && cudnn_run<T>(g, Direction::backward_data, nullptr, weight, grad_out, grad_image, device))
+  const Precision p = conv_precision();
+  if (!empty_conv(g) && cudnn_run<T>(g, Direction::backward_data, nullptr, weight, grad_out, grad_image, device, p))
     return;
   ++g_fallback_count;
   if (g.out_channels == 0) {
     MMF_CUDA_CHECK(cudaMemsetAsync(grad_image, 0, sizeof(T) * n_image, stream(device)));
     return;
   }
-  fallback_backward_data<T>(g, grad_out, weight, grad_image, device);
+  fallback_backward_data<T>(g, grad_out, weight, grad_image, device, p);
 }
 
 template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* image, const T* grad_out, T* grad_weight, int device) {
   if (g.out_channels * g.col_rows() == 0) return;
-  if (!empty_conv(g) && cudnn_run<T>(g, Direction::backward_filter, image, nullptr, grad_out, grad_weight, device))
+  const Precision p = conv_precision();
+  if (!empty_conv(g) &&
+      cudnn_run<T>(g, Direction::backward_filter, image, nullptr, grad_out, grad_weight, device, p))
     return;
   ++g_fallback_count;
-  fallback_backward_weight<T>(g, image, grad_out, grad_weight, device);
+  fallback_backward_weight<T>(g, image, grad_out, grad_weight, device, p);
 }
 
 template <typename T>
@@ -451,6 +556,10 @@ void add_channel_bias(T* out, const T* bias, int64_t batch, int64_t channels, in
 void set_conv_force_fallback(bool on) { g_force_fallback.store(on); }
 bool conv_force_fallback() { return g_force_fallback.load(); }
 void set_conv_workspace_limit(size_t bytes) { g_workspace_limit.store(bytes); }
+void set_conv_benchmark(bool on) { g_benchmark.store(on); }
+bool conv_benchmark() { return g_benchmark.load(); }
+void set_conv_deterministic(bool on) { g_deterministic.store(on); }
+bool conv_deterministic() { return g_deterministic.load(); }
 size_t conv_workspace_limit() { return g_workspace_limit.load(); }
 size_t conv_algorithm_cache_size() {
 #ifdef MMFUSE_WITH_CUDNN

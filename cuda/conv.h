@@ -19,7 +19,7 @@ void conv_forward(const ConvGeometry& g, const T* image, const T* weight, T* out
 template <typename T>
 void conv_backward_data(const ConvGeometry& g, const T* grad_out, const T* weight, T* grad_image, int device);
 // grad_weight = the gradient of <grad_out, conv_forward(image, w)> in w, summed over the
-// batch (overwrites). Deterministic on both paths (cuDNN: deterministic algorithms only).
+// batch (overwrites). Deterministic on both paths unless conv_deterministic() is switched off.
 template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* image, const T* grad_out, T* grad_weight, int device);
 // out[n, c, :] += bias[c] for out [batch, channels, area].
@@ -33,6 +33,19 @@ void set_conv_force_fallback(bool on);
 bool conv_force_fallback();
 void set_conv_workspace_limit(size_t bytes);
 size_t conv_workspace_limit();
+// How cuDNN's algorithm is chosen, once per geometry: off (default, PyTorch's default), the
+// heuristics' first admissible candidate (cudnnGet*_v7): the same choice in every process, so
+// runs and resumes are reproducible; on (PyTorch's cudnn.benchmark = True), every algorithm is
+// timed on the first call's buffers (cudnnFind*AlgorithmEx) and the fastest admissible one
+// kept, which can differ between processes. Measured on an H200 (docs/cuda.md): the trials win
+// in strict fp32 (AsymFusion-101 step 653 -> 470 ms) and lose under TF32 (165 -> 175 ms).
+// Deterministic (default on) admits only algorithms that give the same bits on every run (no
+// atomics): off lets the search take the nondeterministic backward algorithms too, as PyTorch
+// does unless its deterministic mode is on.
+void set_conv_benchmark(bool on);
+bool conv_benchmark();
+void set_conv_deterministic(bool on);
+bool conv_deterministic();
 // How many (geometry, dtype, precision, direction) entries the cuDNN algorithm cache holds,
 // and how many convolutions ran on the fallback because cuDNN was absent or refused.
 size_t conv_algorithm_cache_size();

@@ -4,6 +4,9 @@
 #include <cstdio>
 
 #include "core/error.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/conv.h"
+#endif
 
 namespace mmfuse::tools {
 
@@ -105,6 +108,16 @@ int run_command(int argc, char** argv) {
     return 2;
   }
   return it->second.run(std::vector<std::string>(argv + 2, argv + argc));
+}
+
+void apply_conv_search_flags(const Args& args, const std::string& command) {
+  std::string search = args.get("conv-search", "heuristics");
+  if (search != "benchmark" && search != "heuristics")
+    throw Error(command + ": --conv-search must be benchmark or heuristics, got '" + search + "'");
+#ifdef MMFUSE_WITH_CUDA
+  cuda::set_conv_benchmark(search == "benchmark");
+  cuda::set_conv_deterministic(!args.has("nondeterministic"));
+#endif
 }
 
 }  // namespace mmfuse::tools

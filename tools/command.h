@@ -39,4 +39,13 @@ struct CommandRegistrar {
 
 int run_command(int argc, char** argv);
 
+// --conv-search benchmark|heuristics and --nondeterministic (train, time): how cuDNN's
+// convolution algorithms are chosen (cuda/conv.h). No-ops in a build without CUDA.
+void apply_conv_search_flags(const Args& args, const std::string& command);
+inline constexpr const char* kConvSearchUsage =
+    "  --conv-search S  cuDNN's algorithms: heuristics (default; the same choice in every run, so\n"
+    "                   GPU runs and resumes are reproducible) or benchmark (each algorithm timed\n"
+    "                   once per shape, the fastest kept: faster in strict fp32, not reproducible)\n"
+    "  --nondeterministic  admit cuDNN's nondeterministic (atomic) backward algorithms\n";
+
 }  // namespace mmfuse::tools

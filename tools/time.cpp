@@ -1,4 +1,5 @@
 // mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test] [--precision fp32|tf32]
+//             [--conv-search benchmark|heuristics] [--nondeterministic]
 //
 // A warm-up iteration, then K iterations timed layer by layer (forward around each layer's
 // forward; backward from autograd's backward hook, attributing each node to the layer that
@@ -37,7 +38,7 @@ double ms_since(Clock::time_point t) { return std::chrono::duration<double, std:
 
 // The report `mmfuse time` prints (exposed for tests through the command).
 int time_command(const std::vector<std::string>& argv) {
-  Args args("time", argv, {"model", "iterations", "gpu", "phase", "precision"});
+  Args args("time", argv, {"model", "iterations", "gpu", "phase", "precision", "conv-search"}, {"nondeterministic"});
   if (!args.positional().empty())
     throw Error("time: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help time`)");
   if (!args.has("model")) throw Error("time: --model M is required (see `mmfuse help time`)");
@@ -49,6 +50,7 @@ int time_command(const std::vector<std::string>& argv) {
   cuda::Precision precision = cuda::parse_precision(args.get("precision", "tf32"));
   cuda::set_matmul_precision(precision);
   cuda::set_conv_precision(precision);
+  apply_conv_search_flags(args, "time");
   Net net(read_net(args.get("model")), phase_name == "train" ? proto::TRAIN : proto::TEST, device);
 
   Generator gen(1);
@@ -58,7 +60,12 @@ int time_command(const std::vector<std::string>& argv) {
 
   std::vector<OptimParam> ps;
   for (const Param& p : net.learnable_params()) ps.push_back({p.name, p.value, p.lr_mult, p.decay_mult});
+  // The update of a typical run (SGD, momentum 0.9, weight decay 5e-4, learning rate 0.01), so
+  // that the timed step moves the same bytes as training does (momentum buffers included).
   proto::SolverParameter sp;
+  sp.set_type("SGD");
+  sp.set_momentum(0.9);
+  sp.set_weight_decay(0.0005);
   Optimizer optimizer(sp, ps);
   bool train = phase_name == "train";
 
@@ -74,6 +81,11 @@ int time_command(const std::vector<std::string>& argv) {
               iterations);
   one(nullptr, nullptr);
   sync(device);
+#ifdef MMFUSE_WITH_CUDA
+  // The peak of the timed iterations (as PyTorch's max_memory_allocated after a reset): the
+  // warm-up's one-off algorithm trials are not part of a training step.
+  if (device.is_cuda()) cuda::reset_peak_stats(device.index);
+#endif
 
   size_t n = net.layers().size();
   std::vector<double> fwd(n, 0.0);
@@ -126,7 +138,7 @@ int time_command(const std::vector<std::string>& argv) {
     Tensor loss = net.loss();
     if (train && loss.requires_grad()) {
       loss.backward();
-      optimizer.step(0.0);
+      optimizer.step(0.01);
     }
     optimizer.zero_grad();
     sync(device);
@@ -152,12 +164,15 @@ int time_command(const std::vector<std::string>& argv) {
 namespace {
 CommandRegistrar registrar({"time", "time a model layer by layer and per iteration",
                             "mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test] [--precision fp32|tf32]\n"
+                            "            [--conv-search benchmark|heuristics] [--nondeterministic]\n"
                             "  One warm-up iteration; then K iterations (default 50) timed per layer (forward,\n"
                             "  and backward attributed through autograd's node scopes); then K whole iterations\n"
-                            "  (forward + backward + SGD step; forward only with --phase test): mean and median.\n"
+                            "  (forward + backward + SGD step with momentum 0.9; forward only with --phase test): mean\n"
+                            "  and median.\n"
                             "  Input layers are fed random values (zeros for blobs named *label*). --precision sets the\n"
                             "  matmul and convolution switches on CUDA (default tf32, as the solver); with --gpu the\n"
-                            "  allocator's peak device memory is printed last.",
+                            "  allocator's peak device memory over the timed iterations is printed last.\n" +
+                                std::string(kConvSearchUsage),
                             time_command});
 }  // namespace
 

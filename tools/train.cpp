@@ -1,4 +1,5 @@
 // mmfuse train --solver S [--weights W | --snapshot S] [--gpu N] [--precision fp32|tf32] [--max-iter N]
+//              [--conv-search heuristics|benchmark] [--nondeterministic]
 #include <cstdio>
 
 #include "core/prototxt.h"
@@ -9,12 +10,14 @@ namespace mmfuse::tools {
 namespace {
 
 int train(const std::vector<std::string>& argv) {
-  Args args("train", argv, {"solver", "weights", "snapshot", "gpu", "precision", "max-iter"});
+  Args args("train", argv, {"solver", "weights", "snapshot", "gpu", "precision", "max-iter", "conv-search"},
+            {"nondeterministic"});
   if (!args.positional().empty())
     throw Error("train: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help train`)");
   if (!args.has("solver")) throw Error("train: --solver S is required (see `mmfuse help train`)");
   if (args.has("weights") && args.has("snapshot"))
     throw Error("train: give --weights (fine-tune) or --snapshot (resume), not both");
+  apply_conv_search_flags(args, "train");
   SolverOptions opt;
   if (args.has("gpu")) opt.device = Device::cuda(args.get_int("gpu", 0));
   opt.precision = args.get("precision");
@@ -38,6 +41,7 @@ int train(const std::vector<std::string>& argv) {
 CommandRegistrar registrar(
     {"train", "train a net from a solver prototxt",
      "mmfuse train --solver S [--weights W | --snapshot S] [--gpu N] [--precision fp32|tf32] [--max-iter N]\n"
+     "             [--conv-search heuristics|benchmark] [--nondeterministic]\n"
      "  --solver S      the solver prototxt (net paths not found from the working directory are\n"
      "                  taken relative to the solver's folder)\n"
      "  --weights W     fine-tune: copy parameters by <layer>.<param> name from a .weights file and\n"
@@ -45,7 +49,8 @@ CommandRegistrar registrar(
      "  --snapshot S    resume from a .solverstate (bit-exact on CPU)\n"
      "  --gpu N         train on CUDA device N (default: solver_mode / device_id; CPU when none is visible)\n"
      "  --precision P   fp32 or tf32 (default: the solver's `precision`)\n"
-     "  --max-iter N    override max_iter\n"
+     "  --max-iter N    override max_iter\n" +
+         std::string(kConvSearchUsage) +
      "  SIGINT snapshots and stops (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss stops\n"
      "  without a snapshot (exit 3). Writes <prefix>_iter_N.{weights,solverstate},\n"
      "  <prefix>_metrics.jsonl and <prefix>_curve.png.",
