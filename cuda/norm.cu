@@ -24,60 +24,167 @@ struct Geo {
 };
 Geo geo_of(const BatchNormGeometry& g) { return {g.batch_per_modality, g.channels, g.spatial}; }
 
-// Offset of element e (< N*S) of group g: cpu::BatchNormGeometry::run_offset plus s.
-__device__ __forceinline__ int64_t element_offset(const Geo& g, int64_t group, int64_t e) {
-  int64_t m = group / g.C, c = group % g.C, n = e / g.S, s = e % g.S;
-  return ((m * g.N + n) * g.C + c) * g.S + s;
+// A group (modality m, channel c) is N planes of S contiguous elements; element e < N*S of it
+// is (n, s) = (e / S, e % S). I is the index type of that split: 32-bit when N*S fits.
+template <typename I>
+__device__ __forceinline__ int64_t element_offset(const Geo& g, int64_t group, I e) {
+  int64_t m = group / g.C, c = group % g.C;
+  I S = static_cast<I>(g.S), n = e / S, s = e - n * S;
+  return ((m * g.N + static_cast<int64_t>(n)) * g.C + c) * g.S + static_cast<int64_t>(s);
 }
 
-// Sums a and b over the block in a fixed tree (the result is valid in thread 0).
+// Sums a and b over the block in a fixed tree (shuffles within each warp, then over the
+// warps): deterministic. The result is valid in thread 0.
 __device__ __forceinline__ void block_sum2(double& a, double& b) {
-  __shared__ double sa[kNormThreads], sb[kNormThreads];
-  sa[threadIdx.x] = a;
-  sb[threadIdx.x] = b;
-  __syncthreads();
-  for (int s = kNormThreads / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) {
-      sa[threadIdx.x] += sa[threadIdx.x + s];
-      sb[threadIdx.x] += sb[threadIdx.x + s];
-    }
-    __syncthreads();
+  __shared__ double sa[kNormThreads / 32], sb[kNormThreads / 32];
+  for (int o = 16; o > 0; o /= 2) {
+    a += __shfl_down_sync(0xffffffffu, a, o);
+    b += __shfl_down_sync(0xffffffffu, b, o);
   }
-  a = sa[0];
-  b = sb[0];
-  __syncthreads();  // the arrays are rewritten by the next group of this block
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) sa[warp] = a, sb[warp] = b;
+  __syncthreads();
+  if (warp == 0) {
+    a = lane < kNormThreads / 32 ? sa[lane] : 0.0;
+    b = lane < kNormThreads / 32 ? sb[lane] : 0.0;
+    for (int o = 16; o > 0; o /= 2) {
+      a += __shfl_down_sync(0xffffffffu, a, o);
+      b += __shfl_down_sync(0xffffffffu, b, o);
+    }
+  }
+  __syncthreads();  // the arrays are rewritten by the block's next group
+}
+
+// The per-group reductions (statistics forward, sum(dy) and sum(dy (x - mean)) backward) are
+// cut into `chunks` equal ranges of each group's N*S elements, one block per (chunk, group),
+// so that a few channels with large maps still fill the GPU. The cut depends on the shape
+// only, and the partial sums are folded in chunk order: deterministic on any GPU.
+int64_t reduce_chunks(int64_t groups, int64_t count) {
+  constexpr int64_t kTargetBlocks = 2048, kMinChunk = 16 * kNormThreads;
+  int64_t want = (kTargetBlocks + groups - 1) / std::max<int64_t>(groups, 1);
+  return std::clamp<int64_t>(std::min(want, count / kMinChunk), 1, 1024);
+}
+dim3 reduce_grid(int64_t groups, int64_t chunks) {
+  return dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(std::clamp<int64_t>(groups, 1, 65535)));
+}
+
+// Partial sums of a pair of per-element terms over chunk blockIdx.x of each group.
+// Terms::prepare(group) gives the group's constant (the shift, the mean), Terms::load(o) reads
+// the element at offset o and Terms::add(k, loaded, s1, s2) adds its two terms.
+template <typename I, typename Terms>
+__global__ void __launch_bounds__(kNormThreads)
+bn_partial_kernel(Geo g, int64_t groups, int64_t chunks, Terms terms, double* __restrict__ part1,
+                  double* __restrict__ part2) {
+  const I count = static_cast<I>(g.N * g.S);
+  const I e0 = static_cast<I>(static_cast<int64_t>(count) * blockIdx.x / chunks);
+  const I e1 = static_cast<I>(static_cast<int64_t>(count) * (blockIdx.x + 1) / chunks);
+  for (int64_t group = blockIdx.y; group < groups; group += gridDim.y) {
+    const double k = terms.prepare(g, group);
+    double s1 = 0, s2 = 0;
+    // Four independent loads in flight per thread, then the same per-thread order as one
+    // element at a time (the sums do not depend on the unrolling).
+    I e = e0 + threadIdx.x;
+    for (; e + 3 * kNormThreads < e1; e += 4 * kNormThreads) {
+      typename Terms::Loaded v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = terms.load(element_offset<I>(g, group, e + u * kNormThreads));
+#pragma unroll
+      for (int u = 0; u < 4; ++u) terms.add(k, v[u], s1, s2);
+    }
+    for (; e < e1; e += kNormThreads) terms.add(k, terms.load(element_offset<I>(g, group, e)), s1, s2);
+    block_sum2(s1, s2);
+    if (threadIdx.x == 0) {
+      part1[group * chunks + blockIdx.x] = s1;
+      part2[group * chunks + blockIdx.x] = s2;
+    }
+  }
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kNormThreads)
-bn_stats_kernel(const T* __restrict__ x, Geo g, int64_t groups, double eps, bool update, double momentum,
-                T* __restrict__ running_mean, T* __restrict__ running_var, double* __restrict__ mean,
-                double* __restrict__ invstd) {
+struct StatTerms {  // x - shift and its square; the shift is the group's first element (as the CPU)
+  const T* __restrict__ x;
+  __device__ double prepare(const Geo& g, int64_t group) const {
+    return static_cast<double>(x[element_offset<int64_t>(g, group, 0)]);
+  }
+  using Loaded = T;
+  __device__ T load(int64_t o) const { return x[o]; }
+  __device__ void add(double shift, T v, double& s1, double& s2) const {
+    double d = static_cast<double>(v) - shift;
+    s1 += d;
+    s2 += d * d;
+  }
+};
+
+template <typename T>
+struct GradTerms {  // dy and dy (x - mean)
+  const T* __restrict__ dy;
+  const T* __restrict__ x;
+  const double* __restrict__ mean;
+  __device__ double prepare(const Geo&, int64_t group) const { return mean[group]; }
+  struct Loaded {
+    T dy, x;
+  };
+  __device__ Loaded load(int64_t o) const { return {dy[o], x[o]}; }
+  __device__ void add(double mu, Loaded v, double& s1, double& s2) const {
+    double d = static_cast<double>(v.dy);
+    s1 += d;
+    s2 += d * (static_cast<double>(v.x) - mu);
+  }
+};
+
+// Launches bn_partial_kernel over every group; 32-bit element indices where a group fits.
+template <typename Terms>
+void launch_partials(const Geo& g, int64_t groups, int64_t chunks, const Terms& terms, double* part1,
+                     double* part2, cudaStream_t s) {
+  if (g.N * g.S < (int64_t{1} << 31))
+    bn_partial_kernel<uint32_t, Terms><<<reduce_grid(groups, chunks), kNormThreads, 0, s>>>(g, groups, chunks, terms,
+                                                                                            part1, part2);
+  else
+    bn_partial_kernel<uint64_t, Terms><<<reduce_grid(groups, chunks), kNormThreads, 0, s>>>(g, groups, chunks, terms,
+                                                                                            part1, part2);
+}
+
+// One thread per group: the chunk partials folded in order, then mean, invstd and the running
+// update (unbiased variance).
+template <typename T>
+__global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t groups, int64_t chunks,
+                                       const double* __restrict__ part1, const double* __restrict__ part2, double eps,
+                                       bool update, double momentum, T* __restrict__ running_mean,
+                                       T* __restrict__ running_var, double* __restrict__ mean,
+                                       double* __restrict__ invstd) {
   const int64_t count = g.N * g.S;
-  for (int64_t group = blockIdx.x; group < groups; group += gridDim.x) {
+  for (int64_t group = global_thread(); group < groups; group += grid_threads()) {
     if (count == 0) {
-      if (threadIdx.x == 0) mean[group] = invstd[group] = NAN;
+      mean[group] = invstd[group] = NAN;
       continue;
     }
-    const double shift = static_cast<double>(x[element_offset(g, group, 0)]);
     double s1 = 0, s2 = 0;
-    for (int64_t e = threadIdx.x; e < count; e += kNormThreads) {
-      double d = static_cast<double>(x[element_offset(g, group, e)]) - shift;
-      s1 += d;
-      s2 += d * d;
+    for (int64_t k = 0; k < chunks; ++k) s1 += part1[group * chunks + k], s2 += part2[group * chunks + k];
+    const double shift = static_cast<double>(x[element_offset<int64_t>(g, group, 0)]);
+    double m1 = s1 / count, var = fmax(0.0, s2 / count - m1 * m1), mu = shift + m1;
+    mean[group] = mu;
+    invstd[group] = 1.0 / sqrt(var + eps);
+    if (update) {
+      double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
+      running_mean[group] = static_cast<T>((1 - momentum) * static_cast<double>(running_mean[group]) + momentum * mu);
+      running_var[group] =
+          static_cast<T>((1 - momentum) * static_cast<double>(running_var[group]) + momentum * var * unbias);
     }
-    block_sum2(s1, s2);
-    if (threadIdx.x == 0) {
-      double m1 = s1 / count, var = fmax(0.0, s2 / count - m1 * m1), mu = shift + m1;
-      mean[group] = mu;
-      invstd[group] = 1.0 / sqrt(var + eps);
-      if (update) {
-        double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
-        running_mean[group] = static_cast<T>((1 - momentum) * static_cast<double>(running_mean[group]) + momentum * mu);
-        running_var[group] =
-            static_cast<T>((1 - momentum) * static_cast<double>(running_var[group]) + momentum * var * unbias);
-      }
-    }
+  }
+}
+
+template <typename T>
+__global__ void bn_grad_finish_kernel(int64_t groups, int64_t chunks, const double* __restrict__ part1,
+                                      const double* __restrict__ part2, const double* __restrict__ invstd,
+                                      double* __restrict__ sum_dy, double* __restrict__ sum_dy_xmu, T* __restrict__ dw,
+                                      T* __restrict__ db) {
+  for (int64_t group = global_thread(); group < groups; group += grid_threads()) {
+    double s1 = 0, s2 = 0;
+    for (int64_t k = 0; k < chunks; ++k) s1 += part1[group * chunks + k], s2 += part2[group * chunks + k];
+    sum_dy[group] = s1;
+    sum_dy_xmu[group] = s2;
+    if (dw) dw[group] = static_cast<T>(s2 * invstd[group]);
+    if (db) db[group] = static_cast<T>(s1);
   }
 }
 
@@ -94,66 +201,112 @@ __device__ __forceinline__ int64_t group_of_row(const Geo& g, int64_t r) {
   return (r / (g.N * g.C)) * g.C + r % g.C;
 }
 
+// The elementwise passes (apply forward, dx backward): Op::coef(group) computes a row's
+// constants once, Op::load(i) reads what element i needs and Op::store(coef, loaded, i) writes it.
 template <typename T>
-__global__ void bn_apply_kernel(const T* __restrict__ x, Geo g, int64_t n, const double* __restrict__ mean,
-                                const double* __restrict__ invstd, const T* __restrict__ weight,
-                                const T* __restrict__ bias, T* __restrict__ y) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    int64_t group = group_of_row(g, i / g.S);
+struct ApplyOp {
+  const T* __restrict__ x;
+  const double* __restrict__ mean;
+  const double* __restrict__ invstd;
+  const T* __restrict__ weight;
+  const T* __restrict__ bias;
+  T* __restrict__ y;
+  struct Coef {
+    double a, b;
+  };
+  __device__ Coef coef(int64_t group) const {
     double a = invstd[group] * (weight ? static_cast<double>(weight[group]) : 1.0);
-    double b = (bias ? static_cast<double>(bias[group]) : 0.0) - mean[group] * a;
-    y[i] = static_cast<T>(static_cast<double>(x[i]) * a + b);
+    return {a, (bias ? static_cast<double>(bias[group]) : 0.0) - mean[group] * a};
   }
-}
+  using Loaded = T;
+  __device__ T load(int64_t i) const { return x[i]; }
+  __device__ void store(const Coef& k, T v, int64_t i) const {
+    y[i] = static_cast<T>(static_cast<double>(v) * k.a + k.b);
+  }
+};
 
 template <typename T>
-__global__ void __launch_bounds__(kNormThreads)
-bn_backward_reduce_kernel(const T* __restrict__ dy, const T* __restrict__ x, Geo g, int64_t groups,
-                          const double* __restrict__ mean, const double* __restrict__ invstd,
-                          double* __restrict__ sum_dy, double* __restrict__ sum_dy_xmu, T* __restrict__ dw,
-                          T* __restrict__ db) {
-  const int64_t count = g.N * g.S;
-  for (int64_t group = blockIdx.x; group < groups; group += gridDim.x) {
-    const double mu = mean[group];
-    double s_dy = 0, s_dy_xmu = 0;
-    for (int64_t e = threadIdx.x; e < count; e += kNormThreads) {
-      int64_t o = element_offset(g, group, e);
-      double d = static_cast<double>(dy[o]);
-      s_dy += d;
-      s_dy_xmu += d * (static_cast<double>(x[o]) - mu);
-    }
-    block_sum2(s_dy, s_dy_xmu);
-    if (threadIdx.x == 0) {
-      sum_dy[group] = s_dy;
-      sum_dy_xmu[group] = s_dy_xmu;
-      if (dw) dw[group] = static_cast<T>(s_dy_xmu * invstd[group]);
-      if (db) db[group] = static_cast<T>(s_dy);
-    }
-  }
-}
-
-template <typename T>
-__global__ void bn_backward_input_kernel(const T* __restrict__ dy, const T* __restrict__ x, Geo g, int64_t n,
-                                         const double* __restrict__ mean, const double* __restrict__ invstd,
-                                         const T* __restrict__ weight, const double* __restrict__ sum_dy,
-                                         const double* __restrict__ sum_dy_xmu, bool batch_stats, double inv_n,
-                                         T* __restrict__ dx) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    int64_t group = group_of_row(g, i / g.S);
+struct InputGradOp {
+  const T* __restrict__ dy;
+  const T* __restrict__ x;
+  const double* __restrict__ mean;
+  const double* __restrict__ invstd;
+  const T* __restrict__ weight;
+  const double* __restrict__ sum_dy;
+  const double* __restrict__ sum_dy_xmu;
+  bool batch_stats;
+  double inv_n;
+  T* __restrict__ dx;
+  struct Coef {
+    double k, mean_dy, proj, mu;
+  };
+  __device__ Coef coef(int64_t group) const {
     double k = invstd[group] * (weight ? static_cast<double>(weight[group]) : 1.0);
-    double d = static_cast<double>(dy[i]);
-    if (!batch_stats) {
-      dx[i] = static_cast<T>(d * k);
-      continue;
+    if (!batch_stats) return {k, 0, 0, 0};
+    return {k, sum_dy[group] * inv_n, sum_dy_xmu[group] * inv_n * invstd[group] * invstd[group], mean[group]};
+  }
+  struct Loaded {
+    T dy, x;
+  };
+  __device__ Loaded load(int64_t i) const { return {dy[i], batch_stats ? x[i] : T(0)}; }
+  __device__ void store(const Coef& c, Loaded v, int64_t i) const {
+    double d = static_cast<double>(v.dy);
+    dx[i] = batch_stats ? static_cast<T>(c.k * (d - c.mean_dy - (static_cast<double>(v.x) - c.mu) * c.proj))
+                        : static_cast<T>(d * c.k);
+  }
+};
+
+// Large planes (S >= kRowMin): blocks walk rows (blockIdx.y) and the row's elements, the row's
+// constants computed once per block and row. Small planes: one thread per element, the row
+// found by 32-bit division where the tensor fits.
+constexpr int64_t kRowMin = 1024;
+
+constexpr int kRowUnroll = 4;  // elements per thread and step of a row (blockDim apart: coalesced)
+
+template <typename Op>
+__global__ void bn_rows_kernel(Geo g, int64_t rows, Op op) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * kBlockThreads * kRowUnroll;
+  for (int64_t r = blockIdx.y; r < rows; r += gridDim.y) {
+    const auto k = op.coef(group_of_row(g, r));
+    const int64_t base = r * g.S;
+    for (int64_t s0 = static_cast<int64_t>(blockIdx.x) * kBlockThreads * kRowUnroll + threadIdx.x; s0 < g.S;
+         s0 += step) {
+      if (s0 + (kRowUnroll - 1) * kBlockThreads < g.S) {
+        typename Op::Loaded v[kRowUnroll];
+#pragma unroll
+        for (int u = 0; u < kRowUnroll; ++u) v[u] = op.load(base + s0 + u * kBlockThreads);
+#pragma unroll
+        for (int u = 0; u < kRowUnroll; ++u) op.store(k, v[u], base + s0 + u * kBlockThreads);
+      } else {
+        for (int64_t s = s0; s < g.S; s += kBlockThreads) op.store(k, op.load(base + s), base + s);
+      }
     }
-    double mean_dy = sum_dy[group] * inv_n;
-    double proj = sum_dy_xmu[group] * inv_n * invstd[group] * invstd[group];
-    dx[i] = static_cast<T>(k * (d - mean_dy - (static_cast<double>(x[i]) - mean[group]) * proj));
   }
 }
 
-unsigned group_blocks(int64_t groups) {
-  return static_cast<unsigned>(std::clamp<int64_t>(groups, 1, kMaxBlocks));
+template <typename I, typename Op>
+__global__ void bn_flat_kernel(Geo g, I n, Op op) {
+  const I S = static_cast<I>(g.S), NC = static_cast<I>(g.N * g.C), C = static_cast<I>(g.C);
+  for (I i = static_cast<I>(global_thread()); i < n; i += static_cast<I>(grid_threads())) {
+    I r = i / S;
+    const int64_t o = static_cast<int64_t>(i);
+    op.store(op.coef(static_cast<int64_t>((r / NC) * C + r % C)), op.load(o), o);
+  }
+}
+
+template <typename Op>
+void launch_elementwise(const Geo& g, int64_t rows, const Op& op, cudaStream_t s) {
+  const int64_t n = rows * g.S;
+  if (g.S >= kRowMin) {
+    const int64_t per_block = int64_t{kBlockThreads} * kRowUnroll;
+    unsigned x = static_cast<unsigned>(std::min<int64_t>((g.S + per_block - 1) / per_block, 64));
+    unsigned y = static_cast<unsigned>(std::clamp<int64_t>(rows, 1, 65535));
+    bn_rows_kernel<Op><<<dim3(x, y), kBlockThreads, 0, s>>>(g, rows, op);
+  } else if (n < (int64_t{1} << 31)) {
+    bn_flat_kernel<uint32_t, Op><<<grid_for(n), kBlockThreads, 0, s>>>(g, static_cast<uint32_t>(n), op);
+  } else {
+    bn_flat_kernel<uint64_t, Op><<<grid_for(n), kBlockThreads, 0, s>>>(g, static_cast<uint64_t>(n), op);
+  }
 }
 
 // One thread per Philox counter (4 consecutive words of the stream).
@@ -185,22 +338,28 @@ void batch_norm_forward(const T* x, const BatchNormGeometry& geo, bool batch_sta
   cudaStream_t s = stream(device);
   const int64_t groups = geo.groups();
   const Geo g = geo_of(geo);
-  if (groups > 0) {
-    if (batch_stats) {
-      bn_stats_kernel<T><<<group_blocks(groups), kNormThreads, 0, s>>>(x, g, groups, eps, update_running, momentum,
-                                                                        running_mean, running_var, mean, invstd);
+  if (groups == 0) return;
+  if (batch_stats) {
+    const int64_t chunks = reduce_chunks(groups, geo.count());
+    Scratch parts(2 * sizeof(double) * groups * chunks, device);
+    double* part1 = parts.get<double>();
+    double* part2 = part1 + groups * chunks;
+    if (geo.count() > 0) {
+      launch_partials(g, groups, chunks, StatTerms<T>{x}, part1, part2, s);
       MMF_CUDA_CHECK_LAUNCH("batch_norm_stats", groups, " groups (", geo.modalities, " modalities x ", geo.channels,
-                            " channels) of ", geo.count(), " elements on cuda:", device);
-    } else {
-      bn_fixed_stats_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(running_mean, running_var, groups, eps,
-                                                                           mean, invstd);
-      MMF_CUDA_CHECK_LAUNCH("batch_norm_fixed_stats", groups, " groups on cuda:", device);
+                            " channels) of ", geo.count(), " elements in ", chunks, " chunks on cuda:", device);
     }
+    bn_stats_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(
+        x, g, groups, chunks, part1, part2, eps, update_running, momentum, running_mean, running_var, mean, invstd);
+    MMF_CUDA_CHECK_LAUNCH("batch_norm_stats_finish", groups, " groups on cuda:", device);
+  } else {
+    bn_fixed_stats_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(running_mean, running_var, groups, eps,
+                                                                         mean, invstd);
+    MMF_CUDA_CHECK_LAUNCH("batch_norm_fixed_stats", groups, " groups on cuda:", device);
   }
-  const int64_t n = groups * geo.count();
-  if (n == 0) return;
-  bn_apply_kernel<T><<<grid_for(n), kBlockThreads, 0, s>>>(x, g, n, mean, invstd, weight, bias, y);
-  MMF_CUDA_CHECK_LAUNCH("batch_norm_apply", n, " elements in ", groups, " groups on cuda:", device);
+  if (geo.count() == 0) return;
+  launch_elementwise(g, groups * geo.batch_per_modality, ApplyOp<T>{x, mean, invstd, weight, bias, y}, s);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_apply", groups * geo.count(), " elements in ", groups, " groups on cuda:", device);
 }
 
 template <typename T>
@@ -214,17 +373,27 @@ void batch_norm_backward(const T* dy, const T* x, const BatchNormGeometry& geo, 
   double* sum_dy = sums.get<double>();
   double* sum_dy_xmu = sum_dy + groups;
   if (dw || db || (dx && batch_stats)) {
-    bn_backward_reduce_kernel<T><<<group_blocks(groups), kNormThreads, 0, s>>>(dy, x, g, groups, mean, invstd, sum_dy,
-                                                                                sum_dy_xmu, dw, db);
-    MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_reduce", groups, " groups of ", geo.count(), " elements on cuda:",
-                          device);
+    const int64_t chunks = reduce_chunks(groups, geo.count());
+    Scratch parts(2 * sizeof(double) * groups * chunks, device);
+    double* part1 = parts.get<double>();
+    double* part2 = part1 + groups * chunks;
+    if (geo.count() > 0) {
+      launch_partials(g, groups, chunks, GradTerms<T>{dy, x, mean}, part1, part2, s);
+      MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_reduce", groups, " groups of ", geo.count(), " elements in ", chunks,
+                            " chunks on cuda:", device);
+    } else {
+      MMF_CUDA_CHECK(cudaMemsetAsync(part1, 0, 2 * sizeof(double) * groups * chunks, s));
+    }
+    bn_grad_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(groups, chunks, part1, part2, invstd, sum_dy,
+                                                                         sum_dy_xmu, dw, db);
+    MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_finish", groups, " groups on cuda:", device);
   }
-  const int64_t n = groups * geo.count();
-  if (!dx || n == 0) return;
+  if (!dx || geo.count() == 0) return;
   double inv_n = 1.0 / static_cast<double>(std::max<int64_t>(geo.count(), 1));
-  bn_backward_input_kernel<T><<<grid_for(n), kBlockThreads, 0, s>>>(dy, x, g, n, mean, invstd, weight, sum_dy,
-                                                                     sum_dy_xmu, batch_stats, inv_n, dx);
-  MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_input", n, " elements in ", groups, " groups on cuda:", device);
+  launch_elementwise(g, groups * geo.batch_per_modality,
+                     InputGradOp<T>{dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, batch_stats, inv_n, dx}, s);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_input", groups * geo.count(), " elements in ", groups,
+                        " groups on cuda:", device);
 }
 
 template <typename T>
