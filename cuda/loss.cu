@@ -8,6 +8,7 @@
 #include "cuda/kernels.h"
 #include "cuda/launch.h"
 #include "cuda/loss.h"
+#include "cuda/runtime.h"
 #include "cuda/scratch.h"
 
 namespace mmfuse::cuda {
@@ -90,6 +91,27 @@ __global__ void cross_entropy_backward_kernel(const T* __restrict__ logits, cons
   }
 }
 
+// counts[0] += targets not ignored; counts[1] = min(first bad index) (all ones: none).
+__global__ void check_targets_kernel(const int32_t* __restrict__ target, int64_t n, int64_t classes,
+                                     int64_t ignore_index, unsigned long long* __restrict__ counts) {
+  unsigned long long counted = 0, bad = ~0ull;
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
+    int64_t t = target[i];
+    if (t == ignore_index) continue;
+    ++counted;
+    if ((t < 0 || t >= classes) && static_cast<unsigned long long>(i) < bad) bad = static_cast<unsigned long long>(i);
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    counted += __shfl_down_sync(0xffffffffu, counted, o);
+    unsigned long long other = __shfl_down_sync(0xffffffffu, bad, o);
+    bad = other < bad ? other : bad;
+  }
+  if (threadIdx.x % 32 == 0) {
+    if (counted) atomicAdd(&counts[0], counted);
+    if (bad != ~0ull) atomicMin(&counts[1], bad);
+  }
+}
+
 template <typename T>
 __device__ __forceinline__ T loss_value(PointwiseLoss kind, T diff) {
   return kind == PointwiseLoss::l1 ? abs(diff) : diff * diff;
@@ -132,6 +154,24 @@ void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, b
   softmax_backward_kernel<T><<<grid_for(lines), kBlockThreads, 0, stream(device)>>>(y, dy, dx, geo, lines, log);
   MMF_CUDA_CHECK_LAUNCH(log ? "log_softmax_backward" : "softmax_backward", "[", geo.outer, ", ", geo.dim, ", ",
                         geo.inner, "] on cuda:", device);
+}
+
+TargetCheck cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
+                                        int device) {
+  TargetCheck result;
+  if (n <= 0) return result;
+  cudaStream_t s = stream(device);
+  Scratch counts(2 * sizeof(unsigned long long), device);
+  auto* c = counts.get<unsigned long long>();
+  MMF_CUDA_CHECK(cudaMemsetAsync(c, 0, sizeof(unsigned long long), s));
+  MMF_CUDA_CHECK(cudaMemsetAsync(c + 1, 0xff, sizeof(unsigned long long), s));
+  check_targets_kernel<<<grid_for(n), kBlockThreads, 0, s>>>(target, n, classes, ignore_index, c);
+  MMF_CUDA_CHECK_LAUNCH("cross_entropy_check_targets", n, " targets on cuda:", device);
+  unsigned long long host[2];
+  copy_to_host(host, c, sizeof host, device);
+  result.counted = static_cast<int64_t>(host[0]);
+  result.first_bad = host[1] == ~0ull ? -1 : static_cast<int64_t>(host[1]);
+  return result;
 }
 
 template <typename T>

@@ -1,6 +1,6 @@
 // Softmax, log-softmax, cross-entropy and the pointwise losses on CUDA: the twins of
 // core/cpu/loss.h (same LineGeometry [outer, dim, inner], raw pointers, plus the device). No
-// CUDA headers here. Every reduction is in a fixed order (no atomics).
+// CUDA headers here. Every floating-point reduction is in a fixed order (no atomics).
 #pragma once
 #include <cstdint>
 
@@ -14,6 +14,17 @@ template <typename T>
 void softmax_forward(const T* x, T* y, const cpu::LineGeometry& geo, bool log, int device);
 template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, const cpu::LineGeometry& geo, bool log, int device);
+
+// What cross_entropy needs to know of its targets before it runs: how many are not
+// ignore_index, and the first one outside [0, classes) that is not ignore_index (-1: none).
+struct TargetCheck {
+  int64_t counted = 0;
+  int64_t first_bad = -1;
+};
+// On the device (integer atomics: the result does not depend on scheduling); one 16-byte copy
+// to the host (a synchronisation, but no copy of the targets themselves).
+TargetCheck cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
+                                        int device);
 
 // Targets must be validated by the caller. lse and loss: device arrays of outer*inner
 // doubles (as cpu::cross_entropy_forward).

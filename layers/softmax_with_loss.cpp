@@ -56,8 +56,9 @@ class SoftmaxWithLossLayer : public Layer {
     int64_t m = p.modalities();
     int64_t ignore = p.has_ignore_label() ? p.ignore_label() : std::numeric_limits<int64_t>::min();
     Tensor target = m > 1 ? modality_tile(label, m) : label;
-    Tensor total = cross_entropy(logits, target, ignore, Reduction::sum);
-    TensorList tops{total * (1.0 / normalizer(label, expect))};
+    int64_t counted = 0;  // positions not ignored, over the m tiled copies of the label
+    Tensor total = cross_entropy(logits, target, ignore, Reduction::sum, &counted);
+    TensorList tops{total * (1.0 / normalizer(counted / m, expect))};
     if (layer_param().top_size() == 2) tops.push_back(softmax(logits, 1));
     return tops;
   }
@@ -70,8 +71,9 @@ class SoftmaxWithLossLayer : public Layer {
     return s;
   }
 
-  // Caffe's SoftmaxWithLossLayer::get_normalizer, for one modality's positions.
-  double normalizer(const Tensor& label, const Shape& shape) const {
+  // Caffe's SoftmaxWithLossLayer::get_normalizer, for one modality's positions (`valid` of
+  // them are not ignored: cross_entropy counted them where the label is, no host copy).
+  double normalizer(int64_t valid, const Shape& shape) const {
     const auto& p = layer_param().loss_param();
     auto mode = p.normalization();
     if (p.has_normalize()) mode = p.normalize() ? proto::LossParameter::VALID : proto::LossParameter::BATCH_SIZE;
@@ -85,8 +87,7 @@ class SoftmaxWithLossLayer : public Layer {
           n = static_cast<double>(shape_numel(shape));
           break;
         }
-        n = 0;
-        for (int32_t v : label.to_vector<int32_t>()) n += v != p.ignore_label();
+        n = static_cast<double>(valid);
         break;
       }
     }

@@ -51,6 +51,36 @@ MMF_CUDA_TEST("parity: cross_entropy with ignore_index and every reduction") {
   }
 }
 
+MMF_CUDA_TEST("cross_entropy checks and counts a CUDA target on the device, with the CPU's message") {
+  // The targets stay on the GPU: a kernel counts the non-ignored ones and finds the first bad
+  // one; the count and the error must be the CPU's.
+  Generator gen(74);
+  Tensor logits = Tensor::rand({3, 7, 50, 41}, gen, -3, 3, DType::f32);
+  Tensor target = labels({3, 50, 41}, 7, gen, true);
+  int64_t cpu_count = -1, cuda_count = -2;
+  cross_entropy(logits, target, -100, Reduction::sum, &cpu_count);
+  cross_entropy(logits.to(Device::cuda(0)), target.to(Device::cuda(0)), -100, Reduction::sum, &cuda_count);
+  CHECK(cpu_count == 3 * 50 * 41 - 3 * 50 * 41 / 5);
+  CHECK(cuda_count == cpu_count);
+  std::vector<int32_t> t = target.to_vector<int32_t>();
+  t[2 * 50 * 41 + 7] = 9;  // two bad labels: the first in order is reported
+  t[2 * 50 * 41 + 1000] = -3;
+  Tensor bad = Tensor::from_vector(t, {3, 50, 41});
+  std::string cpu_message, cuda_message;
+  try {
+    cross_entropy(logits, bad);
+  } catch (const OpError& e) {
+    cpu_message = e.what();
+  }
+  try {
+    cross_entropy(logits.to(Device::cuda(0)), bad.to(Device::cuda(0)));
+  } catch (const OpError& e) {
+    cuda_message = e.what();
+  }
+  CHECK(cpu_message.find("target 9 at position [2, 0, 7]") != std::string::npos);
+  CHECK(cuda_message == cpu_message);
+}
+
 MMF_CUDA_TEST("parity: l1_loss and mse_loss") {
   Generator gen(73);
   for (const Shape& s : std::vector<Shape>{{7}, {3, 37, 129}, {1000003}}) {

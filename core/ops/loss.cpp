@@ -104,7 +104,8 @@ Tensor pointwise_loss_op(const char* op, cpu::PointwiseLoss kind, const Tensor& 
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl("softmax", x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl("log_softmax", x, dim, true); }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, Reduction reduction) {
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, Reduction reduction,
+                     int64_t* counted) {
   const char* op = "cross_entropy";
   ops::check_floating(op, logits);
   ops::check_defined(op, target, "target");
@@ -133,22 +134,32 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   }
 
   const int64_t positions = target.numel();
-  // The labels are validated and counted on the host (a CUDA target is copied over once).
-  const Tensor host_target = target.is_cuda() ? target.to(Device::cpu()) : target;
-  const int32_t* labels = host_target.data<int32_t>();
-  int64_t bad = cpu::cross_entropy_find_bad_target(labels, positions, geo.dim, ignore_index);
+  // The labels are validated and counted where they are: on the host, or by a device kernel
+  // that returns only the count and the first bad position (the targets stay on the GPU).
+  int64_t bad = -1, count = 0;
+  const int32_t* labels = target.is_cuda() ? nullptr : target.data<int32_t>();
+  if (target.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+    cuda::TargetCheck c = cuda::cross_entropy_check_targets(target.data<int32_t>(), positions, geo.dim, ignore_index,
+                                                            target.device().index);
+    bad = c.first_bad, count = c.counted;
+#endif
+  } else {
+    bad = cpu::cross_entropy_find_bad_target(labels, positions, geo.dim, ignore_index);
+    for (int64_t p = 0; p < positions; ++p) count += labels[p] != ignore_index;
+  }
   if (bad >= 0) {
     Shape position(expected.size());
     for (int64_t d = static_cast<int64_t>(expected.size()) - 1, rest = bad; d >= 0; --d) {
       position[d] = rest % expected[d];
       rest /= expected[d];
     }
-    throw OpError(detail::concat(op, ": target ", labels[bad], " at position ", shape_str(position),
+    int32_t value = target.reshape({positions}).narrow(bad, 1).to(Device::cpu()).data<int32_t>()[0];
+    throw OpError(detail::concat(op, ": target ", value, " at position ", shape_str(position),
                                  " is outside [0, ", geo.dim, ") and is not ignore_index ", ignore_index,
                                  " (logits ", shape_str(logits.shape()), ")"));
   }
-  int64_t count = 0;
-  for (int64_t p = 0; p < positions; ++p) count += labels[p] != ignore_index;
+  if (counted) *counted = count;
 
   // Per-position logsumexp, saved for backward, and loss.
   Tensor lse = Tensor::empty({positions}, DType::f64, logits.device());

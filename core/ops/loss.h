@@ -21,8 +21,10 @@ Tensor log_softmax(const Tensor& x, int64_t dim);
 // ignore_index give loss 0 and do not count: `mean` divides by the number of other positions,
 // and is NaN when every position is ignored (as PyTorch). A target outside [0, K) that is not
 // ignore_index throws OpError naming the value and its position. Differentiable in logits.
+// `counted`, when given, receives the number of positions that are not ignore_index (a CUDA
+// target is checked and counted on the device).
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
-                     Reduction reduction = Reduction::mean);
+                     Reduction reduction = Reduction::mean, int64_t* counted = nullptr);
 
 // torch.nn.functional.l1_loss / mse_loss: |input - target| and (input - target)^2, reduced.
 // input and target must have the same shape (PyTorch would broadcast with a warning; here it
