@@ -172,7 +172,7 @@ TEST_CASE("weight sharing by param name: one tensor, gradients of both uses summ
       "layer { name: \"prod\" type: \"Eltwise\" bottom: \"xa\" bottom: \"xb\" top: \"y\" eltwise_param { operation: PROD } }\n";
   auto net = build(text, proto::TRAIN, DType::f64);
   REQUIRE(net->learnable_params().size() == 1);
-  const Tensor& g = net->learnable_params()[0].value;
+  Tensor g = net->learnable_params()[0].value;  // a handle: learnable_params() returns a temporary
   CHECK(net->layer("sa")->param(0).same(net->layer("sb")->param(0)));
   CHECK(net->learnable_params()[0].name == "sa.gamma");
   Generator gen(3);
