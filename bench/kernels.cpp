@@ -190,8 +190,7 @@ int main(int argc, char** argv) {
   Conv2dOptions pad1;
   pad1.pad_h = pad1.pad_w = 1;
   for (cuda::Precision p : {cuda::Precision::fp32, cuda::Precision::tf32}) {
-    cuda::set_matmul_precision(p);
-    cuda::set_conv_precision(p);
+    cuda::set_precision(p);
     double ms = median_ms([&] { Tensor r = matmul(ga, gb); });
     std::printf("| matmul 4096^3 | %s | %.3f | %.1f |\n", cuda::precision_name(p), ms, 2.0 * 4096 * 4096 * 4096 / (ms * 1e9));
     double flops = 2.0 * 32 * 256 * 56 * 56 * 256 * 9;

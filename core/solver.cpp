@@ -299,8 +299,7 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "solver: precision must be fp32 or tf32, got '",
             precision_, "'");
   // One switch for the solver: products in cuBLAS and convolutions in cuDNN alike.
-  cuda::set_matmul_precision(cuda::parse_precision(precision_));
-  cuda::set_conv_precision(cuda::parse_precision(precision_));
+  cuda::set_precision(cuda::parse_precision(precision_));
 
   // Device: --gpu, else solver_mode/device_id; no visible CUDA device -> CPU with a note.
   Device want = options_.device ? *options_.device

@@ -32,6 +32,12 @@ inline Precision matmul_precision() { return precision_detail::matmul_precision_
 inline void set_conv_precision(Precision p) { precision_detail::conv_precision_slot().store(p); }
 inline Precision conv_precision() { return precision_detail::conv_precision_slot().load(); }
 
+// Both switches at once: what the solver's `precision` and `--precision` mean.
+inline void set_precision(Precision p) {
+  set_matmul_precision(p);
+  set_conv_precision(p);
+}
+
 inline const char* precision_name(Precision p) { return p == Precision::fp32 ? "fp32" : "tf32"; }
 inline Precision parse_precision(const std::string& text) {
   if (text == "fp32") return Precision::fp32;

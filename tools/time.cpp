@@ -4,8 +4,9 @@
 // A warm-up iteration, then K iterations timed layer by layer (forward around each layer's
 // forward; backward from autograd's backward hook, attributing each node to the layer that
 // recorded it, Node::scope), then K whole iterations (forward + backward + an SGD step) timed
-// end to end: mean and median, and on CUDA the peak device memory. Inputs fed by Input layers are random (zeros for blobs whose
-// name contains "label"). On CUDA each measurement synchronises the device first.
+// end to end: mean and median, and on CUDA the peak device memory. Inputs fed by Input layers
+// are random (zeros for blobs whose name contains "label"). On CUDA each measurement
+// synchronises the device first.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -48,8 +49,7 @@ int time_command(const std::vector<std::string>& argv) {
   if (phase_name != "train" && phase_name != "test") throw Error("time: --phase must be train or test");
   Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
   cuda::Precision precision = cuda::parse_precision(args.get("precision", "tf32"));
-  cuda::set_matmul_precision(precision);
-  cuda::set_conv_precision(precision);
+  cuda::set_precision(precision);
   apply_conv_search_flags(args, "time");
   Net net(read_net(args.get("model")), phase_name == "train" ? proto::TRAIN : proto::TEST, device);
 
@@ -76,9 +76,9 @@ int time_command(const std::vector<std::string>& argv) {
     if (train && loss.requires_grad()) loss.backward();
     optimizer.zero_grad();
   };
-  std::printf("Timing %s (%s, %s%s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
-              device.str().c_str(), device.is_cuda() ? (std::string(", ") + cuda::precision_name(precision)).c_str() : "",
-              iterations);
+  std::string where = device.str() + (device.is_cuda() ? std::string(", ") + cuda::precision_name(precision) : "");
+  std::printf("Timing %s (%s, %s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
+              where.c_str(), iterations);
   one(nullptr, nullptr);
   sync(device);
 #ifdef MMFUSE_WITH_CUDA
@@ -163,15 +163,17 @@ int time_command(const std::vector<std::string>& argv) {
 
 namespace {
 CommandRegistrar registrar({"time", "time a model layer by layer and per iteration",
-                            "mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test] [--precision fp32|tf32]\n"
-                            "            [--conv-search benchmark|heuristics] [--nondeterministic]\n"
+                            "mmfuse time --model M [--iterations K] [--gpu N] [--phase train|test]\n"
+                            "            [--precision fp32|tf32] [--conv-search benchmark|heuristics]\n"
+                            "            [--nondeterministic]\n"
                             "  One warm-up iteration; then K iterations (default 50) timed per layer (forward,\n"
                             "  and backward attributed through autograd's node scopes); then K whole iterations\n"
-                            "  (forward + backward + SGD step with momentum 0.9; forward only with --phase test): mean\n"
-                            "  and median.\n"
-                            "  Input layers are fed random values (zeros for blobs named *label*). --precision sets the\n"
-                            "  matmul and convolution switches on CUDA (default tf32, as the solver); with --gpu the\n"
-                            "  allocator's peak device memory over the timed iterations is printed last.\n" +
+                            "  (forward + backward + SGD step with momentum 0.9; forward only with --phase\n"
+                            "  test): mean and median.\n"
+                            "  Input layers are fed random values (zeros for blobs named *label*). --precision\n"
+                            "  sets the matmul and convolution switches on CUDA (default tf32, as the solver);\n"
+                            "  with --gpu the allocator's peak device memory over the timed iterations is\n"
+                            "  printed last.\n" +
                                 std::string(kConvSearchUsage),
                             time_command});
 }  // namespace
