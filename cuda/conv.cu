@@ -1,9 +1,10 @@
 // 2-D convolution on CUDA. Two paths with the same results up to summation order:
 //  - cuDNN v9 (legacy convolution API, still shipped in v9): descriptors built per call, the
-//    algorithm chosen once per (device, geometry, dtype, precision, direction) with the
-//    cudnnGet*Algorithm_v7 heuristics (PyTorch's default, benchmark = False), restricted to
-//    deterministic algorithms whose workspace fits the limit, and cached for the process; the
-//    workspace comes from the caching allocator. The math type follows
+//    algorithm chosen once per (device, geometry, dtype, precision, direction, search mode)
+//    with the cudnnGet*Algorithm_v7 heuristics (PyTorch's default, benchmark = False) or, when
+//    set_conv_benchmark is on, by timing them (cudnnFind*AlgorithmEx), restricted to
+//    deterministic algorithms (unless set_conv_deterministic is off) whose workspace fits the
+//    limit, and cached for the process; the workspace comes from the caching allocator. The math type follows
 //    cuda::conv_precision(): CUDNN_FMA_MATH (strict fp32) or CUDNN_DEFAULT_MATH (TF32 allowed),
 //    asked of the heuristics, which answer with (algorithm, math type) pairs: the chosen pair's
 //    math type is set on the descriptor for the workspace query and the execution.
@@ -13,7 +14,8 @@
 //    col2im written as a gather (each image pixel sums its taps in a fixed order: no atomics);
 //    backward-weight accumulates the per-sample products in batch order (beta = 1). Its cuBLAS
 //    products run in the convolution precision, not the matmul one.
-// The precision switch is read once per call: descriptors, cache key and fallback agree.
+// The precision and search switches are read once per call: descriptors, cache key, search
+// and fallback agree.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -295,15 +297,20 @@ std::map<AlgoKey, AlgoChoice>& algo_cache() {
   return *c;
 }
 
-// `p` is the precision the descriptors were made with (read once per call: a switch flipped
-// by another thread meanwhile must not file a tf32 choice under the fp32 key).
+// The search switches as one call read them.
+struct SearchMode {
+  bool benchmark, deterministic;
+};
+
+// `p` and `mode` are what the call read once: a switch flipped by another thread meanwhile
+// must not file a tf32 (or timed) choice under the fp32 (or heuristics) key.
 template <typename T>
-AlgoKey key_of(const ConvGeometry& g, Direction dir, int device, Precision p) {
+AlgoKey key_of(const ConvGeometry& g, Direction dir, int device, Precision p, SearchMode mode) {
   return {{g.batch, g.channels, g.height, g.width, g.out_channels, g.out_height, g.out_width, g.kernel_h, g.kernel_w,
            g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups,
            static_cast<int64_t>(sizeof(T)),
-           static_cast<int64_t>(p) * 16 + static_cast<int64_t>(dir) + (g_benchmark.load() ? 256 : 0) +
-               (g_deterministic.load() ? 512 : 0),
+           static_cast<int64_t>(p) * 16 + static_cast<int64_t>(dir) + (mode.benchmark ? 256 : 0) +
+               (mode.deterministic ? 512 : 0),
            device, static_cast<int64_t>(g_workspace_limit.load())}};
 }
 
@@ -364,8 +371,8 @@ struct Search {
   }
 };
 template <typename Perf, typename V7, typename Find, typename Ws>
-AlgoChoice search(const Descriptors& d, int count, V7 v7, Find find, Ws ws, int device) {
-  return Search<Perf, V7, Find, Ws>{d, count, v7, find, ws, g_deterministic.load(), device}.run(g_benchmark.load());
+AlgoChoice search(const Descriptors& d, int count, V7 v7, Find find, Ws ws, SearchMode mode, int device) {
+  return Search<Perf, V7, Find, Ws>{d, count, v7, find, ws, mode.deterministic, device}.run(mode.benchmark);
 }
 
 // The buffers of the call, for the timed trials (which overwrite `result`).
@@ -376,8 +383,8 @@ struct Buffers {
   void* result;
 };
 
-AlgoChoice algorithm(cudnnHandle_t h, const Descriptors& d, Direction dir, const AlgoKey& key, const Buffers& b,
-                     int device) {
+AlgoChoice algorithm(cudnnHandle_t h, const Descriptors& d, Direction dir, const AlgoKey& key, SearchMode mode,
+                     const Buffers& b, int device) {
   {
     std::lock_guard<std::mutex> lock(cache_mutex());
     auto it = algo_cache().find(key);
@@ -398,7 +405,7 @@ AlgoChoice algorithm(cudnnHandle_t h, const Descriptors& d, Direction dir, const
           [&](cudnnConvolutionFwdAlgo_t a, size_t* ws) {
             return cudnnGetConvolutionForwardWorkspaceSize(h, d.image.d, d.filter.d, d.conv.d, d.out.d, a, ws);
           },
-          device);
+          mode, device);
       break;
     case Direction::backward_data:
       c = search<cudnnConvolutionBwdDataAlgoPerf_t>(
@@ -413,7 +420,7 @@ AlgoChoice algorithm(cudnnHandle_t h, const Descriptors& d, Direction dir, const
           [&](cudnnConvolutionBwdDataAlgo_t a, size_t* ws) {
             return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.filter.d, d.out.d, d.conv.d, d.image.d, a, ws);
           },
-          device);
+          mode, device);
       break;
     case Direction::backward_filter:
       c = search<cudnnConvolutionBwdFilterAlgoPerf_t>(
@@ -428,7 +435,7 @@ AlgoChoice algorithm(cudnnHandle_t h, const Descriptors& d, Direction dir, const
           [&](cudnnConvolutionBwdFilterAlgo_t a, size_t* ws) {
             return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.image.d, d.out.d, d.conv.d, d.filter.d, a, ws);
           },
-          device);
+          mode, device);
       break;
   }
   std::lock_guard<std::mutex> lock(cache_mutex());
@@ -450,8 +457,9 @@ bool cudnn_run(const ConvGeometry& g, Direction dir, const T* image, const T* we
   make_descriptors<T>(g, p, d);
   if (!d.ok) return false;
   cudnnHandle_t h = context(device).cudnn();
-  const AlgoKey key = key_of<T>(g, dir, device, p);
-  AlgoChoice c = algorithm(h, d, dir, key, Buffers{image, weight, out, result}, device);
+  const SearchMode mode{g_benchmark.load(), g_deterministic.load()};
+  const AlgoKey key = key_of<T>(g, dir, device, p, mode);
+  AlgoChoice c = algorithm(h, d, dir, key, mode, Buffers{image, weight, out, result}, device);
   if (!c.usable) return false;
   // The descriptor runs the chosen pair: the algorithm with the math type it was ranked with.
   cudnnStatus_t s = cudnnSetConvolutionMathType(d.conv.d, c.math);
