@@ -68,16 +68,49 @@ dim3 reduce_grid(int64_t groups, int64_t chunks) {
   return dim3(static_cast<unsigned>(chunks), static_cast<unsigned>(std::clamp<int64_t>(groups, 1, 65535)));
 }
 
+// The chunk partials of a two-term reduction: [groups, chunks] sums of each term.
+struct Partials {
+  double* s1;
+  double* s2;
+  int64_t chunks;
+  __device__ void store(int64_t group, int64_t chunk, double a, double b) const {
+    s1[group * chunks + chunk] = a;
+    s2[group * chunks + chunk] = b;
+  }
+  // The group's partials folded in chunk order (deterministic).
+  __device__ void fold(int64_t group, double& a, double& b) const {
+    a = b = 0;
+    for (int64_t k = 0; k < chunks; ++k) a += s1[group * chunks + k], b += s2[group * chunks + k];
+  }
+};
+
+// Device memory for the partials of `groups` groups of `count` elements (caching allocator,
+// returned at scope exit in stream order).
+class PartialSums {
+ public:
+  PartialSums(int64_t groups, int64_t count, int device)
+      : groups_(groups), chunks_(reduce_chunks(groups, count)),
+        buffer_(2 * sizeof(double) * groups * chunks_, device) {}
+  Partials view() const {
+    double* p = buffer_.get<double>();
+    return {p, p + groups_ * chunks_, chunks_};
+  }
+  int64_t chunks() const { return chunks_; }
+
+ private:
+  int64_t groups_, chunks_;
+  Scratch buffer_;
+};
+
 // Partial sums of a pair of per-element terms over chunk blockIdx.x of each group.
 // Terms::prepare(group) gives the group's constant (the shift, the mean), Terms::load(o) reads
 // the element at offset o and Terms::add(k, loaded, s1, s2) adds its two terms.
 template <typename I, typename Terms>
 __global__ void __launch_bounds__(kNormThreads)
-bn_partial_kernel(Geo g, int64_t groups, int64_t chunks, Terms terms, double* __restrict__ part1,
-                  double* __restrict__ part2) {
+bn_partial_kernel(Geo g, int64_t groups, Partials parts, Terms terms) {
   const I count = static_cast<I>(g.N * g.S);
-  const I e0 = static_cast<I>(static_cast<int64_t>(count) * blockIdx.x / chunks);
-  const I e1 = static_cast<I>(static_cast<int64_t>(count) * (blockIdx.x + 1) / chunks);
+  const I e0 = static_cast<I>(static_cast<int64_t>(count) * blockIdx.x / parts.chunks);
+  const I e1 = static_cast<I>(static_cast<int64_t>(count) * (blockIdx.x + 1) / parts.chunks);
   for (int64_t group = blockIdx.y; group < groups; group += gridDim.y) {
     const double k = terms.prepare(g, group);
     double s1 = 0, s2 = 0;
@@ -93,10 +126,7 @@ bn_partial_kernel(Geo g, int64_t groups, int64_t chunks, Terms terms, double* __
     }
     for (; e < e1; e += kNormThreads) terms.add(k, terms.load(element_offset<I>(g, group, e)), s1, s2);
     block_sum2(s1, s2);
-    if (threadIdx.x == 0) {
-      part1[group * chunks + blockIdx.x] = s1;
-      part2[group * chunks + blockIdx.x] = s2;
-    }
+    if (threadIdx.x == 0) parts.store(group, blockIdx.x, s1, s2);
   }
 }
 
@@ -132,23 +162,24 @@ struct GradTerms {  // dy and dy (x - mean)
   }
 };
 
-// Launches bn_partial_kernel over every group; 32-bit element indices where a group fits.
+// Fills the partials of every group: bn_partial_kernel, with 32-bit element indices where a
+// group fits; groups without elements get zeros.
 template <typename Terms>
-void launch_partials(const Geo& g, int64_t groups, int64_t chunks, const Terms& terms, double* part1,
-                     double* part2, cudaStream_t s) {
-  if (g.N * g.S < (int64_t{1} << 31))
-    bn_partial_kernel<uint32_t, Terms><<<reduce_grid(groups, chunks), kNormThreads, 0, s>>>(g, groups, chunks, terms,
-                                                                                            part1, part2);
+void launch_partials(const Geo& g, int64_t groups, const Partials& parts, const Terms& terms, cudaStream_t s) {
+  const int64_t count = g.N * g.S;
+  const dim3 grid = reduce_grid(groups, parts.chunks);
+  if (count == 0)
+    MMF_CUDA_CHECK(cudaMemsetAsync(parts.s1, 0, 2 * sizeof(double) * groups * parts.chunks, s));
+  else if (count < (int64_t{1} << 31))
+    bn_partial_kernel<uint32_t, Terms><<<grid, kNormThreads, 0, s>>>(g, groups, parts, terms);
   else
-    bn_partial_kernel<uint64_t, Terms><<<reduce_grid(groups, chunks), kNormThreads, 0, s>>>(g, groups, chunks, terms,
-                                                                                            part1, part2);
+    bn_partial_kernel<uint64_t, Terms><<<grid, kNormThreads, 0, s>>>(g, groups, parts, terms);
 }
 
 // One thread per group: the chunk partials folded in order, then mean, invstd and the running
 // update (unbiased variance).
 template <typename T>
-__global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t groups, int64_t chunks,
-                                       const double* __restrict__ part1, const double* __restrict__ part2, double eps,
+__global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t groups, Partials parts, double eps,
                                        bool update, double momentum, T* __restrict__ running_mean,
                                        T* __restrict__ running_var, double* __restrict__ mean,
                                        double* __restrict__ invstd) {
@@ -158,8 +189,8 @@ __global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t g
       mean[group] = invstd[group] = NAN;
       continue;
     }
-    double s1 = 0, s2 = 0;
-    for (int64_t k = 0; k < chunks; ++k) s1 += part1[group * chunks + k], s2 += part2[group * chunks + k];
+    double s1, s2;
+    parts.fold(group, s1, s2);
     const double shift = static_cast<double>(x[element_offset<int64_t>(g, group, 0)]);
     double m1 = s1 / count, var = fmax(0.0, s2 / count - m1 * m1), mu = shift + m1;
     mean[group] = mu;
@@ -174,13 +205,12 @@ __global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t g
 }
 
 template <typename T>
-__global__ void bn_grad_finish_kernel(int64_t groups, int64_t chunks, const double* __restrict__ part1,
-                                      const double* __restrict__ part2, const double* __restrict__ invstd,
+__global__ void bn_grad_finish_kernel(int64_t groups, Partials parts, const double* __restrict__ invstd,
                                       double* __restrict__ sum_dy, double* __restrict__ sum_dy_xmu, T* __restrict__ dw,
                                       T* __restrict__ db) {
   for (int64_t group = global_thread(); group < groups; group += grid_threads()) {
-    double s1 = 0, s2 = 0;
-    for (int64_t k = 0; k < chunks; ++k) s1 += part1[group * chunks + k], s2 += part2[group * chunks + k];
+    double s1, s2;
+    parts.fold(group, s1, s2);
     sum_dy[group] = s1;
     sum_dy_xmu[group] = s2;
     if (dw) dw[group] = static_cast<T>(s2 * invstd[group]);
@@ -340,17 +370,12 @@ void batch_norm_forward(const T* x, const BatchNormGeometry& geo, bool batch_sta
   const Geo g = geo_of(geo);
   if (groups == 0) return;
   if (batch_stats) {
-    const int64_t chunks = reduce_chunks(groups, geo.count());
-    Scratch parts(2 * sizeof(double) * groups * chunks, device);
-    double* part1 = parts.get<double>();
-    double* part2 = part1 + groups * chunks;
-    if (geo.count() > 0) {
-      launch_partials(g, groups, chunks, StatTerms<T>{x}, part1, part2, s);
-      MMF_CUDA_CHECK_LAUNCH("batch_norm_stats", groups, " groups (", geo.modalities, " modalities x ", geo.channels,
-                            " channels) of ", geo.count(), " elements in ", chunks, " chunks on cuda:", device);
-    }
+    PartialSums parts(groups, geo.count(), device);
+    launch_partials(g, groups, parts.view(), StatTerms<T>{x}, s);
+    MMF_CUDA_CHECK_LAUNCH("batch_norm_stats", groups, " groups (", geo.modalities, " modalities x ", geo.channels,
+                          " channels) of ", geo.count(), " elements in ", parts.chunks(), " chunks on cuda:", device);
     bn_stats_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(
-        x, g, groups, chunks, part1, part2, eps, update_running, momentum, running_mean, running_var, mean, invstd);
+        x, g, groups, parts.view(), eps, update_running, momentum, running_mean, running_var, mean, invstd);
     MMF_CUDA_CHECK_LAUNCH("batch_norm_stats_finish", groups, " groups on cuda:", device);
   } else {
     bn_fixed_stats_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(running_mean, running_var, groups, eps,
@@ -373,18 +398,11 @@ void batch_norm_backward(const T* dy, const T* x, const BatchNormGeometry& geo, 
   double* sum_dy = sums.get<double>();
   double* sum_dy_xmu = sum_dy + groups;
   if (dw || db || (dx && batch_stats)) {
-    const int64_t chunks = reduce_chunks(groups, geo.count());
-    Scratch parts(2 * sizeof(double) * groups * chunks, device);
-    double* part1 = parts.get<double>();
-    double* part2 = part1 + groups * chunks;
-    if (geo.count() > 0) {
-      launch_partials(g, groups, chunks, GradTerms<T>{dy, x, mean}, part1, part2, s);
-      MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_reduce", groups, " groups of ", geo.count(), " elements in ", chunks,
-                            " chunks on cuda:", device);
-    } else {
-      MMF_CUDA_CHECK(cudaMemsetAsync(part1, 0, 2 * sizeof(double) * groups * chunks, s));
-    }
-    bn_grad_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(groups, chunks, part1, part2, invstd, sum_dy,
+    PartialSums parts(groups, geo.count(), device);
+    launch_partials(g, groups, parts.view(), GradTerms<T>{dy, x, mean}, s);
+    MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_reduce", groups, " groups of ", geo.count(), " elements in ",
+                          parts.chunks(), " chunks on cuda:", device);
+    bn_grad_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(groups, parts.view(), invstd, sum_dy,
                                                                          sum_dy_xmu, dw, db);
     MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_finish", groups, " groups on cuda:", device);
   }
