@@ -51,6 +51,14 @@ double learning_rate(const proto::SolverParameter& s, int64_t iter) {
   return lr;
 }
 
+void check_solver_type(const proto::SolverParameter& s) {
+  const std::vector<std::string> types = {"SGD", "Nesterov", "Adam", "AdamW"};
+  MMF_CHECK(std::find(types.begin(), types.end(), s.type()) != types.end(), Error, "unknown solver type '",
+            s.type(), "' (SGD, Nesterov, Adam, AdamW)");
+  MMF_CHECK(s.regularization_type() == "L2", Error, "regularization_type '", s.regularization_type(),
+            "' is not supported (L2)");
+}
+
 Optimizer::Optimizer(const proto::SolverParameter& s, std::vector<OptimParam> params)
     : type_(s.type()),
       momentum_(s.momentum()),
@@ -59,11 +67,7 @@ Optimizer::Optimizer(const proto::SolverParameter& s, std::vector<OptimParam> pa
       weight_decay_(s.weight_decay()),
       clip_(s.clip_gradients()),
       params_(std::move(params)) {
-  const std::vector<std::string> types = {"SGD", "Nesterov", "Adam", "AdamW"};
-  MMF_CHECK(std::find(types.begin(), types.end(), type_) != types.end(), Error, "unknown solver type '",
-            type_, "' (SGD, Nesterov, Adam, AdamW)");
-  MMF_CHECK(s.regularization_type() == "L2", Error, "regularization_type '", s.regularization_type(),
-            "' is not supported (L2)");
+  check_solver_type(s);
   bool adam = type_ == "Adam" || type_ == "AdamW";
   if (adam && !s.has_momentum()) momentum_ = 0.9;  // beta1, as PyTorch's default
   for (const OptimParam& p : params_) {
@@ -219,11 +223,23 @@ void Optimizer::save_state(proto::SolverState& state) const {
         for (float x : slots_[k][s].to_vector<float>()) b->add_data(x);
     }
   state.set_current_step(static_cast<int32_t>(steps_));
+  state.set_type(type_);
 }
 
 void Optimizer::load_state(const proto::SolverState& state) {
+  // A state without a type predates the field: its slot names tell SGD (one) from Adam (two).
+  bool adam = type_ == "Adam" || type_ == "AdamW";
+  MMF_CHECK(!state.has_type() || state.type() == type_, IOError, "solver state written by a ", state.type(),
+            " solver; this solver is ", type_, " (its history does not carry over: fine-tune from its weights)");
+  MMF_CHECK(state.current_step() >= 0, IOError, "solver state: current_step ", state.current_step(),
+            " is negative");
   std::map<std::string, const proto::BlobProto*> by_name;
-  for (const proto::BlobProto& b : state.history()) by_name[b.name()] = &b;
+  for (const proto::BlobProto& b : state.history()) {
+    MMF_CHECK(by_name.emplace(b.name(), &b).second, IOError, "solver state holds history ", b.name(), " twice");
+    MMF_CHECK(adam || b.name().size() < 2 || b.name().compare(b.name().size() - 2, 2, ".1") != 0, IOError,
+              "solver state holds Adam moments (", b.name(), "); this solver is ", type_,
+              " (its history does not carry over)");
+  }
   for (size_t k = 0; k < params_.size(); ++k)
     for (size_t s = 0; s < slots_[k].size(); ++s) {
       std::string name = params_[k].name + "." + std::to_string(s);

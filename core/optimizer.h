@@ -26,6 +26,9 @@ struct OptimParam {
 // base/warmup_iter up to the policy's rate).
 double learning_rate(const proto::SolverParameter& solver, int64_t iter);
 
+// Throws Error unless the solver's type and regularization_type are ones the Optimizer has.
+void check_solver_type(const proto::SolverParameter& solver);
+
 class Optimizer {
  public:
   // type: SGD, Nesterov, Adam, AdamW (SolverParameter.type); momentum, momentum2 (beta2),

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "core/ops.h"
@@ -285,6 +286,63 @@ std::string resolve_path(const std::string& path, const std::string& dir) {
   fs::path alt = fs::path(dir) / path;
   return fs::exists(alt) ? alt.string() : path;
 }
+
+// Every setting checked before a net is built or a file touched: the first problem, naming the
+// field (Caffe refuses the same: one train net, a non-negative rate, ascending step values).
+void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
+  auto bad = [](const std::string& what) { throw Error(what); };
+  int nets = p.has_net() + p.has_net_param() + p.has_train_net() + p.has_train_net_param();
+  if (nets == 0) bad("no net given (set one of net, net_param, train_net, train_net_param)");
+  if (nets > 1) bad("more than one train net given (net, net_param, train_net, train_net_param: set exactly one)");
+  if (!std::isfinite(p.base_lr()) || p.base_lr() < 0) bad("base_lr must be >= 0, got " + fmt("%g", p.base_lr()));
+  if (p.max_iter() < 0) bad("max_iter must be >= 0, got " + std::to_string(p.max_iter()));
+  if (max_iter_override < -1) bad("--max-iter must be >= 0, got " + std::to_string(max_iter_override));
+  const int64_t max_iter = max_iter_override >= 0 ? max_iter_override : p.max_iter();
+  if (p.iter_size() < 1) bad("iter_size must be >= 1, got " + std::to_string(p.iter_size()));
+  if (p.average_loss() < 1) bad("average_loss must be >= 1, got " + std::to_string(p.average_loss()));
+  for (int i = 0; i < p.test_iter_size(); ++i)
+    if (p.test_iter(i) <= 0)
+      bad("test_iter must be > 0, got " + std::to_string(p.test_iter(i)) +
+          (p.test_iter_size() > 1 ? " (value #" + std::to_string(i) + ")" : std::string()));
+  for (auto [name, v] : {std::pair<const char*, int>{"test_interval", p.test_interval()}, {"display", p.display()},
+                         {"snapshot", p.snapshot()}, {"warmup_iter", p.warmup_iter()}, {"stepsize", p.stepsize()}})
+    if (v < 0) bad(std::string(name) + " must be >= 0, got " + std::to_string(v));
+  for (int i = 0; i < p.stepvalue_size(); ++i) {
+    if (p.stepvalue(i) < 0) bad("stepvalue must be >= 0, got " + std::to_string(p.stepvalue(i)));
+    if (i > 0 && p.stepvalue(i) <= p.stepvalue(i - 1))
+      bad("stepvalue must ascend, got " + std::to_string(p.stepvalue(i - 1)) + " then " + std::to_string(p.stepvalue(i)));
+  }
+  if (!std::isfinite(p.weight_decay()) || p.weight_decay() < 0)
+    bad("weight_decay must be >= 0, got " + fmt("%g", p.weight_decay()));
+  if (!(p.momentum() >= 0 && p.momentum() < 1)) bad("momentum must be in [0, 1), got " + fmt("%g", p.momentum()));
+  if (!(p.momentum2() >= 0 && p.momentum2() < 1)) bad("momentum2 must be in [0, 1), got " + fmt("%g", p.momentum2()));
+  if (!(p.delta() > 0)) bad("delta must be > 0, got " + fmt("%g", p.delta()));
+  if (p.precision() != "fp32" && p.precision() != "tf32")
+    bad("precision must be fp32 or tf32, got '" + p.precision() + "'");
+  check_solver_type(p);
+  // The policy's own checks (unknown name, stepsize, step_factor count) and a finite rate
+  // over the whole run.
+  for (int64_t it : {int64_t{0}, std::max<int64_t>(max_iter, 1) - 1}) {
+    double lr = learning_rate(p, it);
+    if (!std::isfinite(lr) || lr < 0)
+      bad("lr_policy " + p.lr_policy() + " gives the rate " + fmt("%g", lr) + " at iteration " + std::to_string(it));
+  }
+}
+
+// Creates the folder of an output file when the first output is written.
+void create_parent(const std::string& file) {
+  fs::path dir = fs::path(file).parent_path();
+  if (dir.empty()) return;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  MMF_CHECK(!ec, IOError, dir.string(), ": cannot create the folder (", ec.message(), ")");
+}
+
+// The value of "iter" in a metrics record, or -1.
+int64_t record_iter(const std::string& line) {
+  size_t at = line.find("\"iter\":");
+  return at == std::string::npos ? -1 : std::atoll(line.c_str() + at + 7);
+}
 }  // namespace
 
 Solver::Solver(const proto::SolverParameter& param, const std::string& solver_file, SolverOptions options)
@@ -293,10 +351,13 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   tty_ = options_.out && isatty(fileno(options_.out));
   seed_ = param_.random_seed() < 0 ? 1 : static_cast<uint64_t>(param_.random_seed());
   max_iter_ = options_.max_iter >= 0 ? options_.max_iter : param_.max_iter();
-  MMF_CHECK(param_.iter_size() >= 1, Error, "solver: iter_size must be >= 1, got ", param_.iter_size());
-  MMF_CHECK(param_.average_loss() >= 1, Error, "solver: average_loss must be >= 1, got ", param_.average_loss());
+  try {
+    check_solver(param_, options_.max_iter);
+  } catch (const Error& e) {
+    throw Error((solver_file.empty() ? std::string("solver") : solver_file) + ": " + e.what());
+  }
   precision_ = options_.precision.empty() ? param_.precision() : options_.precision;
-  MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "solver: precision must be fp32 or tf32, got '",
+  MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "--precision must be fp32 or tf32, got '",
             precision_, "'");
   // One switch for the solver: products in cuBLAS and convolutions in cuDNN alike.
   cuda::set_precision(cuda::parse_precision(precision_));
@@ -337,7 +398,7 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   else if (param_.has_net())
     train = load(param_.net()), generic = true;
   else
-    throw Error("solver: no net given (set net, net_param, train_net or train_net_param)");
+    throw Error("solver: no net given");  // check_solver refused it already
   proto::NetParameter generic_net = train;
   if (param_.has_train_state()) *train.mutable_state() = param_.train_state();
   net_ = std::make_unique<Net>(train, proto::TRAIN, device_, seed_);
@@ -383,13 +444,7 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
     prefix_ = solver_file.empty() ? std::string("mmfuse") : fs::path(solver_file).replace_extension().string();
   if (prefix_.back() == '/') prefix_ += net_->name().empty() ? "mmfuse" : net_->name();
   metrics_path_ = param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl";
-  for (const std::string& f : {prefix_ + "_x", metrics_path_}) {
-    fs::path dir = fs::path(f).parent_path();
-    if (dir.empty()) continue;
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    MMF_CHECK(!ec, IOError, dir.string(), ": cannot create the folder (", ec.message(), ")");
-  }
+  // Nothing is written (folders included) until training produces its first output.
   note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + fmt("%g", param_.base_lr()) +
        ", max_iter " + std::to_string(max_iter_) + ", iter_size " + std::to_string(param_.iter_size()) + ", device " +
        device_.str() + ", precision " + precision_ + ", random_seed " + std::to_string(seed_) +
@@ -421,15 +476,29 @@ CopyReport Solver::load_weights(const std::string& path) {
 void Solver::restore(const std::string& path) {
   proto::SolverState st;
   read_binary(path, st);
+  // Checked before anything is used: a state from elsewhere must not reach the data layers.
+  MMF_CHECK(st.has_iter() && st.has_learned_net(), IOError, path, ": not a solver state (no iteration or weights "
+            "file recorded; a .weights file is given with --weights)");
+  MMF_CHECK(st.iter() >= 0, IOError, path, ": iteration ", st.iter(), " is negative");
+  for (unsigned char c : st.learned_net())
+    MMF_CHECK(c >= 0x20 && c != 0x7f, IOError, path, ": its weights path is not text (not a solver state? a .weights "
+              "file is given with --weights)");
+  for (float v : st.smoothed_loss())
+    MMF_CHECK(std::isfinite(v), IOError, path, ": its smoothed loss holds ", v);
   std::string w = st.learned_net();
+  MMF_CHECK(!w.empty(), IOError, path, ": names no weights file");
   if (!fs::exists(w)) {
     fs::path alt = fs::path(path).parent_path() / fs::path(w).filename();
     MMF_CHECK(fs::exists(alt), IOError, path, ": its weights file '", w, "' is missing (also looked for ",
               alt.string(), ")");
     w = alt.string();
   }
+  try {
+    optimizer_->load_state(st);
+  } catch (const IOError& e) {
+    throw IOError(path + ": " + e.what());
+  }
   copy_weights(*net_, read_weights(w), /*strict=*/true);
-  optimizer_->load_state(st);
   iter_ = st.iter();
   net_->generator().set_state(st.rng_seed(), st.rng_offset());
   losses_.assign(st.smoothed_loss().begin(), st.smoothed_loss().end());
@@ -437,28 +506,112 @@ void Solver::restore(const std::string& path) {
     losses_.erase(losses_.begin(), losses_.end() - param_.average_loss());
   losses_pos_ = losses_.size() % static_cast<size_t>(param_.average_loss());
   resumed_ = true;
+  resumed_at_ = iter_;
   note("Resuming from " + path + " at iteration " + std::to_string(iter_) + " (weights " + w + ")");
 }
 
-std::string Solver::snapshot() {
-  std::string base = prefix_ + "_iter_" + std::to_string(iter_);
-  save_weights(*net_, base + ".weights");
-  proto::SolverState st;
-  optimizer_->save_state(st);
-  st.set_iter(static_cast<int32_t>(iter_));
-  st.set_learned_net(base + ".weights");
-  st.set_rng_seed(net_->generator().seed());
-  st.set_rng_offset(net_->generator().offset());
+Solver::Pending Solver::capture() const {
+  Pending s;
+  s.iter = iter_;
+  s.weights = net_weights(*net_);
+  optimizer_->save_state(s.state);
+  s.state.set_iter(static_cast<int32_t>(iter_));
+  s.state.set_rng_seed(net_->generator().seed());
+  s.state.set_rng_offset(net_->generator().offset());
   // The window oldest first, so that a restore can continue the ring.
   size_t n = losses_.size();
-  for (size_t i = 0; i < n; ++i) st.add_smoothed_loss(static_cast<float>(losses_[(losses_pos_ + i) % n]));
+  for (size_t i = 0; i < n; ++i) s.state.add_smoothed_loss(static_cast<float>(losses_[(losses_pos_ + i) % n]));
+  return s;
+}
+
+std::string Solver::write_snapshot(const Pending& s) {
+  std::string base = prefix_ + "_iter_" + std::to_string(s.iter);
+  create_parent(base);
+  write_binary_atomic(base + ".weights", s.weights);
+  proto::SolverState st = s.state;
+  st.set_learned_net(base + ".weights");
   write_binary_atomic(base + ".solverstate", st);
   last_snapshot_ = base + ".solverstate";
-  note("Snapshot at iteration " + std::to_string(iter_) + ": " + base + ".weights, " + last_snapshot_);
+  note("Snapshot at iteration " + std::to_string(s.iter) + ": " + base + ".weights, " + last_snapshot_);
   return last_snapshot_;
 }
 
+std::string Solver::snapshot() { return write_snapshot(capture()); }
+
+namespace {
+// "NaN" or "Inf" for a non-finite value.
+const char* non_finite(double v) { return std::isnan(v) ? "NaN" : "Inf"; }
+}  // namespace
+
+std::string Solver::check_weights(const Pending& current) {
+  std::string bad;
+  for (int k = 0; k < param_.iter_size() && bad.empty(); ++k) {
+    net_->forward({}, static_cast<int64_t>(iter_) * param_.iter_size() + k);
+    Tensor l = net_->loss();
+    double lv = l.item();
+    if (!std::isfinite(lv))
+      bad = std::string("the loss is ") + non_finite(lv);
+    else if (l.requires_grad())
+      (l * (1.0 / param_.iter_size())).backward();
+  }
+  if (bad.empty())
+    for (const OptimParam& p : optimizer_->params()) {
+      Tensor g = p.value.grad();
+      if (!g.defined()) continue;
+      Tensor g64 = g.to(DType::f64);
+      double sq = sum(g64 * g64).item();
+      if (!std::isfinite(sq)) {
+        bad = std::string("the gradient of ") + p.name + " is " + non_finite(sq);
+        break;
+      }
+    }
+  optimizer_->zero_grad();
+  // Put back what the checking forward changed: BN statistics and the generator.
+  copy_weights(*net_, current.weights, /*strict=*/true);
+  net_->generator().set_state(current.state.rng_seed(), current.state.rng_offset());
+  return bad;
+}
+
+bool Solver::write_checked_snapshot() {
+  if (!pending_) return true;
+  std::string bad = check_weights(*pending_);
+  if (!bad.empty()) {
+    divergence(bad + " on the weights of iteration " + std::to_string(iter_));
+    return false;
+  }
+  write_snapshot(*pending_);
+  pending_.reset();
+  return true;
+}
+
+std::string Solver::divergence(const std::string& what) {
+  pending_.reset();
+  message_ = "iteration " + std::to_string(iter_) + ": " + what + "; training stopped without a snapshot" +
+             (last_snapshot_.empty() ? std::string(" (none was written in this run)")
+                                     : " (the last good one is " + last_snapshot_ + ")");
+  note(message_);
+  return message_;
+}
+
 void Solver::write_metrics(const std::string& line) {
+  if (!metrics_started_) {
+    create_parent(metrics_path_);
+    if (resumed_) {
+      // After a resume from iteration k the log keeps the records before k: the run repeats
+      // the rest (a crash after the snapshot left them there).
+      std::vector<std::string> kept;
+      std::ifstream in(metrics_path_);
+      for (std::string l; std::getline(in, l);)
+        if (record_iter(l) < resumed_at_) kept.push_back(l);
+      std::string tmp = metrics_path_ + ".tmp";
+      std::FILE* f = std::fopen(tmp.c_str(), "w");
+      MMF_CHECK(f != nullptr, IOError, tmp, ": cannot open for writing");
+      for (const auto& l : kept) std::fprintf(f, "%s\n", l.c_str());
+      bool ok = std::fclose(f) == 0;
+      MMF_CHECK(ok && std::rename(tmp.c_str(), metrics_path_.c_str()) == 0, IOError, metrics_path_,
+                ": cannot rewrite the log");
+    }
+  }
   const char* mode = (resumed_ || metrics_started_) ? "a" : "w";
   std::FILE* f = std::fopen(metrics_path_.c_str(), mode);
   MMF_CHECK(f != nullptr, IOError, metrics_path_, ": cannot open for writing");
@@ -525,6 +678,7 @@ void Solver::write_curve() {
   }
   if (losses.empty() && metrics.empty()) return;
   try {
+    create_parent(curve_path());
     plot_training_curve(curve_path(), losses, metrics);
   } catch (const std::exception& e) {
     note(std::string("warning: cannot write the training curve: ") + e.what());
@@ -585,10 +739,7 @@ Solver::Outcome Solver::solve() {
             culprit = n;
             break;
           }
-        message_ = "iteration " + std::to_string(iter_) + ": the loss is " + (std::isnan(lv) ? "NaN" : "Inf") +
-                   " (output '" + culprit + "'); training stopped without a snapshot" +
-                   (last_snapshot_.empty() ? std::string() : " (the last good one is " + last_snapshot_ + ")");
-        note(message_);
+        divergence(std::string("the loss is ") + non_finite(lv) + " (output '" + culprit + "')");
         return Outcome::diverged;
       }
       loss += lv / iter_size;
@@ -603,6 +754,15 @@ Solver::Outcome Solver::solve() {
     double lr = learning_rate(param_, iter_);
     double grad_norm = optimizer_->step(lr);
     optimizer_->zero_grad();
+    if (!std::isfinite(grad_norm)) {
+      divergence(std::string("the gradients are ") + non_finite(grad_norm) + " (their norm)");
+      return Outcome::diverged;
+    }
+    // This iteration's loss and gradients show the captured weights good.
+    if (pending_) {
+      write_snapshot(*pending_);
+      pending_.reset();
+    }
 
     if (static_cast<int>(losses_.size()) < param_.average_loss()) {
       losses_.push_back(loss);
@@ -645,16 +805,17 @@ Solver::Outcome Solver::solve() {
     if (!show) progress(smoothed);
 
     if (param_.snapshot() > 0 && iter_ % param_.snapshot() == 0) {
-      snapshot();
+      pending_ = capture();
       snapshot_iter = iter_;
     }
     if (g_snapshot.exchange(false) && snapshot_iter != iter_) {
       note("SIGHUP: snapshot, then training continues");
-      snapshot();
+      pending_ = capture();
       snapshot_iter = iter_;
     }
     if (g_stop.load()) {
-      if (snapshot_iter != iter_) snapshot();
+      if (snapshot_iter != iter_) pending_ = capture();
+      if (!write_checked_snapshot()) return Outcome::diverged;
       message_ = "interrupted (SIGINT) at iteration " + std::to_string(iter_) + "; resume with --snapshot " +
                  last_snapshot_;
       note(message_);
@@ -662,9 +823,11 @@ Solver::Outcome Solver::solve() {
       return Outcome::interrupted;
     }
   }
-  if (param_.snapshot_after_train() && snapshot_iter != iter_ && iter_ > start_iter) snapshot();
   if (param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 && tested_at != iter_) test_all();
+  if (param_.snapshot_after_train() && snapshot_iter != iter_ && iter_ > start_iter) pending_ = capture();
+  bool good = write_checked_snapshot();
   write_curve();
+  if (!good) return Outcome::diverged;
   note("Optimization done at iteration " + std::to_string(iter_) + " (" + duration_str(seconds_since(start)) + ")");
   return Outcome::finished;
 }

@@ -6,7 +6,11 @@
 // lines (a progress bar in place between them on a terminal), JSONL metrics, tests every
 // test_interval, snapshots every `snapshot` iterations and at the end, a training-curve PNG.
 // SIGINT snapshots and stops, SIGHUP snapshots and continues (the handlers only set flags,
-// read between iterations). A NaN/Inf loss stops training without writing a snapshot.
+// read between iterations). A snapshot is written only from weights shown good: those of
+// iteration k are captured in memory and go to disk once iteration k's forward and backward
+// gave a finite loss and finite gradients (at the end of a run, one checking forward and
+// backward decides, and the net is put back as it was). A NaN/Inf loss or gradient stops
+// training; every snapshot on disk is then one the message can truly call good.
 #pragma once
 #include <cstdio>
 #include <map>
@@ -82,9 +86,10 @@ class Solver {
   // Fine-tuning: copies weights by name, prints and returns the table.
   CopyReport load_weights(const std::string& path);
   // Resumes from a .solverstate (weights from its learned_net, optimizer history, iteration,
-  // the train net's generator, the smoothed-loss window).
+  // the train net's generator, the smoothed-loss window). Every field is checked first. The
+  // metrics log keeps the records of earlier iterations only (at the first write).
   void restore(const std::string& solverstate_path);
-  // Writes <prefix>_iter_N.weights and .solverstate; returns the solverstate path.
+  // Writes <prefix>_iter_N.weights and .solverstate now, unchecked; returns the solverstate path.
   std::string snapshot();
   // Runs every test net once (test_iter batches), prints and records the results.
   std::vector<TestResult> test_all();
@@ -105,6 +110,20 @@ class Solver {
   void display(double loss, const std::vector<std::pair<std::string, double>>& outputs, double lr,
                double seconds_since_display, int64_t iters_since_display);
   void progress(double loss);
+  // A snapshot held in memory until the weights it holds are shown good.
+  struct Pending {
+    int64_t iter = 0;
+    proto::NetWeights weights;
+    proto::SolverState state;
+  };
+  Pending capture() const;
+  std::string write_snapshot(const Pending& s);
+  // One forward and backward of iteration iter_ on the current weights; "" when the loss and
+  // the gradients are finite, else what was not. Generator and parameters are put back.
+  std::string check_weights(const Pending& current);
+  // Writes pending_ if check_weights finds it good; else records the divergence, false.
+  bool write_checked_snapshot();
+  std::string divergence(const std::string& what);
   void write_metrics(const std::string& json_line);
   void write_curve();
   void note(const std::string& line);
@@ -125,7 +144,9 @@ class Solver {
   std::vector<double> losses_;  // the smoothing window (average_loss)
   size_t losses_pos_ = 0;
   std::string prefix_, metrics_path_, last_snapshot_;
+  std::optional<Pending> pending_;
   bool resumed_ = false;
+  int64_t resumed_at_ = 0;
   bool metrics_started_ = false;
   std::string eta_ = "?";
   double last_bar_ = 0;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/layer.h"
@@ -53,7 +54,8 @@ class IterDataLayer : public Layer {
 };
 
 // Passes its bottom through; at chosen train iterations raises a signal or emits NaN.
-int64_t g_sigint_at = -1, g_sighup_at = -1, g_nan_at = -1;
+// g_nangrad_at: the value stays finite and the gradient through it is NaN (d sqrt(0 x) / dx).
+int64_t g_sigint_at = -1, g_sighup_at = -1, g_nan_at = -1, g_nangrad_at = -1;
 class TriggerLayer : public Layer {
  public:
   using Layer::Layer;
@@ -63,6 +65,7 @@ class TriggerLayer : public Layer {
       if (ctx.iteration == g_sigint_at) std::raise(SIGINT);
       if (ctx.iteration == g_sighup_at) std::raise(SIGHUP);
       if (ctx.iteration == g_nan_at) return {b[0] * std::nan("")};
+      if (ctx.iteration == g_nangrad_at) return {b[0] + pow(b[0] * 0.0, 0.5)};
     }
     return {b[0]};
   }
@@ -386,4 +389,157 @@ TEST_CASE("evaluate: averages outputs over batches and sums segmentation counts"
   for (int it = 0; it < 3; ++it) sum += net.forward({}, it).at("loss").item();
   CHECK(r.outputs[0].second == doctest::Approx(sum / 3));
   CHECK(r.format().find("output #0: loss = ") != std::string::npos);
+}
+
+namespace {
+// The regression net with a second trigger after the learned layer (its NaN gradient reaches
+// the parameters).
+proto::SolverParameter late_trigger_solver(const std::string& prefix, int max_iter, const std::string& extra) {
+  std::string net = net_text(4);
+  net.replace(net.find("layer { name: 'loss'"), 0, "layer { name: 'trig2' type: 'TestTrigger' bottom: 'pred' top: 'pred2' }\n");
+  net.replace(net.find("bottom: 'pred' bottom: 'y'"), 26, "bottom: 'pred2' bottom: 'y'");
+  return read_solver_text("net_param { " + net + " }\nbase_lr: 0.1 momentum: 0.9 max_iter: " +
+                              std::to_string(max_iter) + "\nsnapshot_prefix: '" + prefix +
+                              "'\nsolver_mode: CPU random_seed: 3\n" + extra,
+                          "<solver>");
+}
+}  // namespace
+
+TEST_CASE("solver: a snapshot is written only from weights that gave a finite loss and finite gradients") {
+  TempDir tmp("verified");
+  SUBCASE("NaN loss on the weights of a due snapshot: that snapshot is not written") {
+    g_nan_at = 4;
+    Solver s(solver_param(tmp.path("a"), 20, "snapshot: 2"), "", quiet());
+    auto outcome = s.solve();
+    g_nan_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(fs::exists(tmp.path("a_iter_2.solverstate")));
+    CHECK_FALSE(fs::exists(tmp.path("a_iter_4.weights")));
+    CHECK_FALSE(fs::exists(tmp.path("a_iter_4.solverstate")));
+    CHECK(s.message().find("the last good one is " + tmp.path("a_iter_2.solverstate")) != std::string::npos);
+  }
+  SUBCASE("NaN gradients with a finite loss stop training too") {
+    g_nangrad_at = 3;
+    Solver s(late_trigger_solver(tmp.path("b"), 20, "snapshot: 3"), "", quiet());
+    auto outcome = s.solve();
+    g_nangrad_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(s.message().find("iteration 3: the gradients are NaN") != std::string::npos);
+    CHECK_FALSE(fs::exists(tmp.path("b_iter_3.weights")));
+    CHECK(s.message().find("none was written") != std::string::npos);
+  }
+  SUBCASE("the end-of-run snapshot is checked by one more forward and backward") {
+    g_nan_at = 6;
+    Solver s(solver_param(tmp.path("c"), 6, "snapshot: 2"), "", quiet());
+    auto outcome = s.solve();
+    g_nan_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(fs::exists(tmp.path("c_iter_4.weights")));
+    CHECK_FALSE(fs::exists(tmp.path("c_iter_6.weights")));
+    CHECK(s.message().find("on the weights of iteration 6") != std::string::npos);
+  }
+  SUBCASE("the checking forward leaves no trace: generator and parameters are put back") {
+    Solver s(solver_param(tmp.path("d"), 5, "snapshot: 5"), "", quiet());
+    CHECK(s.solve() == Solver::Outcome::finished);
+    proto::NetWeights w = read_weights(tmp.path("d_iter_5.weights"));
+    std::vector<float> file;
+    for (const auto& b : w.param()) file.insert(file.end(), b.data().begin(), b.data().end());
+    CHECK(file == all_params(s));
+  }
+}
+
+TEST_CASE("solver: resume after a crash leaves one metrics record per iteration") {
+  TempDir tmp("dedupe");
+  std::string extra = "display: 1 test_iter: 1 test_interval: 2 snapshot: 4 snapshot_after_train: false";
+  SolverOptions crash = quiet();
+  crash.max_iter = 7;  // "killed" after iteration 6, the last snapshot at 4
+  Solver first(solver_param(tmp.path("m"), 10, extra), "", crash);
+  first.solve();
+  REQUIRE(fs::exists(tmp.path("m_iter_4.solverstate")));
+  Solver second(solver_param(tmp.path("m"), 10, extra), "", quiet());
+  second.restore(tmp.path("m_iter_4.solverstate"));
+  second.solve();
+  std::map<std::string, int> seen;
+  for (const auto& l : lines_of(tmp.path("m_metrics.jsonl"))) {
+    std::string key = (l.find("\"phase\":\"test\"") != std::string::npos ? "test " : "train ") +
+                      std::to_string(static_cast<int>(json_value(l, "iter")));
+    ++seen[key];
+  }
+  for (int i = 0; i < 10; ++i) CHECK(seen["train " + std::to_string(i)] == 1);
+  for (int i = 0; i <= 10; i += 2) CHECK(seen["test " + std::to_string(i)] == 1);
+  CHECK(seen.size() == 16);
+}
+
+TEST_CASE("solver: every field of a solver state is checked before it is used") {
+  TempDir tmp("state");
+  Solver sgd(solver_param(tmp.path("s"), 2, "snapshot: 2"), "", quiet());
+  REQUIRE(sgd.solve() == Solver::Outcome::finished);
+  std::string state_path = tmp.path("s_iter_2.solverstate");
+  proto::SolverState st;
+  read_binary(state_path, st);
+  auto refused = [&](const proto::SolverState& bad, const std::string& solver_extra) {
+    std::string path = tmp.path("bad.solverstate");
+    write_binary_atomic(path, bad);
+    Solver r(solver_param(tmp.path("r"), 4, solver_extra), "", quiet());
+    std::string msg;
+    try {
+      r.restore(path);
+    } catch (const IOError& e) {
+      msg = e.what();
+    }
+    CHECK(r.iter() == 0);
+    CHECK(msg.find(path) != std::string::npos);
+    return msg;
+  };
+  proto::SolverState negative = st;
+  negative.set_iter(-7);
+  CHECK(refused(negative, "").find("iteration -7 is negative") != std::string::npos);
+  CHECK(refused(st, "type: 'Adam'").find("written by a SGD solver; this solver is Adam") != std::string::npos);
+  proto::SolverState untyped = st;  // an older state: SGD history given to Adam misses moments
+  untyped.clear_type();
+  CHECK(refused(untyped, "type: 'Adam'").find("no history") != std::string::npos);
+  proto::SolverState binary_path = st;
+  binary_path.set_learned_net(std::string("\x0a\x03" "abc", 5));
+  CHECK(refused(binary_path, "").find("not text") != std::string::npos);
+  // A .weights file given as a solver state.
+  std::string msg;
+  try {
+    Solver r(solver_param(tmp.path("r"), 4), "", quiet());
+    r.restore(tmp.path("s_iter_2.weights"));
+  } catch (const IOError& e) {
+    msg = e.what();
+  }
+  INFO(msg);
+  CHECK(msg.find("s_iter_2.weights") != std::string::npos);
+  CHECK(msg.find("not a solver state") != std::string::npos);
+}
+
+TEST_CASE("solver: settings are refused, naming the file and the field, before any output is touched") {
+  TempDir tmp("settings");
+  std::string solver_file = tmp.path("solver.prototxt");
+  auto refused = [&](const std::string& extra, float base_lr = 0.1f) {
+    // A previous run's outputs under the same prefix must stay as they were.
+    std::ofstream(tmp.path("o_metrics.jsonl")) << "{\"iter\":0}\n";
+    std::string msg;
+    try {
+      proto::SolverParameter p = solver_param(tmp.path("o"), 4, extra);
+      p.set_base_lr(base_lr);
+      Solver s(p, solver_file, quiet());
+      s.solve();
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    CHECK(lines_of(tmp.path("o_metrics.jsonl")) == std::vector<std::string>{"{\"iter\":0}"});
+    CHECK(msg.rfind(solver_file + ": ", 0) == 0);
+    INFO(msg);
+    return msg;
+  };
+  CHECK(refused("", -0.1f).find("base_lr must be >= 0") != std::string::npos);
+  CHECK(refused("lr_policy: 'multistep' stepvalue: 3 stepvalue: 2").find("stepvalue must ascend") != std::string::npos);
+  CHECK(refused("train_net: 'x.prototxt'").find("more than one train net") != std::string::npos);
+  CHECK(refused("test_iter: -2 test_interval: 2").find("test_iter must be > 0, got -2") != std::string::npos);
+  CHECK(refused("lr_policy: 'bogus'").find("unknown lr_policy 'bogus'") != std::string::npos);
+  CHECK(refused("type: 'Adagrad2'").find("unknown solver type") != std::string::npos);
+  CHECK(refused("display: 1 lr_policy: 'step'").find("stepsize") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp.path("o_curve.png")));
 }

@@ -22,6 +22,8 @@ int train(const std::vector<std::string>& argv) {
   if (args.has("gpu")) opt.device = Device::cuda(args.get_int("gpu", 0));
   opt.precision = args.get("precision");
   opt.max_iter = args.get_int("max-iter", -1);
+  if (args.has("max-iter") && opt.max_iter < 0)
+    throw Error("train: --max-iter must be >= 0, got " + args.get("max-iter"));
   std::string path = args.get("solver");
   Solver solver(read_solver(path), path, opt);
   if (args.has("snapshot")) solver.restore(args.get("snapshot"));
@@ -51,8 +53,9 @@ CommandRegistrar registrar(
      "  --precision P   fp32 or tf32 (default: the solver's `precision`)\n"
      "  --max-iter N    override max_iter\n" +
          std::string(kConvSearchUsage) +
-     "  SIGINT snapshots and stops (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss stops\n"
-     "  without a snapshot (exit 3). Writes <prefix>_iter_N.{weights,solverstate},\n"
+     "  SIGINT snapshots and stops (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss or\n"
+     "  gradient stops without a snapshot (exit 3): snapshots are written only from weights that\n"
+     "  gave a finite loss and finite gradients. Writes <prefix>_iter_N.{weights,solverstate},\n"
      "  <prefix>_metrics.jsonl and <prefix>_curve.png.",
      train});
 
