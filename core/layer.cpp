@@ -1,10 +1,43 @@
 #include "core/layer.h"
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include "core/filler.h"
+#ifdef MMFUSE_WITH_CUDA
+#include "cuda/runtime.h"
+#endif
 
 namespace mmfuse {
 
 Layer::Layer(const proto::LayerParameter& param) : param_(param) {}
+
+double device_memory_bytes(Device device) {
+  if (device.is_cuda()) {
+#ifdef MMFUSE_WITH_CUDA
+    if (device.index < cuda::device_count()) return static_cast<double>(cuda::device_info(device.index).total_memory);
+#endif
+    return 0;
+  }
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0;
+}
+
+double tensor_bytes(const Shape& shape, DType dtype) {
+  double n = static_cast<double>(dtype_size(dtype));
+  for (int64_t d : shape) n *= static_cast<double>(d);
+  return n;
+}
+
+std::string bytes_str(double bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 6) bytes /= 1024, ++u;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return buf;
+}
 
 std::string Layer::describe() const { return "layer '" + name() + "' (" + type() + ")"; }
 
@@ -45,6 +78,10 @@ const Tensor& Layer::add_param(LayerContext& ctx, const std::string& short_name,
     p.decay_mult = param_.param(static_cast<int>(index)).decay_mult();
   }
   p.learnable = learnable;
+  double bytes = tensor_bytes(shape, ctx.dtype), memory = device_memory_bytes(ctx.device);
+  if (memory > 0 && bytes > memory)
+    fail("parameter '", short_name, "' ", shape_str(shape), " needs ", bytes_str(bytes), ", more than the ",
+         bytes_str(memory), " of memory of ", ctx.device.str());
   p.value = Tensor::empty(shape, ctx.dtype, ctx.device);
   try {
     fill(p.value, filler, ctx.gen, fan_in, fan_out);

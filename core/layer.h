@@ -39,6 +39,13 @@ struct Param {
   bool learnable = true;  // false: state (BN running statistics) saved in snapshots, not solved
 };
 
+// Memory estimates made before anything is allocated. The bytes a device holds: physical memory
+// for the CPU, total memory for a CUDA device (0 when unknown: nothing is refused).
+double device_memory_bytes(Device device);
+// Bytes of a tensor of `shape` and `dtype`, as a double (an absurd shape does not overflow).
+double tensor_bytes(const Shape& shape, DType dtype);
+std::string bytes_str(double bytes);  // "1.50 GiB"
+
 // What setup() may use: where parameters live and the generator of their fillers.
 struct LayerContext {
   Generator& gen;  // seeded by the solver's seed; fillers draw from it in layer order

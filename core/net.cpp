@@ -139,6 +139,8 @@ Net::Net(const proto::NetParameter& param, proto::Phase phase, Device device, ui
   proto::NetState state = param_.state();
   state.set_phase(phase);
 
+  MMF_CHECK(param_.layer_size() > 0 || param_.input_size() > 0, ParseError, file,
+            ": the net has no layers (an empty file?)");
   // Caffe deploy inputs: `input: "data"` with one input_shape each, or four input_dim each.
   if (param_.input_size() > 0) {
     bool by_shape = param_.input_shape_size() == param_.input_size();
@@ -154,6 +156,13 @@ Net::Net(const proto::NetParameter& param, proto::Phase phase, Device device, ui
         for (int k = 0; k < 4; ++k) s.push_back(param_.input_dim(4 * i + k));
       const std::string& name = param_.input(i);
       MMF_CHECK(!blob_shapes_.count(name), ParseError, file, ": input '", name, "' declared twice");
+      for (int64_t d : s)
+        MMF_CHECK(d > 0, ParseError, file, ": input '", name, "' has shape ", shape_str(s),
+                  " (every dim must be positive)");
+      double bytes = tensor_bytes(s, dtype_), memory = device_memory_bytes(device_);
+      MMF_CHECK(memory <= 0 || bytes <= memory, ParseError, file, ": input '", name, "' ", shape_str(s), " needs ",
+                bytes_str(bytes), ", more than the ", bytes_str(memory), " of memory of ", device_.str());
+      activation_bytes_ += bytes;
       inputs_.emplace_back(name, s);
       blob_shapes_[name] = s;
       blob_order_.push_back(name);
@@ -227,6 +236,20 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
     top_shapes = layer->setup(bottom_shapes, ctx);
     MMF_CHECK(top_shapes.size() == static_cast<size_t>(lp.top_size()), ParseError, layer->describe(),
               ": setup returned ", top_shapes.size(), " shapes for ", lp.top_size(), " tops");
+    // Estimated before the first forward allocates: a top that cannot fit is refused here.
+    const double memory = device_memory_bytes(device_);
+    for (int t = 0; t < lp.top_size(); ++t) {
+      double bytes = tensor_bytes(top_shapes[t], dtype_);
+      if (memory > 0 && bytes > memory)
+        throw ParseError(layer->describe() + ": top '" + lp.top(t) + "' " + shape_str(top_shapes[t]) + " needs " +
+                         bytes_str(bytes) + ", more than the " + bytes_str(memory) + " of memory of " +
+                         device_.str());
+      activation_bytes_ += bytes;
+      if (bytes > largest_top_bytes_) {
+        largest_top_bytes_ = bytes;
+        largest_top_ = layer->describe() + " top '" + lp.top(t) + "' " + shape_str(top_shapes[t]);
+      }
+    }
     if (lp.loss_weight_size() > 0 && lp.loss_weight_size() != lp.top_size())
       throw ParseError(layer->describe() + ": " + std::to_string(lp.loss_weight_size()) + " loss_weight values for " +
                        std::to_string(lp.top_size()) + " tops (give one per top)");
@@ -288,12 +311,44 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
   layers_.push_back(std::move(layer));
 }
 
+void Net::check_memory() const {
+  double params_bytes = 0;
+  for (const auto& p : params()) params_bytes += tensor_bytes(p.value.shape(), p.value.dtype());
+  double memory = device_memory_bytes(device_);
+  MMF_CHECK(memory <= 0 || activation_bytes_ + params_bytes <= memory, Error, where_net(), ": one forward keeps ",
+            bytes_str(activation_bytes_), " of blobs (the largest: ", largest_top_, ", ", bytes_str(largest_top_bytes_),
+            ") and ", bytes_str(params_bytes), " of parameters, more than the ", bytes_str(memory), " of memory of ",
+            device_.str(), " (reduce the batch or the input size)");
+}
+
+void Net::check_input(const std::string& name, const Shape& shape) const {
+  auto it = std::find_if(inputs_.begin(), inputs_.end(), [&](const auto& in) { return in.first == name; });
+  if (it == inputs_.end()) {
+    std::string known;
+    for (const auto& [n, s] : inputs_) known += (known.empty() ? "" : ", ") + n + " " + shape_str(s);
+    throw Error(where_net() + ": no input named '" + name + "' (" +
+                (known.empty() ? std::string("the net has no inputs") : "its inputs: " + known) + ")");
+  }
+  MMF_CHECK(shape == it->second, Error, where_net(), ": input '", name, "' has shape ", shape_str(shape),
+            ", the net declares ", shape_str(it->second));
+}
+
+std::string Net::where_net() const {
+  return "net '" + name() + "'" + (param_.source_file().empty() ? std::string() : " (" + param_.source_file() + ")");
+}
+
 std::map<std::string, Tensor> Net::forward(const std::map<std::string, Tensor>& inputs, int64_t iteration,
                                            const Hooks* hooks) {
+  MMF_CHECK(iteration >= 0, Error, where_net(), ": batch index ", iteration, " is negative");
+  if (!memory_checked_) {
+    check_memory();
+    memory_checked_ = true;
+  }
   blobs_.clear();
   std::map<std::string, Tensor> fed;
   for (const auto& [name, t] : inputs) {
     MMF_CHECK(t.defined(), Error, "Net::forward: input '", name, "' is undefined");
+    check_input(name, t.shape());
     Tensor v = t.device() == device_ ? t : t.to(device_);
     if (is_floating(v.dtype()) && v.dtype() != dtype_) v = v.to(dtype_);
     fed[name] = v;

@@ -35,8 +35,14 @@ class Net {
     std::function<void(size_t layer)> before;
     std::function<void(size_t layer, TensorList& tops)> after;
   };
+  // Checks before the first forward that the blobs of one forward and the parameters fit the
+  // device's memory (Error naming the largest top); every input against check_input; a
+  // negative `iteration` is refused.
   std::map<std::string, Tensor> forward(const std::map<std::string, Tensor>& inputs = {}, int64_t iteration = 0,
                                         const Hooks* hooks = nullptr);
+  // Error unless the net has an input `name` declared with `shape` (naming the net's inputs).
+  void check_input(const std::string& name, const Shape& shape) const;
+  void check_memory() const;
   // Σ loss_weight · sum(top) over the loss tops of the last forward (a scalar; zero if none).
   Tensor loss() const { return loss_; }
   // A blob of the last forward (throws naming the blob if unknown).
@@ -81,6 +87,7 @@ class Net {
   void add_layer(const proto::LayerParameter& lp, LayerContext& ctx, const Net* share_with,
                  std::map<std::string, std::pair<Tensor, std::string>>& shared_by_name);
   std::string where(const proto::LayerParameter& lp) const;
+  std::string where_net() const;  // "net 'name' (file)"
 
   proto::NetParameter param_;
   proto::Phase phase_;
@@ -99,6 +106,9 @@ class Net {
   std::vector<std::string> blob_order_;
   std::map<std::string, Tensor> blobs_;
   Tensor loss_;
+  double activation_bytes_ = 0, largest_top_bytes_ = 0;  // the tops of one forward (setup's estimate)
+  std::string largest_top_;
+  bool memory_checked_ = false;
 };
 
 // Caffe's rule check: does a layer with these include/exclude rules belong to `state`?

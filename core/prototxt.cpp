@@ -11,6 +11,7 @@
 #include <cstring>
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -161,6 +162,9 @@ class Collector : public pb::io::ErrorCollector {
 };
 
 std::string read_file(const std::string& path) {
+  MMF_CHECK(!path.empty(), IOError, "no file name given (an empty path)");
+  std::error_code ec;
+  MMF_CHECK(!std::filesystem::is_directory(path, ec), IOError, path, ": is a directory, not a file");
   std::ifstream in(path, std::ios::binary);
   MMF_CHECK(in.good(), IOError, path, ": cannot open for reading (", std::strerror(errno), ")");
   std::ostringstream os;
@@ -242,8 +246,13 @@ void write_binary_atomic(const std::string& path, const pb::Message& message) {
 
 void read_binary(const std::string& path, pb::Message& message) {
   std::string bytes = read_file(path);
-  MMF_CHECK(message.ParseFromString(bytes), IOError, path, ": not a valid binary ",
-            message.GetDescriptor()->name(), " (truncated or another file type?)");
+  const std::string& kind = message.GetDescriptor()->name();
+  MMF_CHECK(!bytes.empty(), IOError, path, ": empty file (expected a binary ", kind, ")");
+  MMF_CHECK(message.ParseFromString(bytes), IOError, path, ": not a valid binary ", kind,
+            " (truncated or another file type?)");
+  // Another message type often parses, its fields landing among the unknown ones.
+  MMF_CHECK(message.GetReflection()->GetUnknownFields(message).empty(), IOError, path, ": not a binary ", kind,
+            " (it holds fields a ", kind, " does not have: another kind of file?)");
 }
 
 std::string layer_location(const proto::NetParameter& net, const proto::LayerParameter& layer) {

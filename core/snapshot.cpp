@@ -56,7 +56,31 @@ void save_weights(const Net& net, const std::string& path) { write_binary_atomic
 proto::NetWeights read_weights(const std::string& path) {
   proto::NetWeights w;
   read_binary(path, w);
+  MMF_CHECK(w.param_size() > 0, IOError, path, ": holds no parameters");
+  std::set<std::string> names;
+  for (const auto& b : w.param()) {
+    MMF_CHECK(!b.name().empty(), IOError, path, ": a parameter has no name");
+    MMF_CHECK(names.insert(b.name()).second, IOError, path, ": holds parameter '", b.name(), "' twice");
+    for (int64_t d : b.shape().dim()) MMF_CHECK(d >= 0, IOError, path, ": parameter '", b.name(), "' has a negative dim");
+    int64_t n = shape_numel(Shape(b.shape().dim().begin(), b.shape().dim().end()));
+    int64_t have = b.double_data_size() > 0 ? b.double_data_size() : b.data_size();
+    MMF_CHECK(have == n, IOError, path, ": parameter '", b.name(), "' holds ", have, " values for shape ",
+              shape_str(Shape(b.shape().dim().begin(), b.shape().dim().end())));
+  }
   return w;
+}
+
+CopyReport load_weights(Net& net, const std::string& path, bool strict) {
+  proto::NetWeights w = read_weights(path);
+  CopyReport r;
+  try {
+    r = copy_weights(net, w, strict);
+  } catch (const IOError& e) {
+    throw IOError(path + ": " + e.what());
+  }
+  MMF_CHECK(!r.loaded.empty() || net.params().empty(), IOError, path, ": none of its ", w.param_size(),
+            " parameters fits the net (another net's weights?)\n", r.table());
+  return r;
 }
 
 CopyReport copy_weights(Net& net, const proto::NetWeights& weights, bool strict) {

@@ -17,7 +17,9 @@ Tensor blob_to_tensor(const proto::BlobProto& blob);  // a CPU tensor
 proto::NetWeights net_weights(const Net& net);
 // Written to a temp file, fsynced and renamed (write_binary_atomic).
 void save_weights(const Net& net, const std::string& path);
-proto::NetWeights read_weights(const std::string& path);  // IOError naming the path
+// IOError naming the path for an empty file, another kind of file, a parameter without a name
+// or given twice, a value count that does not match its shape.
+proto::NetWeights read_weights(const std::string& path);
 
 // What copy_weights did, by "<layer>.<param>" name.
 struct CopyReport {
@@ -31,6 +33,9 @@ struct CopyReport {
 // Copies every parameter of `weights` whose name and shape match one of the net's (fine-tuning).
 // With `strict`, throws IOError unless every net parameter was loaded.
 CopyReport copy_weights(Net& net, const proto::NetWeights& weights, bool strict = false);
+// read_weights + copy_weights with errors naming the path; also refuses a file of which no
+// parameter fits the net.
+CopyReport load_weights(Net& net, const std::string& path, bool strict = false);
 
 // DIR/<layer>.<param>.npy for each parameter of `weights` (the folder is created).
 void export_npy(const proto::NetWeights& weights, const std::string& dir);

@@ -468,7 +468,7 @@ double Solver::smoothed_loss() const {
 }
 
 CopyReport Solver::load_weights(const std::string& path) {
-  CopyReport r = copy_weights(*net_, read_weights(path));
+  CopyReport r = mmfuse::load_weights(*net_, path);
   note("Fine-tuning from " + path + ":\n" + r.table());
   return r;
 }
@@ -498,7 +498,7 @@ void Solver::restore(const std::string& path) {
   } catch (const IOError& e) {
     throw IOError(path + ": " + e.what());
   }
-  copy_weights(*net_, read_weights(w), /*strict=*/true);
+  mmfuse::load_weights(*net_, w, /*strict=*/true);
   iter_ = st.iter();
   net_->generator().set_state(st.rng_seed(), st.rng_offset());
   losses_.assign(st.smoothed_loss().begin(), st.smoothed_loss().end());

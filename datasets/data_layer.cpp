@@ -35,6 +35,7 @@ std::vector<int64_t> EpochOrder::permutation(int64_t count, uint64_t seed, int64
 }
 
 int64_t EpochOrder::sample_at(int64_t position) const {
+  MMF_CHECK(position >= 0, Error, "sample position ", position, " is negative");
   const int64_t epoch = position / count_, slot = position % count_;
   if (!shuffle_) return slot;
   std::shared_ptr<const std::vector<int64_t>> order;
@@ -94,6 +95,7 @@ void BatchPrefetcher::worker() {
 }
 
 HostBatch BatchPrefetcher::get(int64_t b) {
+  MMF_CHECK(b >= 0, Error, "batch index ", b, " is negative");
   if (workers_.empty()) return make_(b);
   std::unique_lock<std::mutex> lock(mutex_);
   if (!started_ || b != next_get_) {

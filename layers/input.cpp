@@ -20,7 +20,7 @@ class InputLayer : public Layer {
       const auto& s = p.shape(p.shape_size() == 1 ? 0 : t);
       shapes.emplace_back(s.dim().begin(), s.dim().end());
       for (int64_t d : shapes.back())
-        if (d < 0) fail("negative dim in input shape ", shape_str(shapes.back()));
+        if (d <= 0) fail("input shape ", shape_str(shapes.back()), " has a dim <= 0 (every dim must be positive)");
     }
     return shapes;
   }

@@ -120,6 +120,9 @@ TEST_CASE("data layers: EpochOrder is a permutation per epoch, identity without 
   for (int64_t i = 0; i < 7; ++i) differs |= shuffled.sample_at(i) != shuffled.sample_at(7 + i);
   CHECK(differs);  // epochs are shuffled differently (for this seed)
   for (int64_t i = 0; i < 20; ++i) CHECK(plain.sample_at(i) == i % 7);
+  // A negative position (a corrupt solver state's iteration) indexes nothing.
+  CHECK_THROWS_WITH_AS(shuffled.sample_at(-3), "sample position -3 is negative", Error);
+  CHECK_THROWS_WITH_AS(plain.sample_at(-3), "sample position -3 is negative", Error);
 }
 
 TEST_CASE("data layers: BatchPrefetcher returns batch b for any order and thread count, rethrows errors") {
@@ -135,6 +138,7 @@ TEST_CASE("data layers: BatchPrefetcher returns batch b for any order and thread
     for (int64_t b : {0, 1, 2, 3, 0, 1, 5, 4, 2, 3, 4, 5}) CHECK(prefetcher.get(b)[0].values[0] == float(b * b));
     CHECK(error_of([&] { prefetcher.get(6); }) == "bad batch 6");
     CHECK(prefetcher.get(7)[0].values[0] == 49.f);  // goes on after an error
+    CHECK(error_of([&] { prefetcher.get(-1); }) == "batch index -1 is negative");
   }
 }
 

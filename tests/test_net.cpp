@@ -234,12 +234,16 @@ TEST_CASE("a Caffe deploy prototxt with input + input_shape (or input_dim) parse
         "net.prototxt: 1 input(s) need as many input_shape blocks or 4 input_dim values each, got 0 input_shape and 1 input_dim");
 }
 
-TEST_CASE("errors in forward name the layer and its bottom shapes") {
+TEST_CASE("errors in forward name the input or the layer") {
   auto net = build("layer { name: \"data\" type: \"Input\" top: \"a\" top: \"b\" input_param { shape { dim: 2 dim: 3 } } }\n"
                    "layer { name: \"sum\" type: \"Eltwise\" bottom: \"a\" bottom: \"b\" top: \"c\" }\n");
+  // A fed tensor must have its declared shape: refused at the input, not layers later.
   CHECK_THROWS_WITH_AS(net->forward({{"a", Tensor::zeros({2, 3})}, {"b", Tensor::zeros({4, 5})}}),
-                       "layer 'sum' (Eltwise) with bottoms [2, 3], [4, 5]: add: shapes [2, 3] and [4, 5] cannot be broadcast",
-                       OpError);
+                       "net '' (net.prototxt): input 'b' has shape [4, 5], the net declares [2, 3]", Error);
+  CHECK_THROWS_WITH_AS(net->forward({{"a", Tensor::zeros({2, 3})}, {"b", Tensor::zeros({2, 3})}, {"x", Tensor::zeros({1})}}),
+                       "net '' (net.prototxt): no input named 'x' (its inputs: a [2, 3], b [2, 3])", Error);
+  CHECK_THROWS_WITH_AS(net->forward({{"a", Tensor::zeros({2, 3})}, {"b", Tensor::zeros({2, 3})}}, -1),
+                       "net '' (net.prototxt): batch index -1 is negative", Error);
   CHECK_THROWS_WITH_AS(net->forward({{"a", Tensor::zeros({2, 3})}}),
                        "layer 'data' (Input): no tensor given for input 'b' (pass it to Net::forward by name)", Error);
 }
@@ -273,4 +277,37 @@ TEST_CASE("summary lists layers, shapes, parameter counts and totals") {
   CHECK(s.find("Parameters: 6 learnable") != std::string::npos);
   CHECK(s.find("Outputs: loss") != std::string::npos);
   CHECK(s.find("Activations: ") != std::string::npos);
+}
+
+TEST_CASE("memory is estimated at set-up: what cannot fit is refused before it is allocated") {
+  const double memory = device_memory_bytes(Device::cpu());
+  REQUIRE(memory > 0);
+  // One input of 1e12 elements, a data layer of a 2e9 batch, a weight of 1e13 elements.
+  std::string huge = build_error("input: 'data' input_shape { dim: 1000000 dim: 1000000 }\n");
+  CHECK(huge.find("input 'data' [1000000, 1000000] needs 3.64 TiB, more than the") != std::string::npos);
+  std::string batch = build_error(
+      "layer { name: 'rgbd' type: 'SyntheticRgbdData' top: 'data' top: 'label' "
+      "synthetic_rgbd_param { batch_size: 2000000000 } }\n");
+  CHECK(batch.find("layer 'rgbd' (SyntheticRgbdData): top 'data' [4000000000, ") != std::string::npos);
+  CHECK(batch.find("more than the " + bytes_str(memory) + " of memory of cpu") != std::string::npos);
+  std::string weight = build_error("layer { name: 'in' type: 'Input' top: 'data' input_param { shape { dim: 2 dim: 1000 } } }\n"
+                                   "layer { name: 'fc' type: 'InnerProduct' bottom: 'data' top: 'fc' "
+                                   "inner_product_param { num_output: 2000000000 } }\n");
+  CHECK(weight.find("layer 'fc' (InnerProduct)") != std::string::npos);
+  CHECK(weight.find("parameter 'weight' [2000000000, 1000] needs 7.28 TiB") != std::string::npos);
+  CHECK(build_error("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 4 dim: 0 } } }\n")
+            .find("input shape [4, 0] has a dim <= 0") != std::string::npos);
+  // Each blob fits, all of them together do not: refused at the first forward, naming the largest.
+  int64_t n = static_cast<int64_t>(memory * 0.4 / 4);
+  auto net = build("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: " + std::to_string(n) +
+                   " } } }\nlayer { name: 'a' type: 'TanH' bottom: 'x' top: 'a' }\n"
+                   "layer { name: 'b' type: 'TanH' bottom: 'a' top: 'b' }\n");
+  std::string msg;
+  try {
+    net->forward({});
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("one forward keeps") != std::string::npos);
+  CHECK(msg.find("more than the " + bytes_str(memory) + " of memory of cpu") != std::string::npos);
 }

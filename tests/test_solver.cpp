@@ -511,7 +511,7 @@ TEST_CASE("solver: every field of a solver state is checked before it is used") 
   }
   INFO(msg);
   CHECK(msg.find("s_iter_2.weights") != std::string::npos);
-  CHECK(msg.find("not a solver state") != std::string::npos);
+  CHECK(msg.find("not a binary SolverState") != std::string::npos);
 }
 
 TEST_CASE("solver: settings are refused, naming the file and the field, before any output is touched") {

@@ -32,20 +32,24 @@ int forward_command(const std::vector<std::string>& argv) {
   bool backward = args.has("backward");
   Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
   Net net(read_net(args.get("model")), phase_name == "train" ? proto::TRAIN : proto::TEST, device);
-  if (args.has("weights")) copy_weights(net, read_weights(args.get("weights")), /*strict=*/true);
+  if (args.has("weights")) load_weights(net, args.get("weights"), /*strict=*/true);
 
   std::map<std::string, Tensor> inputs;
   for (const auto& spec : args.get_all("input")) {
     size_t eq = spec.find('=');
     if (eq == std::string::npos || eq == 0)
       throw Error("forward: --input expects BLOB=file.npy, got '" + spec + "'");
+    std::string name = spec.substr(0, eq);
+    if (inputs.count(name)) throw Error("forward: --input " + spec + ": blob '" + name + "' is given twice");
     Tensor t = load_npy(spec.substr(eq + 1));
+    try {
+      net.check_input(name, t.shape());
+    } catch (const Error& e) {
+      throw Error("forward: --input " + spec + ": " + e.what());
+    }
     if (backward && is_floating(t.dtype())) t.set_requires_grad();
-    inputs[spec.substr(0, eq)] = t;
+    inputs[name] = t;
   }
-  std::error_code ec;
-  fs::create_directories(args.get("dump"), ec);
-  if (ec) throw IOError(args.get("dump") + ": cannot create the folder (" + ec.message() + ")");
   auto file = [&](const std::string& name, const std::string& ext) {
     std::string safe = name;
     for (char& c : safe)
@@ -81,7 +85,6 @@ int forward_command(const std::vector<std::string>& argv) {
     blobs = net.forward(inputs, 0, &hooks);
     loss = net.loss();
   }
-  for (const auto& [name, t] : blobs) save_npy(file(name, ".npy"), t);
   size_t grads = 0;
   if (backward) {
     if (net.loss_weights().empty())
@@ -89,6 +92,13 @@ int forward_command(const std::vector<std::string>& argv) {
                   (phase_name == "test" ? " (try --phase train)" : ""));
     if (!loss.requires_grad()) throw Error("forward --backward: the loss does not depend on anything learnable");
     loss.backward();
+  }
+  // The folder is made once everything ran: a failed run leaves nothing behind.
+  std::error_code ec;
+  fs::create_directories(args.get("dump"), ec);
+  if (ec) throw IOError(args.get("dump") + ": cannot create the folder (" + ec.message() + ")");
+  for (const auto& [name, t] : blobs) save_npy(file(name, ".npy"), t);
+  if (backward) {
     for (const auto& [name, slot] : taps)
       if (slot->defined()) save_npy(file(name, ".grad.npy"), *slot), ++grads;
     for (const auto& [name, t] : inputs)

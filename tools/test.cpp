@@ -17,7 +17,7 @@ int test(const std::vector<std::string>& argv) {
   int iterations = args.get_int("iterations", 50);
   Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
   Net net(read_net(args.get("model")), proto::TEST, device);
-  CopyReport r = copy_weights(net, read_weights(args.get("weights")));
+  CopyReport r = load_weights(net, args.get("weights"));
   if (!r.missing.empty() || !r.mismatched.empty()) std::printf("Weights:\n%s", r.table().c_str());
   TestResult result = evaluate(net, iterations, "Test");
   std::printf("Tested %d batches:\n%s", iterations, result.format().c_str());
