@@ -256,7 +256,8 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
   } catch (const ParseError& e) {
     throw ParseError(at + e.what());
   } catch (const Error& e) {
-    throw ParseError(at + layer->describe() + " with bottoms " + shapes_str(bottom_shapes) + ": " + e.what());
+    throw ParseError(at + layer->describe() +
+                     (bottom_shapes.empty() ? "" : " with bottoms " + shapes_str(bottom_shapes)) + ": " + e.what());
   }
 
   // Parameter sharing: by `param { name }` within the net, and by full name with share_with.

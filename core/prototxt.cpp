@@ -256,7 +256,7 @@ void read_binary(const std::string& path, pb::Message& message) {
 }
 
 std::string layer_location(const proto::NetParameter& net, const proto::LayerParameter& layer) {
-  if (layer.source_line() <= 0) return "";
+  if (layer.source_line() <= 0) return net.source_file();  // no line: the file alone (an inline net)
   return (net.source_file().empty() ? std::string("<text>") : net.source_file()) + ":" +
          std::to_string(layer.source_line());
 }

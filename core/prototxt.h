@@ -39,7 +39,8 @@ std::string suggest(const std::string& name, const std::vector<std::string>& can
 std::string did_you_mean(const std::string& name, const std::vector<std::string>& candidates);
 size_t edit_distance(const std::string& a, const std::string& b);
 
-// "file:line" of a layer, or "" when unknown (built in code).
+// "file:line" of a layer; the file alone for a layer without a line (an inline net_param);
+// "" when unknown (built in code).
 std::string layer_location(const proto::NetParameter& net, const proto::LayerParameter& layer);
 
 }  // namespace mmfuse

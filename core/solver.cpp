@@ -300,6 +300,9 @@ void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
   const int64_t max_iter = max_iter_override >= 0 ? max_iter_override : p.max_iter();
   if (p.iter_size() < 1) bad("iter_size must be >= 1, got " + std::to_string(p.iter_size()));
   if (p.average_loss() < 1) bad("average_loss must be >= 1, got " + std::to_string(p.average_loss()));
+  if (p.test_interval() > 0 && p.test_iter_size() == 0)
+    bad("test_interval " + std::to_string(p.test_interval()) +
+        " needs a test_iter (batches per test) for each test net; none given");
   for (int i = 0; i < p.test_iter_size(); ++i)
     if (p.test_iter(i) <= 0)
       bad("test_iter must be > 0, got " + std::to_string(p.test_iter(i)) +
@@ -385,16 +388,21 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   }
   device_ = want;
 
-  // Nets.
+  // Nets. An inline net's errors name the solver file.
+  const std::string where = solver_file.empty() ? std::string("solver") : solver_file;
   auto load = [&](const std::string& p) { return read_net(resolve_path(p, solver_dir_)); };
+  auto inline_net = [&](proto::NetParameter n, const char* field) {
+    if (!n.has_source_file()) n.set_source_file(where + " (" + field + ")");
+    return n;
+  };
   proto::NetParameter train;
   bool generic = false;
   if (param_.has_train_net_param())
-    train = param_.train_net_param();
+    train = inline_net(param_.train_net_param(), "train_net_param");
   else if (param_.has_train_net())
     train = load(param_.train_net());
   else if (param_.has_net_param())
-    train = param_.net_param(), generic = true;
+    train = inline_net(param_.net_param(), "net_param"), generic = true;
   else if (param_.has_net())
     train = load(param_.net()), generic = true;
   else
@@ -403,15 +411,16 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   if (param_.has_train_state()) *train.mutable_state() = param_.train_state();
   net_ = std::make_unique<Net>(train, proto::TRAIN, device_, seed_);
 
-  std::vector<proto::NetParameter> tests(param_.test_net_param().begin(), param_.test_net_param().end());
+  std::vector<proto::NetParameter> tests;
+  for (const auto& n : param_.test_net_param()) tests.push_back(inline_net(n, "test_net_param"));
   for (const auto& p : param_.test_net()) tests.push_back(load(p));
   if (param_.has_net_param() || param_.has_net()) {
-    if (!generic) generic_net = param_.has_net_param() ? param_.net_param() : load(param_.net());
+    if (!generic) generic_net = param_.has_net_param() ? inline_net(param_.net_param(), "net_param") : load(param_.net());
     int extra = param_.test_iter_size() - static_cast<int>(tests.size());
     for (int i = 0; i < extra; ++i) tests.push_back(generic_net);
   }
   if (param_.test_interval() > 0 || param_.test_iter_size() > 0)
-    MMF_CHECK(param_.test_iter_size() == static_cast<int>(tests.size()), Error, "solver: ", param_.test_iter_size(),
+    MMF_CHECK(param_.test_iter_size() == static_cast<int>(tests.size()), Error, where, ": ", param_.test_iter_size(),
               " test_iter value(s) for ", tests.size(), " test net(s) (give one test_iter per test net)");
   for (size_t i = 0; i < tests.size(); ++i) {
     if (static_cast<int>(i) < param_.test_state_size()) *tests[i].mutable_state() = param_.test_state(static_cast<int>(i));

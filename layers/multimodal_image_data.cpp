@@ -12,6 +12,7 @@
 #include "datasets/data_layer.h"
 #include "datasets/image.h"
 #include "datasets/list_file.h"
+#include "stb/stb_image.h"
 
 namespace mmfuse {
 namespace {
@@ -156,6 +157,7 @@ class MultimodalImageDataLayer : public Layer {
       if (!segmentation_ && num_classes_ > 0 && e.class_index >= num_classes_ && e.class_index != ignore_label_)
         fail(where(e), ": class index ", e.class_index, " is out of range (num_classes: ", num_classes_, ")");
     }
+    check_bit_depths();
     order_ = std::make_unique<datasets::EpochOrder>(static_cast<int64_t>(entries_.size()), seed_,
                                                     train_ && p.shuffle());
 
@@ -169,9 +171,31 @@ class MultimodalImageDataLayer : public Layer {
                                                               static_cast<int>(p.prefetch()));
   }
 
-  std::string where(const datasets::ListEntry& e) const {
-    return describe() + ": " + source_ + ":" + std::to_string(e.line);
+  // A modality's images share one depth: an 8-bit depth map among 16-bit ones (millimetres)
+  // would be scaled wrongly without a word. Headers only; unreadable files are left to load().
+  void check_bit_depths() const {
+    for (size_t m = 0; m < modalities_.size(); ++m) {
+      const datasets::ListEntry* first = nullptr;
+      int first_bits = 0;
+      for (const auto& e : entries_) {
+        const std::string& path = e.paths[m];
+        int w = 0, h = 0, c = 0;
+        if (!stbi_info(path.c_str(), &w, &h, &c)) continue;
+        int bits = stbi_is_16_bit(path.c_str()) ? 16 : 8;
+        if (!first) {
+          first = &e;
+          first_bits = bits;
+        } else if (bits != first_bits) {
+          fail(where(e), ": '", path, "' is a ", bits, "-bit image but '", first->paths[m], "' (line ", first->line,
+               ") is ", first_bits, "-bit: the images of modality ", m,
+               " must share one bit depth (8-bit values would be read on the 16-bit scale, or back)");
+        }
+      }
+    }
   }
+
+  // "list.txt:12" (fail() and the net's forward add the layer).
+  std::string where(const datasets::ListEntry& e) const { return source_ + ":" + std::to_string(e.line); }
 
   // Decodes, normalises and augments one sample (thread-safe: reads only const state).
   Sample load(const datasets::ListEntry& e, Generator* gen) const {

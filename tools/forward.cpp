@@ -82,7 +82,19 @@ int forward_command(const std::vector<std::string>& argv) {
     std::unique_ptr<autograd::NoGradGuard> no_grad;
     if (!backward) no_grad = std::make_unique<autograd::NoGradGuard>();
     Net::Hooks hooks{nullptr, tap};
-    blobs = net.forward(inputs, 0, &hooks);
+    try {
+      blobs = net.forward(inputs, 0, &hooks);
+    } catch (const Error& e) {
+      // An integer array where the net computes in floating point fails layers later.
+      std::string note;
+      for (const auto& spec : args.get_all("input")) {
+        std::string name = spec.substr(0, spec.find('='));
+        if (!is_floating(inputs.at(name).dtype()))
+          note += "\n  note: --input " + spec + " is " + dtype_name(inputs.at(name).dtype());
+      }
+      if (note.empty()) throw;
+      throw Error(e.what() + note);
+    }
     loss = net.loss();
   }
   size_t grads = 0;

@@ -15,6 +15,7 @@ int train(const std::vector<std::string>& argv) {
   if (!args.positional().empty())
     throw Error("train: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help train`)");
   if (!args.has("solver")) throw Error("train: --solver S is required (see `mmfuse help train`)");
+  if (args.get("solver").empty()) throw Error("train: --solver is empty: give the solver prototxt file");
   if (args.has("weights") && args.has("snapshot"))
     throw Error("train: give --weights (fine-tune) or --snapshot (resume), not both");
   apply_conv_search_flags(args, "train");

@@ -394,7 +394,51 @@ std::string describe(const SegmentationSpec& s) {
 
 }  // namespace
 
+namespace {
+// The flags of `mmfuse zoo` name the fields; an out-of-range value never reaches the generator.
+void check_positive(int v, const char* flag) {
+  MMF_CHECK(v > 0, Error, "zoo: --", flag, " must be positive, got ", v);
+}
+void check_stages(const std::vector<int>& stages, const char* what) {
+  for (size_t i = 0; i < stages.size(); ++i) {
+    MMF_CHECK(stages[i] >= 1 && stages[i] <= 4, Error, "zoo: --stages ", stages[i], " is out of range (", what,
+              " go after stages 1 to 4)");
+    for (size_t j = 0; j < i; ++j) MMF_CHECK(stages[j] != stages[i], Error, "zoo: --stages lists ", stages[i], " twice");
+  }
+}
+void check_blocks(const std::vector<int>& blocks) {
+  MMF_CHECK(blocks.size() == 4, Error, "zoo: --blocks takes four block counts (one per ResNet stage), got ",
+            blocks.size());
+  for (int b : blocks) check_positive(b, "blocks");
+}
+}  // namespace
+
+void check_spec(const SegmentationSpec& s) {
+  if (s.blocks.empty()) {
+    bool bottleneck = false;
+    resnet_blocks(s.depth, &bottleneck);
+  } else {
+    check_blocks(s.blocks);
+  }
+  check_positive(s.width, "width");
+  check_positive(s.decoder_width, "decoder-width");
+  check_positive(s.modalities, "modalities");
+  MMF_CHECK(s.classes >= 2, Error, "zoo: --classes must be at least 2, got ", s.classes);
+  check_positive(s.batch, "batch");
+  MMF_CHECK(s.crop >= 32, Error, "zoo: --crop must be at least 32 (the encoder's stride), got ", s.crop);
+  check_stages(s.fusion_stages, "fusion blocks");
+}
+
+void check_spec(const MmtmSpec& s) {
+  check_blocks(s.blocks);
+  check_positive(s.width, "width");
+  MMF_CHECK(s.classes >= 2, Error, "zoo: --classes must be at least 2, got ", s.classes);
+  check_positive(s.batch, "batch");
+  check_stages(s.mmtm_stages, "MMTM modules");
+}
+
 std::string asymfusion_net(const SegmentationSpec& s) {
+  check_spec(s);
   Builder b;
   b.modalities = s.modalities;
   b.bn_modalities = s.private_bn ? s.modalities : 1;
@@ -424,6 +468,7 @@ std::string asymfusion_net(const SegmentationSpec& s) {
 }
 
 std::string baseline_net(Baseline kind, SegmentationSpec s) {
+  check_spec(s);
   if (kind == Baseline::shared_private_bn || kind == Baseline::shared_shared_bn) {
     s.channel_shuffle = s.pixel_shift = false;
     s.private_bn = kind == Baseline::shared_private_bn;
@@ -464,6 +509,7 @@ std::string baseline_net(Baseline kind, SegmentationSpec s) {
 }
 
 std::string mmtm_net(const MmtmSpec& s) {
+  check_spec(s);
   Builder b;
   bool fmnist = s.dataset == Dataset::fmnist_two_view;
   std::string names[2] = {fmnist ? "view1" : "rgb", fmnist ? "view2" : "depth"};

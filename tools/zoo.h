@@ -39,6 +39,11 @@ std::string asymfusion_net(const SegmentationSpec& spec);
 enum class Baseline { rgb_only, depth_only, early_fusion, late_fusion, shared_private_bn, shared_shared_bn };
 std::string baseline_net(Baseline kind, SegmentationSpec spec);
 
+struct MmtmSpec;
+// Error naming the `mmfuse zoo` flag of the first field out of range (the generators call it).
+void check_spec(const SegmentationSpec& s);
+void check_spec(const MmtmSpec& s);
+
 struct MmtmSpec {
   std::vector<int> blocks = {2, 2, 2, 2};  // ResNet-18
   int width = 64;

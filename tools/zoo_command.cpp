@@ -11,11 +11,24 @@
 namespace mmfuse::tools {
 namespace {
 
-std::vector<int> parse_list(const std::string& text) {
+// --flag 1,2,3: a comma-separated list of integers ("" is the empty list).
+std::vector<int> parse_list(const Args& args, const std::string& flag) {
+  const std::string text = args.get(flag);
   std::vector<int> out;
   std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');)
-    if (!item.empty()) out.push_back(std::stoi(item));
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) continue;
+    size_t used = 0;
+    int v = 0;
+    try {
+      v = std::stoi(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    MMF_CHECK(used == item.size() && used > 0, Error, "zoo: --", flag,
+              " expects a comma-separated list of integers, got '", text, "'");
+    out.push_back(v);
+  }
   return out;
 }
 
@@ -73,14 +86,14 @@ int zoo_main(const std::vector<std::string>& argv) {
                                                                             : zoo::SegmentationSpec{};
     if (args.has("dataset")) s.dataset = parse_dataset(args.get("dataset"));
     if (args.has("depth")) { s.depth = args.get_int("depth", 101); s.blocks.clear(); }
-    if (args.has("blocks")) s.blocks = parse_list(args.get("blocks"));
+    if (args.has("blocks")) s.blocks = parse_list(args, "blocks");
     s.width = args.get_int("width", s.width);
     s.decoder_width = args.get_int("decoder-width", s.decoder_width);
     s.modalities = args.get_int("modalities", s.modalities);
     s.classes = args.get_int("classes", s.classes);
     s.batch = args.get_int("batch", s.batch);
     s.crop = args.get_int("crop", s.crop);
-    if (args.has("stages")) s.fusion_stages = parse_list(args.get("stages"));
+    if (args.has("stages")) s.fusion_stages = parse_list(args, "stages");
     if (args.has("fusion")) {
       std::string f = args.get("fusion");
       MMF_CHECK(f == "cs,ps" || f == "ps,cs" || f == "cs" || f == "ps" || f == "none", Error,
@@ -117,8 +130,8 @@ int zoo_main(const std::vector<std::string>& argv) {
   }
   if (family == "mmtm") {
     zoo::MmtmSpec s = zoo::mmtm_preset(parse_dataset(args.get("dataset", "fmnist-two-view")));
-    if (args.has("blocks")) s.blocks = parse_list(args.get("blocks"));
-    if (args.has("stages")) s.mmtm_stages = parse_list(args.get("stages"));
+    if (args.has("blocks")) s.blocks = parse_list(args, "blocks");
+    if (args.has("stages")) s.mmtm_stages = parse_list(args, "stages");
     s.width = args.get_int("width", s.width);
     s.classes = args.get_int("classes", s.classes);
     s.batch = args.get_int("batch", s.batch);
