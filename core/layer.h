@@ -18,6 +18,7 @@
 // forward() with param(i) (never cached: the Net may replace a tensor by a shared one).
 #pragma once
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <string>
@@ -37,6 +38,9 @@ struct Param {
   float lr_mult = 1;
   float decay_mult = 1;
   bool learnable = true;  // false: state (BN running statistics) saved in snapshots, not solved
+  // State added after files were first written: copy_weights sets this value when a file that
+  // holds the layer's other parameters lacks it (NaN: none, the parameter counts as missing).
+  double value_if_absent = std::numeric_limits<double>::quiet_NaN();
 };
 
 // Memory estimates made before anything is allocated. The bytes a device holds: physical memory

@@ -1,6 +1,7 @@
 #include "core/snapshot.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -91,6 +92,16 @@ CopyReport copy_weights(Net& net, const proto::NetWeights& weights, bool strict)
   for (const Param& p : net.params()) {
     auto it = by_name.find(p.name);
     if (it == by_name.end()) {
+      // A file from before this state existed, holding the layer's other parameters.
+      std::string layer = p.name.substr(0, p.name.rfind('.') + 1);
+      bool layer_in_file = std::any_of(by_name.begin(), by_name.end(),
+                                       [&](const auto& kv) { return kv.first.rfind(layer, 0) == 0; });
+      if (!std::isnan(p.value_if_absent) && layer_in_file) {
+        autograd::NoGradGuard no_grad;
+        p.value.fill_(p.value_if_absent);
+        r.defaulted.push_back(p.name);
+        continue;
+      }
       r.missing.push_back(p.name);
       continue;
     }
@@ -115,7 +126,7 @@ CopyReport copy_weights(Net& net, const proto::NetWeights& weights, bool strict)
 std::string CopyReport::table() const {
   std::string out;
   size_t w = 6;
-  for (const auto* list : {&loaded, &missing, &mismatched, &unused})
+  for (const auto* list : {&loaded, &defaulted, &missing, &mismatched, &unused})
     for (const auto& n : *list) w = std::max(w, n.find(':') == std::string::npos ? n.size() : n.find(':'));
   auto line = [&](const std::string& status, const std::string& entry) {
     size_t colon = entry.find(':');
@@ -124,10 +135,13 @@ std::string CopyReport::table() const {
     out += "  " + name + std::string(w + 2 - name.size(), ' ') + status + (detail.empty() ? "" : "  " + detail) + "\n";
   };
   for (const auto& n : loaded) line("loaded", n);
+  for (const auto& n : defaulted) line("not in the file (an older one): set to its default", n);
   for (const auto& n : missing) line("missing (kept initialised)", n);
   for (const auto& n : mismatched) line("shape mismatch (kept initialised)", n);
   for (const auto& n : unused) line("unused (not in the net)", n);
-  out += "  " + std::to_string(loaded.size()) + " loaded, " + std::to_string(missing.size()) + " missing, " +
+  out += "  " + std::to_string(loaded.size()) + " loaded, " +
+         (defaulted.empty() ? std::string() : std::to_string(defaulted.size()) + " defaulted, ") +
+         std::to_string(missing.size()) + " missing, " +
          std::to_string(mismatched.size()) + " shape-mismatched, " + std::to_string(unused.size()) +
          " unused\n";
   return out;

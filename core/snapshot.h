@@ -24,6 +24,7 @@ proto::NetWeights read_weights(const std::string& path);
 // What copy_weights did, by "<layer>.<param>" name.
 struct CopyReport {
   std::vector<std::string> loaded;
+  std::vector<std::string> defaulted;  // absent from an older file: set to Param::value_if_absent
   std::vector<std::string> missing;  // in the net, not in the file: left as initialised
   std::vector<std::string> mismatched;  // "name: net [a, b] vs file [c]": left as initialised
   std::vector<std::string> unused;   // in the file, not in the net

@@ -6,17 +6,19 @@
 //   moving_average_fraction f (0.999)  Caffe's running averages: Caffe accumulates sums
 //                     S_t = f S_{t-1} + batch_t and a scale factor s_t = f s_{t-1} + 1 and uses
 //                     S_t / s_t, i.e. running += (batch - running) / s_t. We update in that form
-//                     with momentum 1/s_t = (1 - f) / (1 - f^(t+1)) at the forward of global batch
-//                     index t (ForwardContext::iteration), so no scale-factor state is needed and
-//                     a resumed run continues exactly. The first update takes the batch
-//                     statistics; later ones tend to PyTorch's momentum 1 - f (the variance is
-//                     the unbiased batch variance, as PyTorch's).
+//                     with momentum 1 / s_t and keep s_t as Caffe does, as a stored state
+//                     parameter ("scale_factor", [1], on the host so that reading it costs the
+//                     GPU nothing): a fresh net's first update takes the batch statistics; loaded
+//                     statistics (fine-tuning, resume) continue their average, later updates
+//                     tending to PyTorch's momentum 1 - f (the variance is the unbiased batch
+//                     variance, as PyTorch's). A weights file from before scale_factor existed
+//                     gives s = 1 / (1 - f), the value a long run converges to.
 //   eps (1e-5), affine (false: Caffe's BatchNorm, followed by a Scale layer),
 //   modalities M (1): the bottom is [M*N, C, ...]; each modality has its own statistics and
 //                     gamma/beta,
 //   scale_filler (constant 1), bias_filler (constant 0) }.
 // Parameters, in this order: mean, variance (learnable = false; initialised 0 and 1), then with
-// affine gamma, beta. Shape [C] when M = 1 (Caffe's and PyTorch's), [M, C] when M > 1 (row m
+// affine gamma, beta, then scale_factor (state, [1], initialised 0; Caffe's third blob). Shape [C] when M = 1 (Caffe's and PyTorch's), [M, C] when M > 1 (row m
 // for modality m).
 #include <cmath>
 
@@ -26,13 +28,6 @@
 
 namespace mmfuse {
 namespace {
-
-// Caffe's normalised running average as a momentum for update number t + 1 (see above).
-double running_momentum(double f, int64_t t) {
-  if (f >= 1) return 1.0 / static_cast<double>(t + 1);  // s_t = t + 1: the plain average
-  double denom = 1.0 - std::pow(f, static_cast<double>(t + 1));
-  return denom > 0 ? (1.0 - f) / denom : 1.0;
-}
 
 class BatchNormLayer : public Layer {
  public:
@@ -56,14 +51,25 @@ class BatchNormLayer : public Layer {
       add_param(ctx, "gamma", s, p.has_scale_filler() ? p.scale_filler() : make_filler("constant", 1), 1, 1);
       add_param(ctx, "beta", s, p.has_bias_filler() ? p.bias_filler() : make_filler("constant", 0), 1, 1);
     }
+    LayerContext host{ctx.gen, Device::cpu(), ctx.dtype, ctx.phase};
+    scale_index_ = params().size();
+    add_param(host, "scale_factor", {1}, make_filler("constant", 0), 1, 1, /*learnable=*/false);
+    params().back().value_if_absent = f < 1 ? 1.0 / (1.0 - f) : 1.0;
     return {x};
   }
 
-  TensorList forward(const TensorList& bottoms, ForwardContext& ctx) override {
+  TensorList forward(const TensorList& bottoms, ForwardContext&) override {
     const auto& p = layer_param().batch_norm_param();
     BatchNormOptions o;
     o.training = !global_stats_;
-    o.momentum = running_momentum(p.moving_average_fraction(), ctx.iteration);
+    o.momentum = 0;
+    if (o.training) {
+      // s_t = f s_{t-1} + 1 (f = 1: the plain average of all batches), momentum 1 / s_t.
+      const Tensor& scale = param(scale_index_);
+      double f = p.moving_average_fraction(), st = f * scale.item() + 1;
+      scale.fill_(st);
+      o.momentum = 1.0 / st;
+    }
     o.eps = p.eps();
     o.modalities = p.modalities();
     Tensor gamma = p.affine() ? param(2) : Tensor(), beta = p.affine() ? param(3) : Tensor();
@@ -72,6 +78,7 @@ class BatchNormLayer : public Layer {
 
  private:
   bool global_stats_ = false;
+  size_t scale_index_ = 0;
 };
 
 }  // namespace

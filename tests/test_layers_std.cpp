@@ -7,6 +7,7 @@
 
 #include "core/filler.h"
 #include "core/net.h"
+#include "core/snapshot.h"
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
@@ -211,12 +212,16 @@ TEST_CASE("BatchNorm: batch_norm, modalities = two layers on the halves, frozen 
                       "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" batch_norm_param { " + affine +
                       "modalities: 2 moving_average_fraction: 0.75 } }\n");
   const Layer& bn = *net->layer("bn");
-  REQUIRE(bn.params().size() == 4);
+  REQUIRE(bn.params().size() == 5);
   CHECK(bn.params()[0].name == "bn.mean");
   CHECK(!bn.params()[0].learnable);
   CHECK(!bn.params()[1].learnable);
   CHECK(bn.params()[2].name == "bn.gamma");
-  for (const auto& p : bn.params()) CHECK(p.value.shape() == Shape{2, 3});
+  for (size_t i = 0; i < 4; ++i) CHECK(bn.params()[i].value.shape() == Shape{2, 3});
+  CHECK(bn.params()[4].name == "bn.scale_factor");
+  CHECK(!bn.params()[4].learnable);
+  CHECK(bn.param(4).shape() == Shape{1});
+  CHECK(bn.param(4).device() == Device::cpu());
   CHECK(bn.param(0).to_vector<double>() == std::vector<double>(6, 0.0));
   CHECK(bn.param(1).to_vector<double>() == std::vector<double>(6, 1.0));
 
@@ -233,6 +238,7 @@ TEST_CASE("BatchNorm: batch_norm, modalities = two layers on the halves, frozen 
     auto row = [&](const std::vector<double>& v) { return std::vector<double>(v.begin() + 3 * m, v.begin() + 3 * m + 3); };
     single.param(0).fill_(0);
     single.param(1).fill_(1);
+    single.param(4).fill_(0);  // a fresh layer: its first update takes the batch statistics
     single.param(2).copy_(Tensor::from_vector(row(vg), {3}, DType::f64));
     single.param(3).copy_(Tensor::from_vector(row(vb), {3}, DType::f64));
     Tensor part = half->forward({{"x", x.narrow(3 * m, 3)}}).at("b");
@@ -279,14 +285,41 @@ TEST_CASE("BatchNorm: batch_norm, modalities = two layers on the halves, frozen 
     caffe->forward({{"x", b0}}, 0);
     CHECK(cb.param(0).item() == doctest::Approx(3));  // s_0 = 1: the batch mean itself
     caffe->forward({{"x", b1}}, 1);
-    CHECK(cb.param(0).item() == doctest::Approx((0.75 * 3 + 10) / 1.75));
+    const double mean1 = (0.75 * 3 + 10) / 1.75;
+    CHECK(cb.param(0).item() == doctest::Approx(mean1));
+    CHECK(cb.param(2).item() == 1.75);  // s_1, Caffe's third blob
+
+    // Fine-tuning: loaded statistics continue their average whatever the iteration (the
+    // first update no longer replaces them with one batch's).
+    auto tuned = make_net(input("x", {4, 1, 1, 1}) +
+                          "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" "
+                          "batch_norm_param { moving_average_fraction: 0.75 } }\n");
+    CopyReport r = copy_weights(*tuned, net_weights(*caffe), /*strict=*/true);
+    CHECK(r.loaded.size() == 3);
+    tuned->forward({{"x", b0}}, 0);
+    const double s2 = 0.75 * 1.75 + 1;
+    CHECK(tuned->layer("bn")->param(0).item() == doctest::Approx(mean1 + (3 - mean1) / s2));
+    CHECK(tuned->layer("bn")->param(2).item() == doctest::Approx(s2));
+
+    // A file from before the scale factor was stored: continued as a converged average,
+    // s = 1 / (1 - f) = 4, momentum 1 / (0.75 * 4 + 1) = 0.25.
+    proto::NetWeights old_file = net_weights(*caffe);
+    old_file.mutable_param()->RemoveLast();
+    auto legacy = make_net(input("x", {4, 1, 1, 1}) +
+                           "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" "
+                           "batch_norm_param { moving_average_fraction: 0.75 } }\n");
+    r = copy_weights(*legacy, old_file, /*strict=*/true);
+    CHECK(r.defaulted == std::vector<std::string>{"bn.scale_factor"});
+    legacy->forward({{"x", b0}}, 0);
+    CHECK(legacy->layer("bn")->param(0).item() == doctest::Approx(mean1 + 0.25 * (3 - mean1)));
   }
 
-  // TEST defaults to the running statistics (Caffe); Caffe-style BN (no affine) has 2 params of [C].
+  // TEST defaults to the running statistics (Caffe); Caffe-style BN (no affine) has Caffe's three
+  // blobs: mean and variance of [C], the scale factor of [1].
   auto test = make_net(input("x", {3, 3, 2, 3}) +
                            "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" }\n",
                        proto::TEST);
-  CHECK(test->layer("bn")->params().size() == 2);
+  CHECK(test->layer("bn")->params().size() == 3);
   CHECK(test->layer("bn")->param(0).shape() == Shape{3});
   Tensor xt = x.narrow(0, 3).detach();
   check_close(test->forward({{"x", xt}}).at("bn"), xt * (1 / std::sqrt(1 + 1e-5)), 1e-9);
