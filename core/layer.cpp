@@ -21,7 +21,16 @@ double device_memory_bytes(Device device) {
     return 0;
   }
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  return pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0;
+  double bytes = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0;
+  // A container's limit (cgroup v2, then v1) when it is below the machine's memory.
+  for (const char* limit_file : {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}) {
+    if (std::FILE* f = std::fopen(limit_file, "r")) {
+      double limit = 0;
+      if (std::fscanf(f, "%lf", &limit) == 1 && limit > 0 && (bytes <= 0 || limit < bytes)) bytes = limit;
+      std::fclose(f);
+    }
+  }
+  return bytes;
 }
 
 double tensor_bytes(const Shape& shape, DType dtype) {

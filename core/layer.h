@@ -44,7 +44,8 @@ struct Param {
 };
 
 // Memory estimates made before anything is allocated. The bytes a device holds: physical memory
-// for the CPU, total memory for a CUDA device (0 when unknown: nothing is refused).
+// for the CPU (or the container's cgroup limit when lower), total memory for a CUDA device (0
+// when unknown: nothing is refused).
 double device_memory_bytes(Device device);
 // Bytes of a tensor of `shape` and `dtype`, as a double (an absurd shape does not overflow).
 double tensor_bytes(const Shape& shape, DType dtype);
