@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -341,6 +342,56 @@ void create_parent(const std::string& file) {
   MMF_CHECK(!ec, IOError, dir.string(), ": cannot create the folder (", ec.message(), ")");
 }
 
+// A metrics record read back: numbers (null: NaN) and nested objects, keys in order.
+struct Json {
+  double number = std::nan("");
+  std::vector<std::pair<std::string, Json>> members;  // an object's
+  const Json* get(const std::string& key) const {
+    for (const auto& [k, v] : members)
+      if (k == key) return &v;
+    return nullptr;
+  }
+};
+
+// Parses what write_metrics writes (objects, strings as keys, numbers, null); false on
+// anything else.
+bool parse_json(const char*& p, Json& out) {
+  auto skip = [&] { while (*p == ' ') ++p; };
+  auto str = [&](std::string& s) {
+    if (*p != '"') return false;
+    for (++p; *p && *p != '"'; ++p) {
+      if (*p == '\\' && p[1]) ++p;
+      s += *p;
+    }
+    return *p == '"' && (++p, true);
+  };
+  skip();
+  if (*p == '{') {
+    ++p;
+    skip();
+    if (*p == '}') return ++p, true;
+    for (;;) {
+      std::string key;
+      skip();
+      if (!str(key)) return false;
+      skip();
+      if (*p++ != ':') return false;
+      Json v;
+      if (!parse_json(p, v)) return false;
+      out.members.emplace_back(std::move(key), std::move(v));
+      skip();
+      if (*p == ',') { ++p; continue; }
+      return *p == '}' && (++p, true);
+    }
+  }
+  if (std::strncmp(p, "null", 4) == 0) return p += 4, true;
+  char* end = nullptr;
+  out.number = std::strtod(p, &end);
+  if (end == p) return false;
+  p = end;
+  return true;
+}
+
 // The value of "iter" in a metrics record, or -1.
 int64_t record_iter(const std::string& line) {
   size_t at = line.find("\"iter\":");
@@ -516,6 +567,7 @@ void Solver::restore(const std::string& path) {
   losses_pos_ = losses_.size() % static_cast<size_t>(param_.average_loss());
   resumed_ = true;
   resumed_at_ = iter_;
+  reload_curves();
   note("Resuming from " + path + " at iteration " + std::to_string(iter_) + " (weights " + w + ")");
 }
 
@@ -627,6 +679,34 @@ void Solver::write_metrics(const std::string& line) {
   std::fprintf(f, "%s\n", line.c_str());
   std::fclose(f);
   metrics_started_ = true;
+}
+
+void Solver::reload_curves() {
+  // The earlier part of the training curve, from the records a resume keeps.
+  std::ifstream in(metrics_path_);
+  for (std::string line; std::getline(in, line);) {
+    if (record_iter(line) >= resumed_at_) continue;
+    Json r;
+    const char* p = line.c_str();
+    if (!parse_json(p, r) || !r.get("iter")) continue;
+    const double it = r.get("iter")->number;
+    if (!r.get("phase")) {
+      if (const Json* loss = r.get("loss")) train_curve_.emplace_back(it, loss->number);
+      continue;
+    }
+    const Json* net = r.get("net");
+    std::string pre = test_nets_.size() > 1 && net ? "test" + std::to_string(static_cast<int>(net->number)) + " "
+                                                  : "test ";
+    auto add = [&](const std::string& key, double v) {
+      if (!test_curves_.count(key)) test_curve_order_.push_back(key);
+      test_curves_[key].emplace_back(it, v);
+    };
+    if (const Json* outs = r.get("outputs"))
+      for (const auto& [n, v] : outs->members) add(pre + n, v.number);
+    if (const Json* seg = r.get("segmentation"))
+      for (const auto& [n, v] : seg->members)
+        if (const Json* m = v.get("miou")) add(pre + n + " mIoU", m->number);
+  }
 }
 
 std::vector<TestResult> Solver::test_all() {

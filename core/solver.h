@@ -104,6 +104,9 @@ class Solver {
   std::string curve_path() const { return prefix_ + "_curve.png"; }
   const std::string& last_snapshot() const { return last_snapshot_; }
   int64_t batch_size() const { return batch_size_; }
+  // The curve's points: (iteration, smoothed loss) at each display, the earlier part of a
+  // resumed run included.
+  const std::vector<std::pair<double, double>>& train_curve() const { return train_curve_; }
   double smoothed_loss() const;
 
  private:
@@ -125,6 +128,7 @@ class Solver {
   bool write_checked_snapshot();
   std::string divergence(const std::string& what);
   void write_metrics(const std::string& json_line);
+  void reload_curves();  // after a resume: the curve's points before it, from the metrics log
   void write_curve();
   void note(const std::string& line);
 

@@ -468,6 +468,9 @@ TEST_CASE("solver: resume after a crash leaves one metrics record per iteration"
   for (int i = 0; i < 10; ++i) CHECK(seen["train " + std::to_string(i)] == 1);
   for (int i = 0; i <= 10; i += 2) CHECK(seen["test " + std::to_string(i)] == 1);
   CHECK(seen.size() == 16);
+  // The training curve after the resume holds the earlier iterations too, once each.
+  REQUIRE(second.train_curve().size() == 10);
+  for (int i = 0; i < 10; ++i) CHECK(second.train_curve()[i].first == i);
 }
 
 TEST_CASE("solver: every field of a solver state is checked before it is used") {
