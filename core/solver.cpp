@@ -405,10 +405,11 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   tty_ = options_.out && isatty(fileno(options_.out));
   seed_ = param_.random_seed() < 0 ? 1 : static_cast<uint64_t>(param_.random_seed());
   max_iter_ = options_.max_iter >= 0 ? options_.max_iter : param_.max_iter();
+  const std::string where = solver_file.empty() ? std::string("solver") : solver_file;
   try {
     check_solver(param_, options_.max_iter);
   } catch (const Error& e) {
-    throw Error((solver_file.empty() ? std::string("solver") : solver_file) + ": " + e.what());
+    throw Error(where + ": " + e.what());
   }
   precision_ = options_.precision.empty() ? param_.precision() : options_.precision;
   MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "--precision must be fp32 or tf32, got '",
@@ -440,7 +441,6 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   device_ = want;
 
   // Nets. An inline net's errors name the solver file.
-  const std::string where = solver_file.empty() ? std::string("solver") : solver_file;
   auto load = [&](const std::string& p) { return read_net(resolve_path(p, solver_dir_)); };
   auto inline_net = [&](proto::NetParameter n, const char* field) {
     if (!n.has_source_file()) n.set_source_file(where + " (" + field + ")");
