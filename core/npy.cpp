@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <vector>
 
@@ -177,23 +178,18 @@ const char* descr_of(DType dtype) {
   return "?";
 }
 
-}  // namespace
+// Where the bytes of a .npy come from: a file, read as needed (a large array is copied once,
+// into the tensor), or memory. `read` copies n bytes at offset (offset + n <= size).
+struct ByteSource {
+  uint64_t size;
+  std::function<void(uint64_t offset, size_t n, void* dst)> read;
+};
 
-Tensor load_npy(const std::string& path) {
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open (" + errno_text() + ")");
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, not a .npy file");
-  in.seekg(0, std::ios::end);
-  std::streamoff end = in.tellg();
-  if (end < 0) fail(path, "cannot read (" + errno_text() + ")");
-  uint64_t file_size = static_cast<uint64_t>(end);
-  in.seekg(0);
-
+Tensor decode(const std::string& path, const ByteSource& src) {
+  const uint64_t file_size = src.size;
   unsigned char prefix[12] = {};
   size_t got = static_cast<size_t>(std::min<uint64_t>(file_size, sizeof(prefix)));
-  in.read(reinterpret_cast<char*>(prefix), static_cast<std::streamsize>(got));
+  src.read(0, got, prefix);
   if (got < kMagicLen || std::memcmp(prefix, kMagic, kMagicLen) != 0)
     fail(path, "not a .npy file (bad magic: expected \\x93NUMPY)");
   if (got < 10) fail(path, "header is truncated");
@@ -210,8 +206,7 @@ Tensor load_npy(const std::string& path) {
     fail(path, "header is truncated (" + std::to_string(file_size) + " bytes in the file, header says " +
                    std::to_string(data_offset) + ")");
   std::string header(static_cast<size_t>(header_len), '\0');
-  in.seekg(static_cast<std::streamoff>(kMagicLen + 2 + len_bytes));
-  in.read(header.data(), static_cast<std::streamsize>(header_len));
+  src.read(kMagicLen + 2 + len_bytes, header.size(), header.data());
 
   auto dict = HeaderParser(path, header).parse_dict();
   for (const auto& [key, value] : dict)
@@ -239,10 +234,35 @@ Tensor load_npy(const std::string& path) {
                    type.name + " needs " + std::to_string(nbytes));
 
   Tensor t = Tensor::empty(shape, type.dtype);
-  in.seekg(static_cast<std::streamoff>(data_offset));
-  in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(nbytes));
-  if (!in) fail(path, "read failed (" + errno_text() + ")");
+  src.read(data_offset, static_cast<size_t>(nbytes), t.raw_data());
   return t;
+}
+
+}  // namespace
+
+Tensor load_npy(const std::string& path) {
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail(path, "cannot open (" + errno_text() + ")");
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, not a .npy file");
+  in.seekg(0, std::ios::end);
+  std::streamoff end = in.tellg();
+  if (end < 0) fail(path, "cannot read (" + errno_text() + ")");
+  ByteSource file{static_cast<uint64_t>(end), [&](uint64_t offset, size_t n, void* dst) {
+                    in.seekg(static_cast<std::streamoff>(offset));
+                    in.read(static_cast<char*>(dst), static_cast<std::streamsize>(n));
+                    if (!in) fail(path, "read failed (" + errno_text() + ")");
+                  }};
+  return decode(path, file);
+}
+
+Tensor decode_npy(const void* data, size_t size, const std::string& name) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  ByteSource memory{size, [&](uint64_t offset, size_t n, void* dst) {
+                      if (n) std::memcpy(dst, bytes + offset, n);
+                    }};
+  return decode(name, memory);
 }
 
 void save_npy(const std::string& path, const Tensor& t) {

@@ -33,6 +33,16 @@ Image load_image(const std::string& path, int channels = 0);
 // The same from bytes in memory; `name` is used in error messages.
 Image decode_image(const std::vector<uint8_t>& bytes, const std::string& name, int channels = 0);
 
+// An image's size and depth from its header, without decoding the pixels, after the same
+// checks of the bytes as decode_image (use these, not stb_image's stbi_info: see image.cpp).
+// Throws IOError when the bytes are no image decode_image could read.
+struct ImageInfo {
+  int width = 0, height = 0, channels = 0;
+  int bits = 8;
+};
+ImageInfo image_info(const std::vector<uint8_t>& bytes, const std::string& name);
+ImageInfo read_image_info(const std::string& path);
+
 // A label map: a single-channel (gray) 8- or 16-bit PNG whose values are class indices. Throws
 // IOError for a colour (e.g. palette) label file, whose indices stb_image cannot recover.
 Image load_label(const std::string& path);

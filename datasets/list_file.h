@@ -19,5 +19,9 @@ struct ListEntry {
 // digits only is a class index, anything else a label path. `root` empty = the list's folder.
 // Throws IOError naming the file and line for a missing file or a malformed line.
 std::vector<ListEntry> read_list_file(const std::string& list_path, int modalities, const std::string& root = "");
+// The same from the list's text: paths are joined to `root` (empty: left relative); `name`
+// stands for the file in messages.
+std::vector<ListEntry> parse_list_file(const std::string& text, int modalities, const std::string& root,
+                                       const std::string& name);
 
 }  // namespace mmfuse::datasets
