@@ -345,10 +345,11 @@ void create_parent(const std::string& file) {
 // A metrics record read back: numbers (null: NaN) and nested objects, keys in order.
 struct Json {
   double number = std::nan("");
-  std::vector<std::pair<std::string, Json>> members;  // an object's
+  std::vector<std::string> keys;  // an object's members (a vector of pairs of the incomplete
+  std::vector<Json> values;       // type itself is a libstdc++ extension clang refuses)
   const Json* get(const std::string& key) const {
-    for (const auto& [k, v] : members)
-      if (k == key) return &v;
+    for (size_t i = 0; i < keys.size(); ++i)
+      if (keys[i] == key) return &values[i];
     return nullptr;
   }
 };
@@ -378,7 +379,8 @@ bool parse_json(const char*& p, Json& out) {
       if (*p++ != ':') return false;
       Json v;
       if (!parse_json(p, v)) return false;
-      out.members.emplace_back(std::move(key), std::move(v));
+      out.keys.push_back(std::move(key));
+      out.values.push_back(std::move(v));
       skip();
       if (*p == ',') { ++p; continue; }
       return *p == '}' && (++p, true);
@@ -702,10 +704,10 @@ void Solver::reload_curves() {
       test_curves_[key].emplace_back(it, v);
     };
     if (const Json* outs = r.get("outputs"))
-      for (const auto& [n, v] : outs->members) add(pre + n, v.number);
+      for (size_t i = 0; i < outs->keys.size(); ++i) add(pre + outs->keys[i], outs->values[i].number);
     if (const Json* seg = r.get("segmentation"))
-      for (const auto& [n, v] : seg->members)
-        if (const Json* m = v.get("miou")) add(pre + n + " mIoU", m->number);
+      for (size_t i = 0; i < seg->keys.size(); ++i)
+        if (const Json* m = seg->values[i].get("miou")) add(pre + seg->keys[i] + " mIoU", m->number);
   }
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <new>
 
 #include "core/autograd.h"
@@ -96,7 +97,18 @@ void convert_host(const void* src, DType st, void* dst, DType dt, int64_t n) {
       using D = decltype(d);
       const S* in = static_cast<const S*>(src);
       D* out = static_cast<D*>(dst);
-      for (int64_t i = 0; i < n; ++i) out[i] = static_cast<D>(in[i]);
+      if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D> && !std::is_same_v<D, bool>) {
+        // Out of D's range the plain cast is undefined: truncate toward zero into int64, then
+        // wrap modulo 2^bits as numpy and PyTorch do (-2.25 -> u8 254); NaN and values beyond
+        // int64 give 0.
+        for (int64_t i = 0; i < n; ++i) {
+          double v = static_cast<double>(in[i]);
+          int64_t t = v > -9.2e18 && v < 9.2e18 ? static_cast<int64_t>(v) : 0;
+          out[i] = static_cast<D>(t);
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<D>(in[i]);
+      }
     });
   });
 }

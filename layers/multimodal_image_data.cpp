@@ -12,7 +12,6 @@
 #include "datasets/data_layer.h"
 #include "datasets/image.h"
 #include "datasets/list_file.h"
-#include "stb/stb_image.h"
 
 namespace mmfuse {
 namespace {
@@ -172,16 +171,20 @@ class MultimodalImageDataLayer : public Layer {
   }
 
   // A modality's images share one depth: an 8-bit depth map among 16-bit ones (millimetres)
-  // would be scaled wrongly without a word. Headers only; unreadable files are left to load().
+  // would be scaled wrongly without a word. Headers only (after the reader's safety checks);
+  // unreadable files are left to load().
   void check_bit_depths() const {
     for (size_t m = 0; m < modalities_.size(); ++m) {
       const datasets::ListEntry* first = nullptr;
       int first_bits = 0;
       for (const auto& e : entries_) {
         const std::string& path = e.paths[m];
-        int w = 0, h = 0, c = 0;
-        if (!stbi_info(path.c_str(), &w, &h, &c)) continue;
-        int bits = stbi_is_16_bit(path.c_str()) ? 16 : 8;
+        int bits = 0;
+        try {
+          bits = datasets::read_image_info(path).bits;
+        } catch (const Error&) {
+          continue;
+        }
         if (!first) {
           first = &e;
           first_bits = bits;

@@ -63,6 +63,8 @@ TEST_CASE("copies between dtypes") {
   CHECK(x.to(DType::f32).to_vector<float>() == std::vector<float>{1.5f, -2.25f, 3.f});
   CHECK(x.to(DType::i32).to_vector<int32_t>() == std::vector<int32_t>{1, -2, 3});
   CHECK(x.to(DType::u8).dtype() == DType::u8);
+  // Out of range: truncated into int64, then wrapped (numpy's and PyTorch's answer), no UB.
+  CHECK(x.to(DType::u8).to_vector<uint8_t>() == std::vector<uint8_t>{1, 254, 3});
   Tensor c = x.clone();
   CHECK(c.storage() != x.storage());
   c.fill_(0);
