@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <tuple>
 
 #include "core/error.h"
 #include "stb/stb_image.h"
@@ -96,13 +97,20 @@ Image decode_pnm(const std::vector<uint8_t>& bytes, const std::string& name, int
   return image;
 }
 
-// Checks for two faults of stb_image 2.27 (third_party/stb), both fixed upstream in 2.28:
-//  - a JPEG Huffman table (DHT) of more than 256 codes is built past the end of its array;
+// Checks for faults of stb_image (third_party/stb), refused here as an IOError before
+// stb_image sees the bytes:
+//  - a JPEG Huffman table (DHT) of more than 256 codes is built past the end of its array
+//    (2.27; fixed upstream in 2.28);
+//  - a JPEG scan that decodes with a Huffman table no DHT segment defined before it reads the
+//    decoder's uninitialised memory: a wild index or a failed assertion (2.27 to 2.30);
 //  - a BMP shorter than its pixel rows decodes anyway, the missing rows black (a 95-byte file
-//    can declare 3 x 16 million pixels).
-// Each is refused here as an IOError before stb_image sees the bytes.
+//    can declare 3 x 16 million pixels; 2.27, fixed in 2.28).
 void check_jpeg_huffman_tables(const std::vector<uint8_t>& b, const std::string& name) {
   if (b.empty() || b[0] != 0xFF) return;  // stb_image's JPEG test: FF, any fill bytes FF, D8
+  // stb_image reads a byte past the end of the file as 0.
+  auto byte = [&](size_t i) -> unsigned { return i < b.size() ? b[i] : 0; };
+  bool defined[2][4] = {};  // [DC, AC][table id]
+  bool progressive = false;
   // Markers as a decoder finds them: segments carry a length; between them, after a scan
   // header, entropy-coded bytes with stuffed FF 00 and RSTn markers.
   for (size_t at = 0; at + 4 <= b.size();) {
@@ -115,14 +123,30 @@ void check_jpeg_huffman_tables(const std::vector<uint8_t>& b, const std::string&
       return;
     } else {
       const size_t length = static_cast<size_t>(b[at + 2]) << 8 | b[at + 3];
-      if (marker == 0xC4)  // tables: class/id byte, 16 counts, the symbols
+      if (marker == 0xC0 || marker == 0xC1 || marker == 0xC2) progressive = marker == 0xC2;  // the frame
+      if (marker == 0xC4) {  // tables: class/id byte, 16 counts, the symbols
         for (size_t table = at + 4; table < at + 2 + length && table < b.size();) {
-          size_t codes = 0;  // stb_image reads a count past the end of the file as 0
-          for (size_t i = table + 1; i <= table + 16 && i < b.size(); ++i) codes += b[i];
+          size_t codes = 0;
+          for (size_t i = table + 1; i <= table + 16; ++i) codes += byte(i);
           MMF_CHECK(codes <= 256, IOError, "cannot decode image '", name, "': corrupt JPEG (a Huffman table of ",
                     codes, " codes; at most 256)");
+          const unsigned kind = b[table] >> 4, id = b[table] & 15;
+          if (kind < 2 && id < 4) defined[kind][id] = true;  // stb_image refuses the others
           table += 17 + codes;
         }
+      }
+      if (marker == 0xDA) {  // a scan: component count, (component, DC id << 4 | AC id) each, Ss, Se, Ah Al
+        const size_t n = byte(at + 4), spectral_start = byte(at + 5 + 2 * n), high_bit = byte(at + 7 + 2 * n) >> 4;
+        // Progressive scans decode the DC coefficients (first pass only) or the AC ones.
+        const bool dc = !progressive || (spectral_start == 0 && high_bit == 0), ac = !progressive || spectral_start > 0;
+        for (size_t i = 0; i < n && i < 4; ++i) {
+          const unsigned ids = byte(at + 6 + 2 * i);
+          for (auto [used, kind, id] : {std::tuple{dc, 0u, ids >> 4}, {ac, 1u, ids & 15}})
+            MMF_CHECK(!used || id > 3 || defined[kind][id], IOError, "cannot decode image '", name,
+                      "': corrupt JPEG (a scan decodes with ", kind ? "AC" : "DC", " Huffman table ", id,
+                      ", which no DHT segment before it defines)");
+        }
+      }
       at += 2 + length;
     }
   }
@@ -138,7 +162,10 @@ void check_bmp_size(const std::vector<uint8_t>& b, const std::string& name) {
   const int64_t width = header == 12 ? u16(18) : static_cast<int32_t>(u32(18));
   const int64_t height = header == 12 ? u16(20) : std::abs(static_cast<int64_t>(static_cast<int32_t>(u32(22))));
   const uint32_t bits = header == 12 ? u16(24) : u16(28);
-  if (width <= 0 || width > (1 << 24) || height > (1 << 24) || bits == 0 || bits > 32) return;
+  // stb_image refuses a side over 2^24 itself, but negates a height of -2^31 first (undefined).
+  MMF_CHECK(std::abs(width) <= (1 << 24) && height <= (1 << 24), IOError, "cannot decode image '", name,
+            "': the BMP declares ", width, "x", height, " pixels (at most 16777216 a side)");
+  if (width <= 0 || bits == 0 || bits > 32) return;
   const uint64_t row_bytes = (static_cast<uint64_t>(width) * bits + 31) / 32 * 4;
   const uint64_t needed = offset + row_bytes * static_cast<uint64_t>(height);
   MMF_CHECK(b.size() >= needed, IOError, "cannot decode image '", name, "': the BMP is truncated: ", b.size(),

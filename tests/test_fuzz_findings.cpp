@@ -72,6 +72,26 @@ TEST_CASE("fuzz_image: a JPEG Huffman table of 1031 codes (stb_image 2.27 wrote 
   CHECK(seed.channels == 3);
 }
 
+TEST_CASE("fuzz_image: a JPEG scan decoding with a Huffman table no DHT defines (stb_image read its heap)") {
+  // The scan names DC table 2 and AC table 3 for its second component; the file defines tables
+  // 0 and 1 only. stb_image 2.27-2.30 decoded with the uninitialised table: an index of
+  // -16,776,670 under the sanitizers, a failed assertion in a CI run.
+  CHECK_THROWS_WITH_AS(decode_image(corpus_file("finding-jpeg-scan-undefined-table.jpg"), "scan.jpg"),
+                       "cannot decode image 'scan.jpg': corrupt JPEG (a scan decodes with DC Huffman table 2, which "
+                       "no DHT segment before it defines)",
+                       IOError);
+  // Progressive JPEGs define tables between scans, and their DC scans name AC tables they do not
+  // use: still decoded, to the same pixels as the baseline files jpegtran made them from.
+  for (const char* name : {"rgb_q90", "gray"}) {
+    INFO(name);
+    Image baseline = decode_image(corpus_file(std::string(name) + ".jpg"), "baseline.jpg");
+    Image progressive = decode_image(corpus_file(std::string(name) + "_progressive.jpg"), "progressive.jpg");
+    CHECK(progressive.width == baseline.width);
+    CHECK(progressive.channels == baseline.channels);
+    CHECK(progressive.pixels == baseline.pixels);
+  }
+}
+
 TEST_CASE("fuzz_image: a 95-byte BMP declaring 3 x 16 million pixels (stb_image 2.27 decoded it, rows black)") {
   CHECK_THROWS_WITH_AS(decode_image(corpus_file("finding-bmp-truncated-3x16m.bmp"), "cut.bmp"),
                        "cannot decode image 'cut.bmp': the BMP is truncated: 95 bytes, its 3x16187137 pixels of "
@@ -91,6 +111,12 @@ TEST_CASE("fuzz_image: a Huffman table cut short by the end of the file (stb_ima
 TEST_CASE("fuzz_image: the same behind fill bytes (FF FF ... D8 is a JPEG to stb_image)") {
   CHECK_THROWS_WITH_AS(decode_image(corpus_file("finding-jpeg-dht-after-fill-bytes.jpg"), "fill.jpg"),
                        "cannot decode image 'fill.jpg': corrupt JPEG (a Huffman table of 817 codes; at most 256)",
+                       IOError);
+}
+
+TEST_CASE("fuzz_image: a BMP of height -2^31 (stb_image negated it: undefined behaviour)") {
+  CHECK_THROWS_WITH_AS(decode_image(corpus_file("finding-bmp-height-min-int.bmp"), "tall.bmp"),
+                       "cannot decode image 'tall.bmp': the BMP declares 3x2147483648 pixels (at most 16777216 a side)",
                        IOError);
 }
 
