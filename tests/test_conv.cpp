@@ -4,6 +4,7 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+#include <cblas.h>
 
 #include "tests/gradcheck.h"
 
@@ -120,11 +121,14 @@ std::vector<double> naive_conv2d_weight_grad(const Tensor& x, const Tensor& gy, 
   return dw;
 }
 
-// OpenMP's thread count for the kernels (0: back to the default).
+// The thread count of OpenMP and of OpenBLAS, as in a process started with OMP_NUM_THREADS set
+// to it (0: back to the default). The kernels must give the same bits whatever it is.
 void set_threads(int threads) {
 #ifdef _OPENMP
   static const int default_threads = omp_get_max_threads();
-  omp_set_num_threads(threads > 0 ? threads : default_threads);
+  int count = threads > 0 ? threads : default_threads;
+  omp_set_num_threads(count);
+  if (openblas_get_parallel() == 1) openblas_set_num_threads(count);  // the OpenMP build follows OpenMP's
 #else
   (void)threads;
 #endif
@@ -181,32 +185,52 @@ TEST_CASE("conv2d matches a direct convolution") {
   }
 }
 
-TEST_CASE("conv2d with the batch and the channels split among threads") {
-  // Large enough that the kernels run samples (forward, dx) and channels (dw) on separate
-  // threads; the results must not depend on the thread count.
+// The blas_core_types ctest entry reruns this suite and test_linalg.cpp under each OpenBLAS
+// core type the CPU can execute, where the kernels round differently (test_linalg.cpp).
+TEST_CASE("conv2d and conv_transpose2d: the same bits for any thread count") {
+  // Samples (forward, dx) and input-channel chunks (dw) on separate threads, a batch of one
+  // whose products gemm cuts into blocks, groups, 1x1, depthwise; float64 (also checked
+  // against the loops) and float32, whose BLAS kernels differ. The bits must not depend on the
+  // thread count: on AVX-512 OpenBLAS (SkylakeX, Cooperlake: a Zen 4 EPYC) the weight gradient
+  // once differed between 1 and 2 threads, the channels being split by the thread count.
   struct Big { const char* name; Shape x, w; Conv2dOptions options; };
   for (const Big& c : {Big{"3x3 groups 2", {3, 16, 31, 29}, {32, 8, 3, 3}, {.pad_h = 1, .pad_w = 1, .groups = 2}},
                        Big{"1x1", {4, 32, 19, 23}, {48, 32, 1, 1}, {}},
+                       Big{"batch of one, 3x3", {1, 40, 37, 35}, {56, 40, 3, 3}, {.pad_h = 1, .pad_w = 1}},
+                       Big{"RGB input, 7x7 stride 2", {2, 3, 61, 59}, {24, 3, 7, 7}, {.stride_h = 2, .stride_w = 2, .pad_h = 3, .pad_w = 3}},
                        Big{"depthwise strided dilated", {6, 24, 45, 43}, {48, 1, 3, 3},
                            {.stride_h = 2, .stride_w = 2, .pad_h = 2, .pad_w = 1, .dilation_h = 2, .dilation_w = 2,
                             .groups = 24}}}) {
-    INFO(c.name);
-    Generator gen(32);
-    Tensor x = Tensor::randn(c.x, gen, 0, 1, DType::f64), w = Tensor::randn(c.w, gen, 0, 1, DType::f64);
-    auto run = [&](int threads) {
-      set_threads(threads);
-      Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
-      Tensor y = conv2d(xg, wg, Tensor(), c.options);
-      y.backward(tanh(y.detach()));
-      set_threads(0);
-      return TensorList{y, xg.grad(), wg.grad()};
-    };
-    TensorList parallel = run(2), serial = run(1);
-    Tensor gy = tanh(parallel[0]);
-    check_close(parallel[0].to_vector<double>(), naive_conv2d(x, w, Tensor(), c.options));
-    check_close(parallel[1].to_vector<double>(), naive_conv_transpose2d(gy, w, Tensor(), transpose_options(c.options)));
-    check_close(parallel[2].to_vector<double>(), naive_conv2d_weight_grad(x, gy, w.shape(), c.options));
-    for (int i = 0; i < 3; ++i) CHECK(parallel[i].to_vector<double>() == serial[i].to_vector<double>());
+    for (DType dtype : {DType::f64, DType::f32}) {
+      INFO(std::string(c.name) << (dtype == DType::f64 ? ", float64" : ", float32"));
+      Generator gen(32);
+      Tensor x = Tensor::randn(c.x, gen, 0, 1, dtype), w = Tensor::randn(c.w, gen, 0, 1, dtype);
+      // conv2d forward, dx, dw; conv_transpose2d of the same geometry reads them backwards
+      // (its forward is conv2d's dx, its backward conv2d's forward and dw).
+      auto run = [&](int threads) {
+        set_threads(threads);
+        Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
+        Tensor y = conv2d(xg, wg, Tensor(), c.options);
+        y.backward(tanh(y.detach()));
+        Tensor yg = y.detach().set_requires_grad(), wt = w.detach().set_requires_grad();
+        Tensor t = conv_transpose2d(yg, wt, Tensor(), transpose_options(c.options));
+        t.backward(tanh(t.detach()));
+        set_threads(0);
+        return TensorList{y, xg.grad(), wg.grad(), t, yg.grad(), wt.grad()};
+      };
+      TensorList parallel = run(2), serial = run(1), three = run(3);
+      if (dtype == DType::f64) {
+        Tensor gy = tanh(parallel[0]);
+        check_close(parallel[0].to_vector<double>(), naive_conv2d(x, w, Tensor(), c.options));
+        check_close(parallel[1].to_vector<double>(), naive_conv_transpose2d(gy, w, Tensor(), transpose_options(c.options)));
+        check_close(parallel[2].to_vector<double>(), naive_conv2d_weight_grad(x, gy, w.shape(), c.options));
+      }
+      for (size_t i = 0; i < parallel.size(); ++i) {
+        INFO("output " << i << " (y, dx, dw, transposed y, its dx, its dw)");
+        CHECK(parallel[i].to_vector<double>() == serial[i].to_vector<double>());
+        CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
+      }
+    }
   }
 }
 

@@ -1,9 +1,24 @@
 // matmul and linear: forward values by hand and against naive loops, errors, float32 against
 // float64, and gradient checks.
+#include <sys/wait.h>
+
+#include <array>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <sstream>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <cblas.h>
 
 #include "core/cpu/gemm.h"
 #include "tests/gradcheck.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using mmfuse::testing::random_input;
@@ -37,6 +52,19 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
   }
   INFO("element " << worst << ": " << (got.empty() ? 0 : got[worst]) << " vs " << (want.empty() ? 0 : want[worst]));
   CHECK(worst_ratio <= 1);
+}
+
+// The thread count of OpenMP and of OpenBLAS, as in a process started with OMP_NUM_THREADS set
+// to it (0: back to the default). The kernels must give the same bits whatever it is.
+void set_threads(int threads) {
+#ifdef _OPENMP
+  static const int default_threads = omp_get_max_threads();
+  int count = threads > 0 ? threads : default_threads;
+  omp_set_num_threads(count);
+  if (openblas_get_parallel() == 1) openblas_set_num_threads(count);  // the OpenMP build follows OpenMP's
+#else
+  (void)threads;
+#endif
 }
 
 }  // namespace
@@ -177,4 +205,163 @@ MMF_GRAD_TEST(linear) {
   Tensor x = Tensor::randn({3, 5}, gen, 0, 1, DType::f64);
   CHECK_GRAD([](const TensorList& t) { return linear(t[0], t[1], t[2]); },
              {x, random_input({3, 5}, gen), random_input({3}, gen)});
+}
+
+TEST_CASE("gemm cut into blocks matches loops for every transpose, beta and leading dimension") {
+  // Sizes that gemm cuts down (600 x 90 x 200: rows 256, 256, 88), across, and both (700 x 650
+  // x 60: rows 256, 256, 188 by columns 320, 320, 10), and one it leaves whole; operands inside
+  // wider rows (ld > width), C accumulated with beta.
+  Generator gen(9);
+  for (auto [M, N, K] : std::vector<std::array<int64_t, 3>>{{600, 90, 200}, {90, 600, 200}, {700, 650, 60}, {5, 9, 3}}) {
+    for (int trans = 0; trans < 4; ++trans) {
+      bool ta = trans & 1, tb = trans & 2;
+      double beta = trans == 3 ? 0.0 : 0.5;
+      int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+      int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = N + 7;
+      auto a = Tensor::randn({a_rows, lda}, gen, 0, 1, DType::f64).to_vector<double>();
+      auto b = Tensor::randn({b_rows, ldb}, gen, 0, 1, DType::f64).to_vector<double>();
+      auto c = Tensor::randn({M, ldc}, gen, 0, 1, DType::f64).to_vector<double>();
+      std::vector<double> want = c;
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double acc = 0;
+          for (int64_t k = 0; k < K; ++k) acc += (ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
+          want[i * ldc + j] = 1.5 * acc + beta * c[i * ldc + j];
+        }
+      INFO(M << "x" << N << "x" << K << (ta ? " A^T" : "") << (tb ? " B^T" : "") << ", beta " << beta);
+      cpu::gemm<double>(ta, tb, M, N, K, 1.5, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+      check_close(c, want);  // the padding past N included: untouched
+    }
+  }
+}
+
+TEST_CASE("matmul, linear and batched products: the same bits for any thread count") {
+  // A product gemm leaves whole but OpenBLAS would share among its threads, products gemm cuts
+  // into blocks (across, down and across, odd sizes), many small ones that run one per thread,
+  // few large ones, and broadcast operands whose gradients sum the batch into one C; forward
+  // and both gradients, float64 and float32.
+  struct Case { const char* name; Shape a, b; };
+  std::vector<Case> cases{{"one block, large enough for BLAS's own threads", {100, 120}, {120, 130}},
+                          {"blocks across", {96, 300}, {300, 1000}},
+                          {"blocks down and across", {700, 400}, {400, 650}},
+                          {"odd sizes", {257, 301}, {301, 263}},
+                          {"many small", {32, 13, 17}, {32, 17, 11}},
+                          {"few large, right operand broadcast", {3, 200, 300}, {300, 400}},
+                          {"left operand broadcast", {200, 300}, {4, 300, 250}}};
+  for (DType dtype : {DType::f64, DType::f32}) {
+    for (const Case& c : cases) {
+      INFO(std::string(c.name) << (dtype == DType::f64 ? ", float64" : ", float32"));
+      Generator gen(11);
+      Tensor a = Tensor::randn(c.a, gen, 0, 1, dtype), b = Tensor::randn(c.b, gen, 0, 1, dtype);
+      auto run = [&](int threads) {
+        set_threads(threads);
+        Tensor ag = a.detach().set_requires_grad(), bg = b.detach().set_requires_grad();
+        Tensor y = matmul(ag, bg);
+        y.backward(tanh(y.detach()));
+        set_threads(0);
+        return TensorList{y, ag.grad(), bg.grad()};
+      };
+      TensorList serial = run(1), two = run(2), three = run(3);
+      if (dtype == DType::f64) check_close(serial[0].to_vector<double>(), naive_matmul(a, b));
+      for (size_t i = 0; i < serial.size(); ++i) {
+        INFO("output " << i << " (y, da, db)");
+        CHECK(two[i].to_vector<double>() == serial[i].to_vector<double>());
+        CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
+      }
+    }
+    // An inner-product layer of LeNet's size (ip1: 800 -> 500 on a batch of 64), with bias.
+    Generator gen(12);
+    Tensor x = Tensor::randn({64, 800}, gen, 0, 1, dtype), w = Tensor::randn({500, 800}, gen, 0, 0.05, dtype);
+    Tensor bias = Tensor::randn({500}, gen, 0, 1, dtype);
+    auto run = [&](int threads) {
+      set_threads(threads);
+      Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad(), bg = bias.detach().set_requires_grad();
+      Tensor y = linear(xg, wg, bg);
+      y.backward(tanh(y.detach()));
+      set_threads(0);
+      return TensorList{y, xg.grad(), wg.grad(), bg.grad()};
+    };
+    TensorList serial = run(1), two = run(2), three = run(3);
+    for (size_t i = 0; i < serial.size(); ++i) {
+      INFO("linear, output " << i << " (y, dx, dw, db)");
+      CHECK(two[i].to_vector<double>() == serial[i].to_vector<double>());
+      CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
+    }
+  }
+}
+
+namespace {
+
+// OpenBLAS's x86-64 core types whose GEMM kernels round differently, and the CPU flags (as
+// /proc/cpuinfo names them) each one's kernels need. OpenBLAS runs a forced core type without
+// asking the CPU: without the flags it dies of SIGILL (Bulldozer's FMA4 on a Zen 4).
+struct CoreType {
+  const char* name;
+  std::vector<std::string> needs;
+};
+const std::vector<CoreType>& core_types() {
+  static const std::vector<CoreType> types{
+      {"Haswell", {"avx2", "fma"}},
+      {"Zen", {"avx2", "fma"}},
+      {"SkylakeX", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}},
+      {"Cooperlake", {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_bf16"}},
+      {"Sandybridge", {"avx"}},
+      {"Bulldozer", {"avx", "fma4"}},
+      {"Nehalem", {"sse4_2"}},
+  };
+  return types;
+}
+
+std::set<std::string> cpu_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) != 0) continue;
+    std::istringstream words(line.substr(line.find(':') + 1));
+    return {std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+  }
+  return {};
+}
+
+std::string lower(std::string s) {
+  for (char& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+}  // namespace
+
+// Skipped in the linalg suite; the ctest entry blas_core_types runs it (--no-skip). A CPU runs
+// one OpenBLAS core type of its own; the others' kernels round differently (docs/reliability.md,
+// "Determinism across thread counts and CPUs"), so every suite whose answers go through gemm is
+// rerun, in a child process, with OpenBLAS forced onto each core type this CPU can execute.
+TEST_CASE("the conv and linalg suites under every OpenBLAS core type this CPU runs" * doctest::skip()) {
+  std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  std::set<std::string> flags = cpu_flags();
+  mmfuse::testing::TempDir tmp("blas_core_types");
+  int ran = 0;
+  for (const CoreType& core : core_types()) {
+    std::string missing;
+    for (const std::string& flag : core.needs)
+      if (!flags.count(flag)) missing += " " + flag;
+    if (!missing.empty()) {
+      MESSAGE(std::string(core.name) << ": skipped, this CPU lacks" << missing);
+      continue;
+    }
+    std::string log = tmp / (std::string(core.name) + ".log");
+    std::string cmd = "OPENBLAS_CORETYPE=" + std::string(core.name) + " OPENBLAS_VERBOSE=2 OMP_NUM_THREADS=2 '" + self +
+                      "' --no-version --source-file='*test_conv.cpp,*test_linalg.cpp' > '" + log + "' 2>&1";
+    int status = std::system(cmd.c_str());
+    std::ifstream in(log);
+    std::stringstream text;
+    text << in.rdbuf();
+    // OPENBLAS_VERBOSE=2 names the core it took: one it does not know falls back to another.
+    if (lower(text.str()).find("core: " + lower(core.name)) == std::string::npos) {
+      MESSAGE(std::string(core.name) << ": skipped, OpenBLAS chose another core:\n" << text.str().substr(0, 200));
+      continue;
+    }
+    ++ran;
+    std::string tail = text.str().substr(text.str().size() > 3000 ? text.str().size() - 3000 : 0);
+    CHECK_MESSAGE((WIFEXITED(status) && WEXITSTATUS(status) == 0), core.name, ": the suites failed:\n", tail);
+  }
+  CHECK(ran > 0);
 }

@@ -26,11 +26,12 @@ void valid_range(int64_t offset, int64_t stride, int64_t size, int64_t out_size,
 }
 
 constexpr int64_t kParallelGrain = 32768;  // elements
-// Multiply-adds below which a convolution runs on one thread: waking threads and switching
-// BLAS to serial costs more than a small convolution.
+// Multiply-adds below which a convolution runs on one thread: waking threads costs more than a
+// small convolution.
 constexpr int64_t kParallelWork = int64_t{1} << 20;
 
-// Whether to split `units` (samples or channels) of a convolution among the threads.
+// Whether to run `units` (samples or channel chunks) of a convolution on separate threads. It
+// decides who computes a unit, never how: every product is the same gemm call either way.
 bool split_among_threads(const ConvGeometry& g, int64_t units) {
   int64_t work = g.batch * g.out_channels * g.col_rows() * g.out_area();
   return units > 1 && units >= max_threads() && work >= kParallelWork;
@@ -47,9 +48,9 @@ bool columns_are_image(const ConvGeometry& g) {
 }
 
 // Runs body(n, cols) for every sample n with a column buffer of col_rows() x out_area()
-// elements. The samples run in parallel, each on one thread with serial BLAS, when there are
-// at least as many as threads; otherwise one after another, with im2col and BLAS parallel
-// inside. Measured on the 2-core dev machine (OpenBLAS 0.3.21 pthreads, float32, x [8,64,32,32]
+// elements. The samples run in parallel, one thread each, when there are at least as many as
+// threads; otherwise one after another, with im2col and gemm's blocks parallel inside.
+// Measured on the 2-core dev machine (OpenBLAS 0.3.21 pthreads, float32, x [8,64,32,32]
 // w [64,64,3,3] pad 1, forward + dx + dw, the two runs back to back on a machine shared with
 // other builds): 21-38 GFLOP/s this way against 12-21 GFLOP/s for im2col of the whole batch
 // into [K, N*L] and one multithreaded gemm per group (whose strided im2col and BLAS/OpenMP
@@ -59,7 +60,6 @@ template <typename T, typename F>
 void for_each_sample(const ConvGeometry& g, F&& body) {
   int64_t size = columns_are_image(g) ? 0 : g.col_rows() * g.out_area();
   if (split_among_threads(g, g.batch)) {
-    SerialBlasScope serial;
     parallel_for(g.batch, 1, [&](int64_t b, int64_t e) {
       std::vector<T> cols(size);
       for (int64_t n = b; n < e; ++n) body(n, cols.data());
@@ -164,29 +164,40 @@ void conv_backward_data(const ConvGeometry& g, const T* grad_out, const T* weigh
   });
 }
 
-// Threads split the input channels, not the batch: each weight entry is summed over the batch
-// by one thread in batch order, so the result does not depend on the thread count.
+// The weight gradient is computed by chunks of each group's input channels: a few, so that
+// two threads share them evenly, about kWeightChunkWork multiply-adds or more per sample each
+// (one BLAS call each: narrower products cost more per multiply-add) and kWeightChunkColumns
+// columns or more where the layer has them. On the 2-core dev machine 8 chunks of 72 columns
+// (x [8,64,32,32], w [64,64,3,3]) cost 10% more than one product per sample, 4 of 144 cost 4%.
+constexpr int64_t kWeightChunkWork = int64_t{1} << 20;
+constexpr int64_t kWeightChunkColumns = 128;
+
+// Threads take whole chunks, not samples: each weight entry is summed over the batch in batch
+// order by one thread. The chunks follow from the geometry only, so the products — and the
+// bits of the result — are the same for any thread count.
 template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* image, const T* grad_out, T* grad_weight) {
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels(), cg = g.group_channels();
   std::fill(grad_weight, grad_weight + g.out_channels * K, T(0));
-  auto channel_range = [&](int64_t c_begin, int64_t c_end) {
-    std::vector<T> buffer(columns_are_image(g) ? 0 : std::min(c_end - c_begin, cg) * g.kernel_area() * L);
-    for (int64_t n = 0; n < g.batch; ++n) {
-      for (int64_t group = c_begin / cg; group * cg < c_end; ++group) {
-        int64_t c0 = std::max(c_begin, group * cg), c1 = std::min(c_end, (group + 1) * cg);
+  int64_t chunks = std::min({std::max<int64_t>(2, ceil_div(og * K * L, kWeightChunkWork)),
+                             std::max<int64_t>(2, K / kWeightChunkColumns), cg});
+  if (chunks > 2 && chunks % 2) --chunks;
+  int64_t chunk_channels = ceil_div(cg, chunks);  // the widest chunk's channels
+  auto chunk_range = [&](int64_t u_begin, int64_t u_end) {
+    std::vector<T> buffer(columns_are_image(g) ? 0 : chunk_channels * g.kernel_area() * L);
+    for (int64_t u = u_begin; u < u_end; ++u) {
+      int64_t group = u / chunks, part = u % chunks;
+      int64_t c0 = group * cg + cg * part / chunks, c1 = group * cg + cg * (part + 1) / chunks;
+      for (int64_t n = 0; n < g.batch; ++n) {
         const T* cols = image_columns(g, image, n, c0, c1, buffer.data());
         gemm<T>(false, true, og, (c1 - c0) * g.kernel_area(), L, 1, grad_out + (n * g.out_channels + group * og) * L,
                 L, cols, L, 1, grad_weight + group * og * K + (c0 - group * cg) * g.kernel_area(), K);
       }
     }
   };
-  if (split_among_threads(g, g.channels)) {
-    SerialBlasScope serial;
-    parallel_for(g.channels, 1, channel_range);
-  } else {
-    channel_range(0, g.channels);
-  }
+  int64_t units = g.groups * chunks;
+  if (split_among_threads(g, units)) parallel_for(units, 1, chunk_range);
+  else chunk_range(0, units);
 }
 
 template <typename T>

@@ -2,9 +2,15 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
-#include <mutex>
 #include <type_traits>
+#include <utility>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "core/cpu/parallel.h"
 #include "core/error.h"
@@ -27,38 +33,114 @@ void scale_rows(int64_t M, int64_t N, T beta, T* C, int64_t ldc) {
 
 }  // namespace
 
+// A product of at least 2 * kBlockWork multiply-adds is cut into blocks of about kBlockWork
+// or more; an edge that is cut is a multiple of kEdgeAlign (every x86 micro-kernel tile of
+// OpenBLAS divides it, so only C's own edges meet edge kernels) and at least kMinEdge. Each
+// block is a BLAS call that packs its own panels of A and B: with 2^22 and 256 the blocks of
+// a conv2d forward (x [8,64,32,32], w [64,64,3,3]: 4 blocks of 64 x 256 x 576 per sample) cost
+// 0-2% against one call per product on one thread of the 2-core dev machine, where 2^20 and 128
+// cost 2-4%. Constants, never the thread count: a product's blocks, and so its bits, depend on
+// its sizes only.
+constexpr int64_t kBlockWork = int64_t{1} << 22;
+constexpr int64_t kEdgeAlign = 64;
+constexpr int64_t kMinEdge = 256;
+
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Blocks {
+  int64_t rows, cols;            // edge of a block (the last one down or across may be shorter)
+  int64_t row_count, col_count;  // blocks down and across C
+};
+
+Blocks blocks_of(int64_t M, int64_t N, int64_t K) {
+  // In double: M * N * K may pass 2^63 for sizes BLAS accepts.
+  double wanted = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) / kBlockWork;
+  Blocks b{M, N, 1, 1};
+  if (wanted < 2) return b;
+  auto cut = [](int64_t size, double parts, int64_t& edge, int64_t& count) {
+    auto per_part = static_cast<int64_t>(std::ceil(static_cast<double>(size) / parts));
+    edge = std::min(size, std::max(kMinEdge, ceil_div(per_part, kEdgeAlign) * kEdgeAlign));
+    count = ceil_div(size, edge);
+  };
+  // The longer side first; the other one too if that gave too few blocks.
+  if (N >= M) {
+    cut(N, wanted, b.cols, b.col_count);
+    if (wanted / static_cast<double>(b.col_count) >= 2) cut(M, wanted / static_cast<double>(b.col_count), b.rows, b.row_count);
+  } else {
+    cut(M, wanted, b.rows, b.row_count);
+    if (wanted / static_cast<double>(b.row_count) >= 2) cut(N, wanted / static_cast<double>(b.row_count), b.cols, b.col_count);
+  }
+  return b;
+}
+
+// Runs a BLAS call on one thread, whichever OpenBLAS build is loaded. The pthreads build takes
+// its thread count from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS at start-up, and anyone may
+// change it since: it is set back to 1 whenever it is not. The OpenMP build follows OpenMP's
+// thread count wherever no parallel region is active (and its openblas_set_num_threads sets
+// OpenMP's count for the whole calling thread, so it is never called here): a call outside a
+// region is made inside a region of one thread whose own count is 1.
+template <typename F>
+void serial_blas(F&& call) {
+  static const int build = openblas_get_parallel();  // 0 serial, 1 pthreads, 2 OpenMP
+  if (build == 1 && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+#ifdef _OPENMP
+  if (build == 2 && !omp_in_parallel() && omp_get_max_threads() > 1) {
+#pragma omp parallel num_threads(1)
+    {
+      omp_set_num_threads(1);
+      call();
+    }
+    return;
+  }
+#endif
+  call();
+}
+
+template <typename T>
+void blas_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+               const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
+  auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
+  auto m = static_cast<blasint>(M), n = static_cast<blasint>(N), k = static_cast<blasint>(K);
+  auto la = static_cast<blasint>(lda), lb = static_cast<blasint>(ldb), lc = static_cast<blasint>(ldc);
+  serial_blas([&] {
+    if constexpr (std::is_same_v<T, float>)
+      cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A, la, B, lb, beta, C, lc);
+    else
+      cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A, la, B, lb, beta, C, lc);
+  });
+}
+
+}  // namespace
+
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
   // An empty sum: BLAS would reject lda = 0, and the answer is beta * C anyway.
   if (K == 0 || alpha == T(0)) return scale_rows(M, N, beta, C, ldc);
-  auto ta = trans_a ? CblasTrans : CblasNoTrans, tb = trans_b ? CblasTrans : CblasNoTrans;
-  blasint m = blas_int(M, "M"), n = blas_int(N, "N"), k = blas_int(K, "K");
-  blasint la = blas_int(lda, "lda"), lb = blas_int(ldb, "ldb"), lc = blas_int(ldc, "ldc");
-  if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A, la, B, lb, beta, C, lc);
-  else
-    cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, A, la, B, lb, beta, C, lc);
-}
-
-namespace {
-std::mutex g_serial_mutex;
-int g_serial_depth = 0;
-int g_saved_threads = 1;
-}  // namespace
-
-SerialBlasScope::SerialBlasScope() {
-  std::lock_guard<std::mutex> lock(g_serial_mutex);
-  if (g_serial_depth++ == 0) {
-    g_saved_threads = openblas_get_num_threads();
-    openblas_set_num_threads(1);
+  // Checked once, here: no block is larger, and nothing may throw inside a parallel region.
+  for (auto [v, what] : {std::pair{M, "M"}, {N, "N"}, {K, "K"}, {lda, "lda"}, {ldb, "ldb"}, {ldc, "ldc"}})
+    blas_int(v, what);
+  Blocks b = blocks_of(M, N, K);
+  auto block = [&](int64_t i) {
+    int64_t r0 = i / b.col_count * b.rows, c0 = i % b.col_count * b.cols;
+    const T* a = A + (trans_a ? r0 : r0 * lda);   // rows r0.. of op(A)
+    const T* bb = B + (trans_b ? c0 * ldb : c0);  // columns c0.. of op(B)
+    blas_gemm<T>(trans_a, trans_b, std::min(b.rows, M - r0), std::min(b.cols, N - c0), K, alpha, a, lda, bb, ldb,
+                 beta, C + r0 * ldc + c0, ldc);
+  };
+  int64_t count = b.row_count * b.col_count;
+#ifdef _OPENMP
+  if (count > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+    int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), count));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t i = 0; i < count; ++i) block(i);
+    return;
   }
-}
-
-SerialBlasScope::~SerialBlasScope() {
-  std::lock_guard<std::mutex> lock(g_serial_mutex);
-  if (--g_serial_depth == 0) openblas_set_num_threads(g_saved_threads);
+#endif
+  for (int64_t i = 0; i < count; ++i) block(i);
 }
 
 template <typename T>
@@ -73,13 +155,13 @@ void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t 
     if (stride_c == 0) scale_rows(M, N, beta, C, ldc);
     return;
   }
-  // Small products are those BLAS would not split among its threads anyway; below a total of
-  // 2^15 multiply-adds waking threads costs more than it saves. A shared C sums in batch order.
+  // Small products are those gemm does not cut into blocks; below a total of 2^15 multiply-adds
+  // waking threads costs more than it saves. Which way runs changes who computes an item, not
+  // how. A shared C sums in batch order.
   int64_t work = M * N * K;
-  bool many_small = stride_c != 0 && batch >= 2 * max_threads() && work <= (int64_t{1} << 21) &&
+  bool many_small = stride_c != 0 && batch >= 2 * max_threads() && work < 2 * kBlockWork &&
                     batch * work >= (int64_t{1} << 15);
   if (many_small) {
-    SerialBlasScope serial;
     parallel_for(batch, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) item(i, beta);
     });

@@ -9,28 +9,22 @@ namespace mmfuse::cpu {
 // C = alpha * op(A) * op(B) + beta * C, all row-major; op(A) is M x K, op(B) is K x N, C is
 // M x N. lda/ldb/ldc are the row strides (in elements) of A, B, C as stored. beta == 0 ignores
 // C's old contents (NaN included), as BLAS does. Sizes may be 0.
+//
+// Same bits for any thread count: C is cut into blocks whose edges depend on (M, N, K) only,
+// each block is one call of single-threaded BLAS over the whole K, and threads take whole
+// blocks. BLAS's own threads are never used — OpenBLAS splits a product among them by their
+// number, and its kernels (the AVX-512 ones above all) round differently at the edges of a
+// split and for smaller products (docs/reliability.md, "Determinism across thread counts and
+// CPUs"). Called from inside a parallel region, the blocks run on the calling thread.
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
           const T* B, int64_t ldb, T beta, T* C, int64_t ldc);
 
-// While one lives, gemm runs on its calling thread only. Hold one around a parallel_for whose
-// iterations call gemm: OpenBLAS's own threads would fight OpenMP's for the cores (on the
-// 2-core dev machine a conv2d with per-sample gemms in parallel ran 2x slower without it).
-// OpenBLAS's thread count is process-wide: the first scope sets it to 1 and the last one to
-// close restores it, so other threads' BLAS calls meanwhile also run serially (slower, never
-// wrong).
-class SerialBlasScope {
- public:
-  SerialBlasScope();
-  ~SerialBlasScope();
-  SerialBlasScope(const SerialBlasScope&) = delete;
-  SerialBlasScope& operator=(const SerialBlasScope&) = delete;
-};
-
 // gemm over `batch` triples of matrices stepping stride_a/stride_b/stride_c elements apart. A
 // stride of 0 reuses one matrix for every item (broadcast); stride_c == 0 sums the products of
-// the whole batch into one C, in batch order (deterministic), beta applying once. Many small
-// products run in parallel, one thread each; few large ones one after another on BLAS's threads.
+// the whole batch into one C, in batch order, beta applying once. Each item is one gemm (the
+// same blocks whoever runs it): many small products run in parallel, one thread each; few large
+// ones one after another, their blocks in parallel.
 template <typename T>
 void gemm_batched(bool trans_a, bool trans_b, int64_t batch, int64_t M, int64_t N, int64_t K, T alpha,
                   const T* A, int64_t lda, int64_t stride_a, const T* B, int64_t ldb, int64_t stride_b, T beta,
