@@ -26,7 +26,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/prototxt.h"
 #include "core/solver.h"
 

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "core/autograd.h"
-#include "core/error.h"
 #include "core/prototxt.h"
 #include "core/random.h"
 #include "core/tensor.h"

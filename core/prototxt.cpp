@@ -16,7 +16,7 @@
 #include <regex>
 #include <sstream>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mmfuse {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #include "core/proto/mmfuse.pb.h"  // generated into the build tree
 

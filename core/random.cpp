@@ -1,6 +1,6 @@
 #include "core/random.h"
 
-#include "core/kernels/philox.h"
+#include "base/philox.h"
 
 namespace mmfuse {
 

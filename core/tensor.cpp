@@ -6,8 +6,8 @@
 #include <type_traits>
 #include <new>
 
+#include "base/philox.h"
 #include "core/autograd.h"
-#include "core/kernels/philox.h"
 #include "core/random.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/kernels.h"
@@ -28,20 +28,6 @@ int64_t shape_numel(const Shape& shape) {
     MMF_CHECK(!__builtin_mul_overflow(n, d, &n), Error, "shape ", shape_str(shape),
               " has more elements than an int64 counts");
   return n;
-}
-
-Device Device::parse(const std::string& text) {
-  if (text == "cpu") return cpu();
-  if (text == "cuda" || text == "gpu") return cuda(0);
-  for (const char* prefix : {"cuda:", "gpu:"}) {
-    size_t n = std::strlen(prefix);
-    if (text.compare(0, n, prefix) == 0 && text.size() > n) {
-      char* end = nullptr;
-      long index = std::strtol(text.c_str() + n, &end, 10);
-      if (*end == '\0' && index >= 0) return cuda(static_cast<int>(index));
-    }
-  }
-  throw Error("unknown device '" + text + "' (expected cpu, cuda or cuda:N)");
 }
 
 // ---- Storage ----------------------------------------------------------------------------

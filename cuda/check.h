@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 
 #define MMF_CUDA_CHECK(call)                                                                \
   do {                                                                                      \

@@ -25,7 +25,7 @@
 #include <mutex>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/conv.h"

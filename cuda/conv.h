@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "core/cpu/conv.h"
+#include "base/geometry/conv.h"
 
 namespace mmfuse::cuda {
 

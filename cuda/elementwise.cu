@@ -7,7 +7,7 @@
 #include <limits>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -239,7 +239,7 @@ void convert(const void* src, DType st, void* dst, DType dt, int64_t n, int devi
                         " on cuda:", device);
 }
 
-// ---- explicit instantiations: every functor of core/kernels/elementwise_functors.h ----------
+// ---- explicit instantiations: every functor of base/elementwise_functors.h ----------
 
 #define MMF_UNARY(T, Op)                                                                           \
   template void unary_forward<T, functors::Op>(const T*, T*, int64_t, functors::Op, int);          \

@@ -10,7 +10,7 @@
 #include <initializer_list>
 #include <type_traits>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/fusion.h"

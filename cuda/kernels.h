@@ -1,17 +1,17 @@
 // The CUDA kernels core/ calls: raw pointers, sizes and the device index (the kernels run on
 // that device's compute stream, cuda/context.h). No CUDA headers here, and nothing of Tensor:
 // each function mirrors its CPU twin in core/cpu/ and takes the same functors
-// (core/kernels/). Included by core/ only where MMFUSE_WITH_CUDA is defined.
+// (base/elementwise_functors.h). Included by core/ only where MMFUSE_WITH_CUDA is defined.
 //
 // Templates are explicitly instantiated in the .cu files for T = float, double and every
-// functor of core/kernels/elementwise_functors.h; a new functor is one line in the list at the
+// functor of base/elementwise_functors.h; a new functor is one line in the list at the
 // end of cuda/elementwise.cu.
 #pragma once
 #include <cstdint>
 #include <vector>
 
-#include "core/dtype.h"
-#include "core/kernels/elementwise_functors.h"
+#include "base/dtype.h"
+#include "base/elementwise_functors.h"
 
 namespace mmfuse::cuda {
 

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/cpu/loss.h"
+#include "base/geometry/loss.h"
 
 namespace mmfuse::cuda {
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/error.h"
-#include "core/kernels/philox.h"
+#include "base/error.h"
+#include "base/philox.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/launch.h"

@@ -3,7 +3,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/cpu/norm.h"
+#include "base/geometry/norm.h"
 
 namespace mmfuse::cuda {
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/launch.h"

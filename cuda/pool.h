@@ -5,8 +5,8 @@
 #pragma once
 #include <cstdint>
 
-#include "core/cpu/pool.h"
-#include "core/cpu/resize.h"
+#include "base/geometry/pool.h"
+#include "base/geometry/resize.h"
 
 namespace mmfuse::cuda {
 

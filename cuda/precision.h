@@ -8,7 +8,7 @@
 #include <atomic>
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mmfuse::cuda {
 

@@ -10,7 +10,7 @@
 #include <limits>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"

@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "core/cpu/shape.h"
+#include "base/geometry/shape.h"
 
 namespace mmfuse::cuda {
 

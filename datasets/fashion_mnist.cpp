@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <memory>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/random.h"
 #include "datasets/transforms.h"
 

@@ -12,7 +12,7 @@
 #include <memory>
 #include <tuple>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "stb/stb_image.h"
 #include "stb/stb_image_write.h"
 

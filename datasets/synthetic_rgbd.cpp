@@ -5,7 +5,7 @@
 #include <numbers>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/random.h"
 
 namespace mmfuse::datasets {

@@ -10,7 +10,7 @@
 
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "datasets/fashion_mnist.h"
 #include "doctest/doctest.h"
 #include "tests/temp_dir.h"

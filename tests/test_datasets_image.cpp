@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "core/random.h"
 #include "datasets/image.h"
 #include "datasets/list_file.h"

@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "datasets/synthetic_rgbd.h"
 #include "doctest/doctest.h"
 

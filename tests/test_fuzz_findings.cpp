@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "datasets/image.h"
 #include "doctest/doctest.h"
 

@@ -2,7 +2,7 @@
 // loop and against separate per-modality calls, running statistics, dropout masks, gradients.
 #include <cmath>
 
-#include "core/kernels/philox.h"
+#include "base/philox.h"
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "core/error.h"
+#include "base/error.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/conv.h"
 #endif

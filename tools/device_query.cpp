@@ -3,7 +3,7 @@
 // switches. Exit 0 when none is visible (a report, not a failure).
 #include <cstdio>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "tools/command.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/runtime.h"

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "datasets/image.h"
 #include "datasets/synthetic_rgbd.h"
 #include "tools/command.h"

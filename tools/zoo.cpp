@@ -2,7 +2,7 @@
 
 #include <sstream>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mmfuse::zoo {
 

@@ -6,22 +6,9 @@
 #pragma once
 #include <cstdint>
 
+#include "base/geometry/conv.h"
+
 namespace mmfuse::cpu {
-
-struct ConvGeometry {
-  int64_t batch = 0, channels = 0, height = 0, width = 0;  // the image
-  int64_t out_channels = 0, out_height = 0, out_width = 0;  // the output (columns of im2col)
-  int64_t kernel_h = 1, kernel_w = 1;
-  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1;
-  int64_t groups = 1;
-
-  int64_t group_channels() const { return channels / groups; }
-  int64_t group_out_channels() const { return out_channels / groups; }
-  int64_t kernel_area() const { return kernel_h * kernel_w; }
-  int64_t col_rows() const { return group_channels() * kernel_area(); }  // K of the gemm
-  int64_t out_area() const { return out_height * out_width; }
-  int64_t image_area() const { return height * width; }
-};
 
 // One image plane (height x width) to its kernel_area() rows of columns: row ki*kernel_w + kj,
 // column oy*out_width + ox holds the pixel that kernel tap (ki, kj) sees at output (oy, ox),

@@ -12,8 +12,8 @@
 #include <omp.h>
 #endif
 
+#include "base/error.h"
 #include "core/cpu/parallel.h"
-#include "core/error.h"
 
 namespace mmfuse::cpu {
 

@@ -11,15 +11,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/geometry/loss.h"
 #include "core/cpu/parallel.h"
 
 namespace mmfuse::cpu {
-
-struct LineGeometry {
-  int64_t outer = 1;
-  int64_t dim = 1;
-  int64_t inner = 1;
-};
 
 constexpr int64_t kLineBlock = 64;
 
@@ -164,8 +159,6 @@ double deterministic_sum(int64_t n, F&& value) {
   for (double s : partial) total += s;
   return total;
 }
-
-enum class PointwiseLoss { l1, mse };
 
 template <typename T>
 inline T pointwise_loss_value(PointwiseLoss kind, T diff) {

@@ -13,24 +13,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "base/geometry/norm.h"
+#include "base/philox.h"
 #include "core/cpu/parallel.h"
-#include "core/kernels/philox.h"
 
 namespace mmfuse::cpu {
-
-struct BatchNormGeometry {
-  int64_t modalities = 1;
-  int64_t batch_per_modality = 0;  // N
-  int64_t channels = 0;            // C
-  int64_t spatial = 1;             // S
-  int64_t groups() const { return modalities * channels; }
-  int64_t count() const { return batch_per_modality * spatial; }  // elements per group
-  // Offset of the run of S elements for (group g, sample n within its modality).
-  int64_t run_offset(int64_t g, int64_t n) const {
-    int64_t m = g / channels, c = g % channels;
-    return ((m * batch_per_modality + n) * channels + c) * spatial;
-  }
-};
 
 inline int64_t groups_grain(const BatchNormGeometry& geo) {
   return std::max<int64_t>(1, 32768 / std::max<int64_t>(geo.count(), 1));

@@ -7,14 +7,10 @@
 #include <cstdint>
 #include <limits>
 
+#include "base/geometry/pool.h"
 #include "core/cpu/parallel.h"
 
 namespace mmfuse::cpu {
-
-struct Pool2dGeometry {
-  int64_t planes, in_h, in_w, out_h, out_w;
-  int64_t kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
-};
 
 // Planes per parallel chunk: about 16K input elements.
 inline int64_t pool_plane_grain(int64_t plane_size) {
@@ -65,24 +61,6 @@ void max_pool2d_backward(const T* gy, const int64_t* argmax, T* gx, const Pool2d
     for (int64_t p = p0; p < p1; ++p)
       for (int64_t o = p * out_plane; o < (p + 1) * out_plane; ++o) gx[p * in_plane + argmax[o]] += gy[o];
   });
-}
-
-// The window of output (oh, ow) clipped to the input, and the divisor PyTorch uses: the
-// window clipped to the padded bounds (count_include_pad) or to the input.
-struct AvgWindow {
-  int64_t h0, h1, w0, w1;
-  int64_t divisor;
-};
-
-inline AvgWindow avg_window(const Pool2dGeometry& g, int64_t oh, int64_t ow, bool count_include_pad) {
-  int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
-  int64_t h1 = std::min(h0 + g.kernel_h, g.in_h + g.pad_h);
-  int64_t w1 = std::min(w0 + g.kernel_w, g.in_w + g.pad_w);
-  int64_t padded_size = (h1 - h0) * (w1 - w0);
-  AvgWindow win{std::max<int64_t>(h0, 0), std::min(h1, g.in_h), std::max<int64_t>(w0, 0),
-                std::min(w1, g.in_w), 0};
-  win.divisor = count_include_pad ? padded_size : (win.h1 - win.h0) * (win.w1 - win.w0);
-  return win;
 }
 
 template <typename T>

@@ -1,7 +1,7 @@
 #include "core/ops/elementwise.h"
 
+#include "base/elementwise_functors.h"
 #include "core/cpu/elementwise.h"
-#include "core/kernels/elementwise_functors.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
 #ifdef MMFUSE_WITH_CUDA

@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace mmfuse::fuzz {
 

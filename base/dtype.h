@@ -2,7 +2,12 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <initializer_list>
 #include <string>
+
+#include "base/error.h"
 
 namespace mmfuse {
 
@@ -51,7 +56,7 @@ struct Device {
 
   static Device cpu() { return {DeviceType::cpu, 0}; }
   static Device cuda(int index = 0) { return {DeviceType::cuda, index}; }
-  // Parses "cpu", "cuda", "cuda:1" (throws on anything else).
+  // Parses "cpu", "cuda", "cuda:1" (throws Error on anything else).
   static Device parse(const std::string& text);
 
   bool is_cpu() const { return type == DeviceType::cpu; }
@@ -60,5 +65,19 @@ struct Device {
   bool operator!=(const Device& o) const { return !(*this == o); }
   std::string str() const { return is_cpu() ? "cpu" : "cuda:" + std::to_string(index); }
 };
+
+inline Device Device::parse(const std::string& text) {
+  if (text == "cpu") return cpu();
+  if (text == "cuda" || text == "gpu") return cuda(0);
+  for (const char* prefix : {"cuda:", "gpu:"}) {
+    size_t n = std::strlen(prefix);
+    if (text.compare(0, n, prefix) == 0 && text.size() > n) {
+      char* end = nullptr;
+      long index = std::strtol(text.c_str() + n, &end, 10);
+      if (*end == '\0' && index >= 0) return cuda(static_cast<int>(index));
+    }
+  }
+  throw Error("unknown device '" + text + "' (expected cpu, cuda or cuda:N)");
+}
 
 }  // namespace mmfuse

@@ -4,7 +4,7 @@
 #pragma once
 #include <cmath>
 
-#include "core/kernels/philox.h"  // MMF_HD
+#include "base/philox.h"  // MMF_HD
 
 namespace mmfuse::functors {
 
