@@ -11,8 +11,6 @@ namespace mmfuse {
 
 namespace {
 
-using datasets::Image;
-
 struct Rgb {
   int r, g, b;
 };
@@ -195,7 +193,7 @@ Image render_training_curve(const std::vector<PlotSeries>& losses, const std::ve
 
 void plot_training_curve(const std::string& path, const std::vector<PlotSeries>& losses,
                          const std::vector<PlotSeries>& metrics) {
-  datasets::write_png(path, render_training_curve(losses, metrics));
+  write_png(path, render_training_curve(losses, metrics));
 }
 
 }  // namespace mmfuse

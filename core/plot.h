@@ -1,12 +1,12 @@
 // The training curve: a small raster plot (no third-party code) written as PNG with
-// datasets/image.h. Two panels: losses on top (train smoothed loss, test losses), other test
+// core/png.h. Two panels: losses on top (train smoothed loss, test losses), other test
 // outputs (accuracy, mIoU) below; axes with tick numbers and a legend in a built-in 3x5 font.
 #pragma once
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "datasets/image.h"
+#include "core/png.h"
 
 namespace mmfuse {
 
@@ -16,8 +16,8 @@ struct PlotSeries {
 };
 
 // Renders the panels (an empty `metrics` gives one panel) into an RGB image.
-datasets::Image render_training_curve(const std::vector<PlotSeries>& losses, const std::vector<PlotSeries>& metrics,
-                                      int width = 800, int height = 600);
+Image render_training_curve(const std::vector<PlotSeries>& losses, const std::vector<PlotSeries>& metrics,
+                            int width = 800, int height = 600);
 // render_training_curve + write_png (IOError when it cannot be written).
 void plot_training_curve(const std::string& path, const std::vector<PlotSeries>& losses,
                          const std::vector<PlotSeries>& metrics);

@@ -1,29 +1,19 @@
-// Image decoding and PNG writing (stb_image / stb_image_write, plus a small 16-bit PNG encoder:
-// stb_image_write only writes 8-bit samples). Pixels are kept at their file depth: 8-bit files
-// give values 0..255, 16-bit PNGs (depth maps) keep all 16 bits. Layout HWC, row-major.
+// Image decoding (stb_image) and PNG writing. Pixels are kept at their file depth: 8-bit files
+// give values 0..255, 16-bit PNGs (depth maps) keep all 16 bits. Layout HWC, row-major. The
+// pixel buffer Image and the PNG writer live in core/png.h (core's training-curve plot writes
+// PNGs too, and core may not include datasets/); datasets:: names them as its own.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "core/png.h"
+
 namespace mmfuse::datasets {
 
-struct Image {
-  int width = 0, height = 0, channels = 0;
-  int bits = 8;                  // 8 or 16: the sample depth of the file it came from / goes to
-  std::vector<uint16_t> pixels;  // height * width * channels, HWC
-
-  Image() = default;
-  Image(int width, int height, int channels, int bits = 8)
-      : width(width), height(height), channels(channels), bits(bits),
-        pixels(static_cast<size_t>(width) * height * channels, 0) {}
-  size_t index(int y, int x, int c = 0) const {
-    return (static_cast<size_t>(y) * width + x) * channels + c;
-  }
-  uint16_t& at(int y, int x, int c = 0) { return pixels[index(y, x, c)]; }
-  uint16_t at(int y, int x, int c = 0) const { return pixels[index(y, x, c)]; }
-  bool empty() const { return pixels.empty(); }
-};
+using mmfuse::Image;
+using mmfuse::encode_png;
+using mmfuse::write_png;
 
 // Decodes a PNG (8- or 16-bit; gray, gray+alpha, RGB, RGBA, palette expanded to RGB/RGBA), JPEG,
 // BMP or PNM file. `channels` = 0 keeps the file's channel count; 1..4 converts as stb_image
@@ -46,13 +36,6 @@ ImageInfo read_image_info(const std::string& path);
 // A label map: a single-channel (gray) 8- or 16-bit PNG whose values are class indices. Throws
 // IOError for a colour (e.g. palette) label file, whose indices stb_image cannot recover.
 Image load_label(const std::string& path);
-
-// Writes `image` as PNG: 8-bit images (1-4 channels) through stb_image_write, 16-bit images
-// (1-4 channels) with our own encoder. Values of an 8-bit image must be <= 255. Throws IOError
-// when the file cannot be written.
-void write_png(const std::string& path, const Image& image);
-// The PNG bytes of `image` (both depths).
-std::vector<uint8_t> encode_png(const Image& image);
 
 // Reads a whole file; IOError naming the path and errno's reason when it cannot.
 std::vector<uint8_t> read_file(const std::string& path);
