@@ -4,7 +4,44 @@
 #include <cmath>
 #include <sstream>
 
+#include "core/net.h"
+
 namespace mmfuse::testing {
+
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  size_t worst = 0;
+  double worst_ratio = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    double ratio = std::abs(got[i] - want[i]) / (tol * std::max(1.0, std::abs(want[i])));
+    if (std::isnan(ratio)) ratio = HUGE_VAL;
+    if (ratio > worst_ratio) worst = i, worst_ratio = ratio;
+  }
+  INFO("element " << worst << " of " << got.size() << ": " << (got.empty() ? 0 : got[worst]) << " vs "
+                  << (want.empty() ? 0 : want[worst]) << " (tolerance " << tol << ")");
+  CHECK(worst_ratio <= 1);
+}
+
+void check_close(const Tensor& got, const Tensor& want, double tol) {
+  REQUIRE(got.shape() == want.shape());
+  check_close(got.to_vector<double>(), want.to_vector<double>(), tol);
+}
+
+void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const std::vector<std::string>& wrt,
+                    const std::vector<std::string>& tops) {
+  TensorList inputs;
+  for (const auto& name : wrt) inputs.push_back(feed.at(name));
+  for (const auto& p : net.learnable_params()) inputs.push_back(p.value);
+  auto f = [&](const TensorList& in) {
+    std::map<std::string, Tensor> fed = feed;
+    for (size_t i = 0; i < wrt.size(); ++i) fed[wrt[i]] = in[i];
+    auto blobs = net.forward(fed);
+    TensorList flat;
+    for (const auto& t : tops) flat.push_back(blobs.at(t).flatten(0));
+    return flat.size() == 1 ? flat[0] : concat(flat, 0);
+  };
+  CHECK_GRAD(f, inputs);
+}
 
 std::set<std::string>& gradient_tested_ops() {
   static std::set<std::string> ops;

@@ -6,13 +6,22 @@
 // differences in float64 for every element of every input that requires grad. Kinks (relu at
 // 0, max at ties, clamp at its bounds) are detected, not configured: where the one-sided
 // differences left and right of x disagree, x sits within eps of a kink and is skipped.
+//
+// Also the comparisons the suites share: check_close (values against expected ones) and
+// check_net_grad (gradcheck of a whole net's tops).
 #pragma once
 #include <functional>
+#include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "core/ops.h"
 #include "doctest/doctest.h"
+
+namespace mmfuse {
+class Net;
+}
 
 namespace mmfuse::testing {
 
@@ -38,6 +47,17 @@ GradcheckReport gradcheck(const TensorFn& f, const TensorList& inputs, const Gra
 
 // A float64 leaf of the given shape, uniform in [low, high), requiring grad.
 Tensor random_input(const Shape& shape, Generator& gen, double low = -1, double high = 1);
+
+// `got` equals `want` within tol * max(1, |want|) element by element (NaN never does). One
+// CHECK, naming the worst element, instead of one per element.
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12);
+// The same for tensors of one shape (any dtype, compared as float64).
+void check_close(const Tensor& got, const Tensor& want, double tol = 1e-12);
+
+// Gradient check of a net: its tops `tops` (flattened and concatenated) as a function of the fed
+// tensors named in `wrt` (those that require grad are checked) and of every learnable parameter.
+void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const std::vector<std::string>& wrt,
+                    const std::vector<std::string>& tops);
 
 // Registry of ops that have a gradient test (see MMF_GRAD_TEST).
 std::set<std::string>& gradient_tested_ops();

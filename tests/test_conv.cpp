@@ -9,6 +9,7 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -132,20 +133,6 @@ void set_threads(int threads) {
 #else
   (void)threads;
 #endif
-}
-
-// One CHECK for the worst element: |got - want| <= tol * max(1, |want|).
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  size_t worst = 0;
-  double worst_ratio = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    double ratio = std::abs(got[i] - want[i]) / (tol * std::max(1.0, std::abs(want[i])));
-    if (std::isnan(ratio)) ratio = HUGE_VAL;
-    if (ratio > worst_ratio) worst = i, worst_ratio = ratio;
-  }
-  INFO("element " << worst << ": " << (got.empty() ? 0 : got[worst]) << " vs " << (want.empty() ? 0 : want[worst]));
-  CHECK(worst_ratio <= 1);
 }
 
 ConvTranspose2dOptions transpose_options(const Conv2dOptions& o, int64_t output_padding_h = 0,

@@ -16,6 +16,7 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -64,24 +65,12 @@ std::map<std::string, Tensor> feed_of(const Inputs& inputs, const TensorList& va
 // Gradient check of the tops `tops` (flattened and concatenated) w.r.t. the fed tensors that
 // require grad and every learnable parameter of the net.
 void check_net_grad(Net& net, const Inputs& inputs, const TensorList& fed, const std::vector<std::string>& tops) {
-  TensorList all = fed;
-  for (const auto& p : net.learnable_params()) all.push_back(p.value);
-  auto f = [&](const TensorList& in) {
-    auto blobs = net.forward(feed_of(inputs, TensorList(in.begin(), in.begin() + static_cast<long>(inputs.size()))));
-    TensorList flat;
-    for (const auto& t : tops) flat.push_back(blobs.at(t).flatten(0));
-    return flat.size() == 1 ? flat[0] : concat(flat, 0);
-  };
-  CHECK_GRAD(f, all);
+  std::vector<std::string> names;
+  for (const auto& input : inputs) names.push_back(input.first);
+  testing::check_net_grad(net, feed_of(inputs, fed), names, tops);
 }
 
 std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
-
-void check_close(const Tensor& a, const Tensor& b, double eps = 1e-12) {
-  REQUIRE(a.shape() == b.shape());
-  auto va = values(a), vb = values(b);
-  for (size_t i = 0; i < va.size(); ++i) CHECK(va[i] == doctest::Approx(vb[i]).epsilon(eps));
-}
 
 double max_abs(const Tensor& t) {
   double m = 0;

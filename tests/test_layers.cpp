@@ -11,6 +11,7 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -40,25 +41,15 @@ std::unique_ptr<Net> net_on(const Shape& shape, const std::string& layers, const
                                DType::f64);
 }
 
-// Gradient check of blob `top` w.r.t. the net's inputs and all its learnable parameters.
+// Gradient check of blob `top` w.r.t. the net's inputs x (and y) and all its learnable parameters.
 void check_net_grad(Net& net, const std::string& top, const TensorList& fed) {
-  TensorList inputs = fed;
-  for (const auto& p : net.learnable_params()) inputs.push_back(p.value);
-  auto f = [&](const TensorList& in) {
-    std::map<std::string, Tensor> feed{{"x", in[0]}};
-    if (fed.size() > 1) feed["y"] = in[1];
-    return net.forward(feed).at(top);
-  };
-  CHECK_GRAD(f, inputs);
+  std::map<std::string, Tensor> feed{{"x", fed[0]}};
+  if (fed.size() > 1) feed["y"] = fed[1];
+  testing::check_net_grad(net, feed, fed.size() > 1 ? std::vector<std::string>{"x", "y"} : std::vector<std::string>{"x"},
+                          {top});
 }
 
 std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
-
-void check_close(const Tensor& a, const Tensor& b) {
-  REQUIRE(a.shape() == b.shape());
-  auto va = values(a), vb = values(b);
-  for (size_t i = 0; i < va.size(); ++i) CHECK(va[i] == doctest::Approx(vb[i]).epsilon(1e-12));
-}
 
 }  // namespace
 

@@ -6,19 +6,12 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
 
 std::vector<double> values(const Tensor& t) { return t.to_vector<double>(); }
-
-void check_close(const std::vector<double>& a, const std::vector<double>& b, double tol = 1e-12) {
-  REQUIRE(a.size() == b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("element " << i);
-    CHECK(a[i] == doctest::Approx(b[i]).epsilon(tol).scale(1));
-  }
-}
 
 Tensor f64(const std::vector<double>& v, const Shape& shape) { return Tensor::from_vector<double>(v, shape); }
 

@@ -5,6 +5,7 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -15,14 +16,6 @@ Tensor map4x4() {
                                       7, 2, 9, 1,  //
                                       3, 6, 2, 4},
                                      {1, 1, 4, 4});
-}
-
-void check_close(const std::vector<double>& got, const std::vector<double>& want) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i);
-    CHECK(got[i] == doctest::Approx(want[i]).epsilon(1e-12));
-  }
 }
 
 }  // namespace

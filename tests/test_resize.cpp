@@ -5,17 +5,10 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
-
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double eps = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i);
-    CHECK(got[i] == doctest::Approx(want[i]).epsilon(eps));
-  }
-}
 
 Tensor map2x2() { return Tensor::from_vector<double>({1, 2, 3, 4}, {1, 1, 2, 2}); }
 Tensor row0to4() { return Tensor::from_vector<double>({0, 1, 2, 3, 4}, {1, 1, 1, 5}); }
