@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "core/evaluate.h"
 #include "core/filler.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/runtime.h"
@@ -49,6 +50,10 @@ std::string bytes_str(double bytes) {
 }
 
 std::string Layer::describe() const { return "layer '" + name() + "' (" + type() + ")"; }
+
+std::vector<SegmentationScores> Layer::metric_scores(size_t, const std::vector<double>&, const Shape&) const {
+  throw Error(describe() + ": holds no metric state to score");
+}
 
 namespace {
 std::string count_range(int lo, int hi, const char* noun) {

@@ -32,6 +32,8 @@
 
 namespace mmfuse {
 
+struct SegmentationScores;  // core/evaluate.h
+
 struct Param {
   std::string name;       // "<layer>.<param>", e.g. "conv1.weight"
   Tensor value;           // a leaf; requires grad when learnable
@@ -87,6 +89,16 @@ class Layer {
   virtual Arity arity() const { return {}; }
   // Loss layers (Caffe: *Loss types) weigh their first top by 1 unless loss_weight says otherwise.
   virtual bool is_loss() const { return false; }
+  // Input layers: their tops are the tensors given to Net::forward by name (Net::inputs()).
+  virtual bool is_input() const { return false; }
+  // Metric layers (SegmentationMetric): their tops are counts over a batch (confusion matrices),
+  // metric state that the test loop (core/evaluate.h) sums over a whole run rather than
+  // averaging, then hands to metric_scores().
+  virtual bool sums_metric_state() const { return false; }
+  // The scores of top `top` from its counts summed over a run (`shape`: the top's), one row per
+  // modality or ensemble; evaluate() names the rows. Only called when sums_metric_state().
+  virtual std::vector<SegmentationScores> metric_scores(size_t top, const std::vector<double>& summed,
+                                                        const Shape& shape) const;
 
   // Validates the bottoms, creates the parameters, returns the top shapes. No compute.
   virtual std::vector<Shape> setup(const std::vector<Shape>& bottom_shapes, LayerContext& ctx) = 0;

@@ -299,7 +299,7 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
   for (int t = 0; t < lp.top_size(); ++t)
     if (weights[t] != 0) loss_weights_.emplace_back(lp.top(t), weights[t]);
 
-  if (lp.type() == "Input")
+  if (layer->is_input())
     for (int t = 0; t < lp.top_size(); ++t) inputs_.emplace_back(lp.top(t), top_shapes[t]);
   for (int t = 0; t < lp.top_size(); ++t) {
     if (!blob_shapes_.count(lp.top(t))) blob_order_.push_back(lp.top(t));

@@ -7,13 +7,9 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <set>
 
 #include "core/ops.h"
-#include "core/plot.h"
 #include "core/prototxt.h"
 #include "cuda/precision.h"
 #ifdef MMFUSE_WITH_CUDA
@@ -76,30 +72,6 @@ std::string duration_str(double s) {
   return buf;
 }
 
-std::string json_num(double v) { return std::isfinite(v) ? fmt("%.9g", v) : "null"; }
-std::string json_str(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt("\\u%04x", static_cast<unsigned char>(c));
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-
-double rss_mb() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  long pages = 0, resident = 0;
-  int n = std::fscanf(f, "%ld %ld", &pages, &resident);
-  std::fclose(f);
-  if (n != 2) return 0;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
-}
-
 double mean_of(const Tensor& t) {
   std::vector<double> v = t.to_vector<double>();
   double s = 0;
@@ -115,169 +87,10 @@ int visible_gpus() {
 #endif
 }
 
-std::set<std::string> segmentation_tops(const Net& net) {
-  std::set<std::string> out;
-  for (size_t i = 0; i < net.layers().size(); ++i)
-    if (net.layers()[i]->type() == "SegmentationMetric")
-      for (const auto& t : net.top_names(i)) out.insert(t);
-  return out;
-}
-
-float loss_weight_of(const Net& net, const std::string& blob) {
-  for (const auto& [name, w] : net.loss_weights())
-    if (name == blob) return w;
-  return 0;
-}
-
 }  // namespace
 
 void request_snapshot() { g_snapshot.store(true); }
 void request_stop() { g_stop.store(true); }
-
-// ---- evaluation ----------------------------------------------------------------------------------
-
-SegmentationScores segmentation_scores(const std::vector<double>& c, int64_t k) {
-  MMF_CHECK(static_cast<int64_t>(c.size()) == k * k, Error, "segmentation_scores: ", c.size(),
-            " counts for ", k, " classes");
-  SegmentationScores s;
-  s.confusion = c;
-  s.class_iou.assign(static_cast<size_t>(k), std::nan(""));
-  s.class_accuracy.assign(static_cast<size_t>(k), std::nan(""));
-  double total = 0, diag = 0, acc_sum = 0, iou_sum = 0;
-  int64_t acc_n = 0, iou_n = 0;
-  for (int64_t i = 0; i < k; ++i) {
-    double row = 0, col = 0;
-    for (int64_t j = 0; j < k; ++j) {
-      row += c[i * k + j];
-      col += c[j * k + i];
-    }
-    double tp = c[i * k + i];
-    total += row;
-    diag += tp;
-    if (row > 0) {
-      s.class_accuracy[static_cast<size_t>(i)] = 100 * tp / row;
-      acc_sum += tp / row;
-      ++acc_n;
-    }
-    double uni = row + col - tp;
-    if (uni > 0) {
-      s.class_iou[static_cast<size_t>(i)] = 100 * tp / uni;
-      iou_sum += tp / uni;
-      ++iou_n;
-    }
-  }
-  s.pixel_accuracy = total > 0 ? 100 * diag / total : 0;
-  s.mean_accuracy = acc_n ? 100 * acc_sum / static_cast<double>(acc_n) : 0;
-  s.mean_iou = iou_n ? 100 * iou_sum / static_cast<double>(iou_n) : 0;
-  return s;
-}
-
-std::string TestResult::format() const {
-  std::string out;
-  for (size_t i = 0; i < outputs.size(); ++i)
-    out += "    " + net + " output #" + std::to_string(i) + ": " + outputs[i].first + " = " +
-           fmt("%.6g", outputs[i].second) + "\n";
-  if (!segmentation.empty()) {
-    size_t w = 12;
-    for (const auto& s : segmentation) w = std::max(w, s.name.size());
-    std::string head = "segmentation";
-    out += "    " + head + std::string(w - head.size(), ' ') + "  pixel acc  mean acc   mIoU\n";
-    for (const auto& s : segmentation)
-      out += "    " + s.name + std::string(w - s.name.size(), ' ') + fmt("  %9.2f", s.pixel_accuracy) +
-             fmt("  %8.2f", s.mean_accuracy) + fmt("  %6.2f", s.mean_iou) + "\n";
-  }
-  return out;
-}
-
-namespace {
-std::string right(size_t v, int width, const char* before = "") {  // v right-aligned in `width` columns
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%s%*zu", before, width, v);
-  return buf;
-}
-std::string cell(double v, const char* format) { return std::isnan(v) ? std::string("      -") : fmt(format, v); }
-}  // namespace
-
-std::string TestResult::format_per_class() const {
-  std::string out;
-  for (const auto& s : segmentation) {
-    out += "    " + s.name + ": class    IoU    acc\n";
-    for (size_t i = 0; i < s.class_iou.size(); ++i)
-      out += right(i, 5, "      ") + cell(s.class_iou[i], " %6.2f") + cell(s.class_accuracy[i], " %6.2f") + "\n";
-  }
-  return out;
-}
-
-std::string TestResult::format_confusion() const {
-  std::string out;
-  for (const auto& s : segmentation) {
-    size_t k = s.class_iou.size();
-    out += "    " + s.name + ": % of each ground-truth class (rows) predicted as (columns)\n        ";
-    for (size_t j = 0; j < k; ++j) out += right(j, 5, " ");
-    out += "\n";
-    for (size_t i = 0; i < k; ++i) {
-      double row = 0;
-      for (size_t j = 0; j < k; ++j) row += s.confusion[i * k + j];
-      out += right(i, 3, "    ") + " ";
-      for (size_t j = 0; j < k; ++j) out += row > 0 ? fmt(" %5.1f", 100 * s.confusion[i * k + j] / row) : "     -";
-      out += "\n";
-    }
-  }
-  return out;
-}
-
-TestResult evaluate(Net& net, int iterations, const std::string& label) {
-  MMF_CHECK(iterations > 0, Error, "test: the number of iterations must be positive, got ", iterations);
-  autograd::NoGradGuard no_grad;
-  std::set<std::string> seg = segmentation_tops(net);
-  std::vector<std::string> names = net.output_names();
-  for (const auto& s : seg)
-    if (std::find(names.begin(), names.end(), s) == names.end()) names.push_back(s);
-  std::map<std::string, std::vector<double>> sums;
-  std::map<std::string, Shape> shapes;
-  for (int it = 0; it < iterations; ++it) {
-    auto blobs = net.forward({}, it);
-    for (const auto& n : names) {
-      const Tensor& t = blobs.at(n);
-      std::vector<double> v = t.to_vector<double>();
-      auto& acc = sums[n];
-      if (acc.empty()) {
-        acc.assign(v.size(), 0.0);
-        shapes[n] = t.shape();
-      }
-      MMF_CHECK(acc.size() == v.size(), Error, "test: output '", n, "' changed size between batches");
-      for (size_t i = 0; i < v.size(); ++i) acc[i] += v[i];
-    }
-  }
-  TestResult r;
-  r.net = label;
-  for (const auto& n : names) {
-    const auto& acc = sums[n];
-    if (seg.count(n)) {
-      const Shape& s = shapes[n];
-      MMF_CHECK(s.size() == 3 && s[1] == s[2], Error, "test: SegmentationMetric top '", n, "' has shape ",
-                shape_str(s), ", expected [M, K, K]");
-      int64_t m = s[0], k = s[1];
-      for (int64_t b = 0; b < m; ++b) {
-        std::vector<double> c(acc.begin() + b * k * k, acc.begin() + (b + 1) * k * k);
-        SegmentationScores sc = segmentation_scores(c, k);
-        if (m == 1)
-          sc.name = n;
-        else
-          sc.name = (seg.size() > 1 ? n + " " : std::string()) + "branch " + std::to_string(b);
-        r.segmentation.push_back(sc);
-      }
-      continue;
-    }
-    if (acc.size() == 1) {
-      r.outputs.emplace_back(n, acc[0] / iterations);
-    } else {
-      for (size_t i = 0; i < acc.size(); ++i)
-        r.outputs.emplace_back(n + "[" + std::to_string(i) + "]", acc[i] / iterations);
-    }
-  }
-  return r;
-}
 
 // ---- the solver ------------------------------------------------------------------------------
 
@@ -333,72 +146,6 @@ void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
   }
 }
 
-// Creates the folder of an output file when the first output is written.
-void create_parent(const std::string& file) {
-  fs::path dir = fs::path(file).parent_path();
-  if (dir.empty()) return;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  MMF_CHECK(!ec, IOError, dir.string(), ": cannot create the folder (", ec.message(), ")");
-}
-
-// A metrics record read back: numbers (null: NaN) and nested objects, keys in order.
-struct Json {
-  double number = std::nan("");
-  std::vector<std::string> keys;  // an object's members (a vector of pairs of the incomplete
-  std::vector<Json> values;       // type itself is a libstdc++ extension clang refuses)
-  const Json* get(const std::string& key) const {
-    for (size_t i = 0; i < keys.size(); ++i)
-      if (keys[i] == key) return &values[i];
-    return nullptr;
-  }
-};
-
-// Parses what write_metrics writes (objects, strings as keys, numbers, null); false on
-// anything else.
-bool parse_json(const char*& p, Json& out) {
-  auto skip = [&] { while (*p == ' ') ++p; };
-  auto str = [&](std::string& s) {
-    if (*p != '"') return false;
-    for (++p; *p && *p != '"'; ++p) {
-      if (*p == '\\' && p[1]) ++p;
-      s += *p;
-    }
-    return *p == '"' && (++p, true);
-  };
-  skip();
-  if (*p == '{') {
-    ++p;
-    skip();
-    if (*p == '}') return ++p, true;
-    for (;;) {
-      std::string key;
-      skip();
-      if (!str(key)) return false;
-      skip();
-      if (*p++ != ':') return false;
-      Json v;
-      if (!parse_json(p, v)) return false;
-      out.keys.push_back(std::move(key));
-      out.values.push_back(std::move(v));
-      skip();
-      if (*p == ',') { ++p; continue; }
-      return *p == '}' && (++p, true);
-    }
-  }
-  if (std::strncmp(p, "null", 4) == 0) return p += 4, true;
-  char* end = nullptr;
-  out.number = std::strtod(p, &end);
-  if (end == p) return false;
-  p = end;
-  return true;
-}
-
-// The value of "iter" in a metrics record, or -1.
-int64_t record_iter(const std::string& line) {
-  size_t at = line.find("\"iter\":");
-  return at == std::string::npos ? -1 : std::atoll(line.c_str() + at + 7);
-}
 }  // namespace
 
 Solver::Solver(const proto::SolverParameter& param, const std::string& solver_file, SolverOptions options)
@@ -505,7 +252,7 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   if (prefix_.empty())
     prefix_ = solver_file.empty() ? std::string("mmfuse") : fs::path(solver_file).replace_extension().string();
   if (prefix_.back() == '/') prefix_ += net_->name().empty() ? "mmfuse" : net_->name();
-  metrics_path_ = param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl";
+  metrics_ = MetricsLog(param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl");
   // Nothing is written (folders included) until training produces its first output.
   note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + fmt("%g", param_.base_lr()) +
        ", max_iter " + std::to_string(max_iter_) + ", iter_size " + std::to_string(param_.iter_size()) + ", device " +
@@ -567,9 +314,9 @@ void Solver::restore(const std::string& path) {
   if (static_cast<int>(losses_.size()) > param_.average_loss())
     losses_.erase(losses_.begin(), losses_.end() - param_.average_loss());
   losses_pos_ = losses_.size() % static_cast<size_t>(param_.average_loss());
-  resumed_ = true;
-  resumed_at_ = iter_;
-  reload_curves();
+  metrics_.resume_at(iter_);
+  // The earlier part of the training curve, from the records a resume keeps.
+  curve_.reload(metrics_.path(), iter_, test_nets_.size());
   note("Resuming from " + path + " at iteration " + std::to_string(iter_) + " (weights " + w + ")");
 }
 
@@ -656,104 +403,16 @@ std::string Solver::divergence(const std::string& what) {
   return message_;
 }
 
-void Solver::write_metrics(const std::string& line) {
-  if (!metrics_started_) {
-    create_parent(metrics_path_);
-    if (resumed_) {
-      // After a resume from iteration k the log keeps the records before k: the run repeats
-      // the rest (a crash after the snapshot left them there).
-      std::vector<std::string> kept;
-      std::ifstream in(metrics_path_);
-      for (std::string l; std::getline(in, l);)
-        if (record_iter(l) < resumed_at_) kept.push_back(l);
-      std::string tmp = metrics_path_ + ".tmp";
-      std::FILE* f = std::fopen(tmp.c_str(), "w");
-      MMF_CHECK(f != nullptr, IOError, tmp, ": cannot open for writing");
-      for (const auto& l : kept) std::fprintf(f, "%s\n", l.c_str());
-      bool ok = std::fclose(f) == 0;
-      MMF_CHECK(ok && std::rename(tmp.c_str(), metrics_path_.c_str()) == 0, IOError, metrics_path_,
-                ": cannot rewrite the log");
-    }
-  }
-  const char* mode = (resumed_ || metrics_started_) ? "a" : "w";
-  std::FILE* f = std::fopen(metrics_path_.c_str(), mode);
-  MMF_CHECK(f != nullptr, IOError, metrics_path_, ": cannot open for writing");
-  std::fprintf(f, "%s\n", line.c_str());
-  std::fclose(f);
-  metrics_started_ = true;
-}
-
-void Solver::reload_curves() {
-  // The earlier part of the training curve, from the records a resume keeps.
-  std::ifstream in(metrics_path_);
-  for (std::string line; std::getline(in, line);) {
-    if (record_iter(line) >= resumed_at_) continue;
-    Json r;
-    const char* p = line.c_str();
-    if (!parse_json(p, r) || !r.get("iter")) continue;
-    const double it = r.get("iter")->number;
-    if (!r.get("phase")) {
-      if (const Json* loss = r.get("loss")) train_curve_.emplace_back(it, loss->number);
-      continue;
-    }
-    const Json* net = r.get("net");
-    std::string pre = test_nets_.size() > 1 && net ? "test" + std::to_string(static_cast<int>(net->number)) + " "
-                                                  : "test ";
-    auto add = [&](const std::string& key, double v) {
-      if (!test_curves_.count(key)) test_curve_order_.push_back(key);
-      test_curves_[key].emplace_back(it, v);
-    };
-    if (const Json* outs = r.get("outputs"))
-      for (size_t i = 0; i < outs->keys.size(); ++i) add(pre + outs->keys[i], outs->values[i].number);
-    if (const Json* seg = r.get("segmentation"))
-      for (size_t i = 0; i < seg->keys.size(); ++i)
-        if (const Json* m = seg->values[i].get("miou")) add(pre + seg->keys[i] + " mIoU", m->number);
-  }
-}
-
 std::vector<TestResult> Solver::test_all() {
   std::vector<TestResult> results;
   for (size_t i = 0; i < test_nets_.size(); ++i) {
     note("Iteration " + std::to_string(iter_) + ", Testing net #" + std::to_string(i));
     TestResult r = evaluate(*test_nets_[i], param_.test_iter(static_cast<int>(i)), "Test net");
-    std::string text;
-    for (size_t k = 0; k < r.outputs.size(); ++k) {
-      const auto& [n, v] = r.outputs[k];
-      float w = loss_weight_of(*test_nets_[i], n);
-      text += "    Test net output #" + std::to_string(k) + ": " + n + " = " + fmt("%.6g", v) +
-              (w != 0 ? " (* " + fmt("%g", w) + " = " + fmt("%.6g", w * v) + " loss)" : "") + "\n";
-    }
-    TestResult seg_only = r;
-    seg_only.outputs.clear();
-    text += seg_only.format();
+    std::string text = r.format_with_loss_weights(*test_nets_[i]);
     if (!text.empty()) text.pop_back();
     note(text);
-    std::string json = "{\"phase\":\"test\",\"iter\":" + std::to_string(iter_) + ",\"net\":" + std::to_string(i) +
-                       ",\"outputs\":{";
-    for (size_t k = 0; k < r.outputs.size(); ++k) {
-      if (k) json += ',';
-      json += json_str(r.outputs[k].first) + ":" + json_num(r.outputs[k].second);
-    }
-    json += "}";
-    if (!r.segmentation.empty()) {
-      json += ",\"segmentation\":{";
-      for (size_t k = 0; k < r.segmentation.size(); ++k) {
-        const auto& s = r.segmentation[k];
-        if (k) json += ',';
-        json += json_str(s.name) + ":{\"pixel_acc\":" + json_num(s.pixel_accuracy) +
-                ",\"mean_acc\":" + json_num(s.mean_accuracy) + ",\"miou\":" + json_num(s.mean_iou) + "}";
-      }
-      json += "}";
-    }
-    write_metrics(json + "}");
-    std::string pre = test_nets_.size() > 1 ? "test" + std::to_string(i) + " " : "test ";
-    auto add = [&](const std::string& n, double v) {
-      std::string key = pre + n;
-      if (!test_curves_.count(key)) test_curve_order_.push_back(key);
-      test_curves_[key].emplace_back(static_cast<double>(iter_), v);
-    };
-    for (const auto& [n, v] : r.outputs) add(n, v);
-    for (const auto& s : r.segmentation) add(s.name + " mIoU", s.mean_iou);
+    metrics_.write_test(iter_, i, r);
+    curve_.add_test(iter_, i, test_nets_.size(), r);
     results.push_back(std::move(r));
   }
   if (!test_nets_.empty()) write_curve();
@@ -761,16 +420,8 @@ std::vector<TestResult> Solver::test_all() {
 }
 
 void Solver::write_curve() {
-  std::vector<PlotSeries> losses, metrics;
-  if (!train_curve_.empty()) losses.push_back({"train loss (smoothed)", train_curve_});
-  for (const auto& key : test_curve_order_) {
-    bool is_loss = key.find("loss") != std::string::npos;
-    (is_loss ? losses : metrics).push_back({key, test_curves_[key]});
-  }
-  if (losses.empty() && metrics.empty()) return;
   try {
-    create_parent(curve_path());
-    plot_training_curve(curve_path(), losses, metrics);
+    curve_.write(curve_path());
   } catch (const std::exception& e) {
     note(std::string("warning: cannot write the training curve: ") + e.what());
   }
@@ -879,16 +530,8 @@ Solver::Outcome Solver::solve() {
                 (w != 0 ? " (* " + fmt("%g", w) + " = " + fmt("%.6g", w * outputs[i].second) + " loss)" : "");
       }
       note(line);
-      std::string json = "{\"iter\":" + std::to_string(iter_) + ",\"lr\":" + json_num(lr) +
-                         ",\"loss\":" + json_num(smoothed) + ",\"outputs\":{";
-      for (size_t i = 0; i < outputs.size(); ++i) {
-        if (i) json += ',';
-        json += json_str(outputs[i].first) + ":" + json_num(outputs[i].second);
-      }
-      json += "},\"grad_norm\":" + json_num(grad_norm) + ",\"samples_per_s\":" + json_num(sps) +
-              ",\"rss_mb\":" + json_num(rss_mb()) + ",\"elapsed_s\":" + json_num(elapsed) + "}";
-      write_metrics(json);
-      train_curve_.emplace_back(static_cast<double>(iter_), smoothed);
+      metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed);
+      curve_.add_train(iter_, smoothed);
       last_display = Clock::now();
       last_display_iter = iter_ + 1;
     }

@@ -10,54 +10,23 @@
 // iteration k are captured in memory and go to disk once iteration k's forward and backward
 // gave a finite loss and finite gradients (at the end of a run, one checking forward and
 // backward decides, and the net is put back as it was). A NaN/Inf loss or gradient stops
-// training; every snapshot on disk is then one the message can truly call good.
+// training; every snapshot on disk is then one the message can truly call good. The test phase
+// is evaluate() (core/evaluate.h); the metrics log and the curve are core/metrics_log.h.
 #pragma once
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/evaluate.h"
+#include "core/metrics_log.h"
 #include "core/net.h"
 #include "core/optimizer.h"
 #include "core/snapshot.h"
 
 namespace mmfuse {
-
-// ---- evaluation (the test loop; also `mmfuse test`) ---------------------------------------
-
-// The confusion-matrix metrics of one SegmentationMetric row (one modality or the ensemble).
-struct SegmentationScores {
-  std::string name;         // "branch 0", ... or the blob name when the top holds one matrix
-  double pixel_accuracy = 0;  // x100
-  double mean_accuracy = 0;   // x100, over classes present in the ground truth
-  double mean_iou = 0;        // x100, over classes with a non-empty union
-  std::vector<double> class_iou;       // x100 per class; NaN where the union is empty
-  std::vector<double> class_accuracy;  // x100 per class (recall); NaN where the class is absent
-  std::vector<double> confusion;       // the K x K counts (rows ground truth, columns prediction)
-};
-// Metrics of one K x K confusion matrix (rows ground truth, columns prediction), x100.
-SegmentationScores segmentation_scores(const std::vector<double>& confusion, int64_t num_classes);
-
-struct TestResult {
-  std::string net;  // "test net 0"
-  std::vector<std::pair<std::string, double>> outputs;  // averaged over the batches, in order
-  std::vector<SegmentationScores> segmentation;          // from SegmentationMetric tops
-  // Lines as the solver prints them ("    Test net output #0: loss = 0.25 (* 1 = 0.25 loss)").
-  std::string format() const;
-  // Per-class IoU and accuracy of every segmentation row, one line per class.
-  std::string format_per_class() const;
-  // Each segmentation row's confusion matrix in percent of its ground-truth row.
-  std::string format_confusion() const;
-};
-
-// Runs `iterations` TEST forwards of `net` (ForwardContext::iteration = 0..iterations-1) with
-// grad off. Each output is averaged over the batches (a non-scalar output element-wise, named
-// "blob[i]"), except the tops of SegmentationMetric layers: their confusion counts are summed
-// over the run and turned into pixel accuracy, mean accuracy and mIoU per row.
-TestResult evaluate(Net& net, int iterations, const std::string& label = "test net 0");
 
 // ---- the solver ------------------------------------------------------------------------------
 
@@ -100,13 +69,13 @@ class Solver {
   int64_t max_iter() const { return max_iter_; }
   const proto::SolverParameter& param() const { return param_; }
   const std::string& snapshot_prefix() const { return prefix_; }
-  const std::string& metrics_path() const { return metrics_path_; }
+  const std::string& metrics_path() const { return metrics_.path(); }
   std::string curve_path() const { return prefix_ + "_curve.png"; }
   const std::string& last_snapshot() const { return last_snapshot_; }
   int64_t batch_size() const { return batch_size_; }
   // The curve's points: (iteration, smoothed loss) at each display, the earlier part of a
   // resumed run included.
-  const std::vector<std::pair<double, double>>& train_curve() const { return train_curve_; }
+  const std::vector<std::pair<double, double>>& train_curve() const { return curve_.train(); }
   double smoothed_loss() const;
 
  private:
@@ -127,8 +96,6 @@ class Solver {
   // Writes pending_ if check_weights finds it good; else records the divergence, false.
   bool write_checked_snapshot();
   std::string divergence(const std::string& what);
-  void write_metrics(const std::string& json_line);
-  void reload_curves();  // after a resume: the curve's points before it, from the metrics log
   void write_curve();
   void note(const std::string& line);
 
@@ -147,19 +114,14 @@ class Solver {
   std::string batch_blob_;
   std::vector<double> losses_;  // the smoothing window (average_loss)
   size_t losses_pos_ = 0;
-  std::string prefix_, metrics_path_, last_snapshot_;
+  std::string prefix_, last_snapshot_;
   std::optional<Pending> pending_;
-  bool resumed_ = false;
-  int64_t resumed_at_ = 0;
-  bool metrics_started_ = false;
   std::string eta_ = "?";
   double last_bar_ = 0;
   bool tty_ = false;
   std::string message_;
-  // Curve data.
-  std::vector<std::pair<double, double>> train_curve_;
-  std::map<std::string, std::vector<std::pair<double, double>>> test_curves_;
-  std::vector<std::string> test_curve_order_;
+  MetricsLog metrics_;   // the JSONL records (core/metrics_log.h)
+  TrainingCurve curve_;  // the points of the curve PNG
 };
 
 // Signal flags (set by the handlers solve() installs; exposed for tests and tools).

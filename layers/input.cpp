@@ -9,6 +9,7 @@ class InputLayer : public Layer {
  public:
   using Layer::Layer;
   Arity arity() const override { return {0, 0, 1, -1}; }
+  bool is_input() const override { return true; }
 
   std::vector<Shape> setup(const std::vector<Shape>&, LayerContext&) override {
     const auto& p = layer_param().input_param();

@@ -1,6 +1,6 @@
 // SegmentationMetric (mmfuse): confusion counts for pixel accuracy, mean class accuracy and
-// mIoU over a whole test run (the test loop sums the counts over its batches and computes the
-// metrics at the end: core/solver.h segmentation_scores). Bottoms: logits [M*N, K, H, W]
+// mIoU over a whole test run (metric state: the test loop sums the counts over its batches and
+// asks the layer for the metrics at the end, core/evaluate.h). Bottoms: logits [M*N, K, H, W]
 // (modality-major stack) and label [N, H, W] or [N, 1, H, W] (int32, or float holding integers).
 // segmentation_metric_param { num_classes (K; defaults to the logits' channels) ignore_label
 // (255) modalities (1) }. Top: counts [M, K, K] float32 — rows ground truth, columns the argmax
@@ -8,6 +8,7 @@
 // No gradient.
 #include <cmath>
 
+#include "core/evaluate.h"
 #include "core/layer.h"
 #include "core/ops.h"
 
@@ -18,6 +19,19 @@ class SegmentationMetricLayer : public Layer {
  public:
   using Layer::Layer;
   Arity arity() const override { return {2, 2, 1, 1}; }
+  bool sums_metric_state() const override { return true; }
+
+  // One row of scores per modality: the [M, K, K] counts summed over a run.
+  std::vector<SegmentationScores> metric_scores(size_t top, const std::vector<double>& summed,
+                                                const Shape& s) const override {
+    if (s.size() != 3 || s[1] != s[2] || static_cast<int64_t>(summed.size()) != s[0] * s[1] * s[2])
+      fail("top '", layer_param().top(static_cast<int>(top)), "' has shape ", shape_str(s), ", expected [M, K, K]");
+    const int64_t m = s[0], k = s[1];
+    std::vector<SegmentationScores> rows;
+    for (int64_t b = 0; b < m; ++b)
+      rows.push_back(segmentation_scores(std::vector<double>(summed.begin() + b * k * k, summed.begin() + (b + 1) * k * k), k));
+    return rows;
+  }
 
   std::vector<Shape> setup(const std::vector<Shape>& b, LayerContext&) override {
     const auto& p = layer_param().segmentation_metric_param();

@@ -1,8 +1,9 @@
 // mmfuse test --model M --weights W [--iterations K] [--gpu N] [--per-class] [--confusion]
 #include <cstdio>
 
+#include "core/evaluate.h"
 #include "core/prototxt.h"
-#include "core/solver.h"
+#include "core/snapshot.h"
 #include "tools/command.h"
 
 namespace mmfuse::tools {
