@@ -16,7 +16,7 @@ if(NOT DEFINED ROOT)
 endif()
 
 # Tiers, lowest first: a file of tier i may include a header of tier j <= i.
-set(tier_names base cuda core/cpu "core engine" "core ops" core datasets layers tools tests)
+set(tier_names base cuda core/cpu "core engine" "core ops" core datasets layers zoo tools tests)
 # path prefix = tier index; the first rule that matches a path decides (specific rules first).
 set(tier_rules
   "base/=0"
@@ -28,8 +28,9 @@ set(tier_rules
   "core/=5"
   "datasets/=6"
   "layers/=7"
-  "tools/=8"
-  "tests/=9" "bench/=9")
+  "zoo/=8"
+  "tools/=9"
+  "tests/=10" "bench/=10")
 # Vendored headers (third_party/ is on the include path): any tier may include them.
 set(third_party_prefixes "stb/" "doctest/")
 # Edges allowed against the order, each with its reason in docs/design.md ("Tiers").
@@ -53,7 +54,7 @@ function(tier_of path out)
 endfunction()
 
 set(patterns)
-foreach(dir base cuda core datasets layers tools tests bench)
+foreach(dir base cuda core datasets layers zoo tools tests bench)
   foreach(ext h cpp cu)
     list(APPEND patterns "${dir}/*.${ext}")
   endforeach()
