@@ -106,13 +106,14 @@ TEST_CASE("channel_shuffle exchanges exactly the last C - 4*floor(C/5) channels 
 
 TEST_CASE("channel_shuffle rejects bad arguments") {
   Tensor x = Tensor::zeros({6, 5, 2});
-  CHECK_THROWS_WITH_AS(channel_shuffle(x, 4), "channel_shuffle: batch of [6, 5, 2] is not a multiple of modalities = 4",
+  CHECK_THROWS_WITH_AS(channel_shuffle(x, 4), "channel_shuffle: batch of [6, 5, 2] is not divisible by modalities = 4",
                        OpError);
   CHECK_THROWS_WITH_AS(channel_shuffle(x, 0), "channel_shuffle: modalities must be >= 1, got 0", OpError);
   CHECK_THROWS_WITH_AS(channel_shuffle(x, 2, 0.8, {2}), "channel_shuffle: receiver 2 out of range for modalities = 2",
                        OpError);
   CHECK_THROWS_WITH_AS(channel_shuffle(x, 2, 0.8, {1, 1}), "channel_shuffle: receiver 1 listed twice", OpError);
-  CHECK_THROWS_WITH_AS(channel_shuffle(Tensor::zeros({6}), 2), "channel_shuffle: expects [M*N, C, ...], got [6]",
+  CHECK_THROWS_WITH_AS(channel_shuffle(Tensor::zeros({6}), 2),
+                       "channel_shuffle: expects a modality-stacked [M*N, C, ...] input, got [6]",
                        OpError);
   CHECK_THROWS_AS(channel_shuffle(Tensor::zeros({6, 5}, DType::i32), 2), OpError);
 }
@@ -231,8 +232,8 @@ TEST_CASE("pixel_shift_add rejects bad arguments") {
   CHECK_THROWS_WITH_AS(pixel_shift_add(y, Tensor::zeros({4, 5, 3, 2}), 2),
                        "pixel_shift_add: y [4, 5, 3, 3] and a [4, 5, 3, 2] must have the same shape", OpError);
   CHECK_THROWS_WITH_AS(pixel_shift_add(Tensor::zeros({4, 5, 9}), Tensor::zeros({4, 5, 9}), 2),
-                       "pixel_shift_add: y must be 4-d, got [4, 5, 9]", OpError);
-  CHECK_THROWS_WITH_AS(pixel_shift_add(y, y, 3), "pixel_shift_add: batch of [4, 5, 3, 3] is not a multiple of modalities = 3",
+                       "pixel_shift_add: y must be 4-d [M*N, C, H, W], got [4, 5, 9]", OpError);
+  CHECK_THROWS_WITH_AS(pixel_shift_add(y, y, 3), "pixel_shift_add: batch of [4, 5, 3, 3] is not divisible by modalities = 3",
                        OpError);
   CHECK_THROWS_WITH_AS(pixel_shift_add(y, y, 2, 0), "pixel_shift_add: groups must be in [1, 32], got 0", OpError);
   CHECK_THROWS_WITH_AS(pixel_shift_add(y, y, 2, 4, -1), "pixel_shift_add: shift must be >= 0, got -1", OpError);
@@ -354,7 +355,7 @@ TEST_CASE("modality_ensemble rejects bad arguments") {
   CHECK_THROWS_WITH_AS(modality_ensemble(logits, Tensor::ones({2}), 3),
                        "modality_ensemble: alpha [2] must be [3] (one weight per modality)", OpError);
   CHECK_THROWS_WITH_AS(modality_ensemble(logits, Tensor::ones({4}), 4),
-                       "modality_ensemble: batch of [6, 5] is not a multiple of modalities = 4", OpError);
+                       "modality_ensemble: batch of [6, 5] is not divisible by modalities = 4", OpError);
   CHECK_THROWS_AS(modality_ensemble(logits, Tensor::ones({3}, DType::f64), 3), OpError);
 }
 
@@ -394,7 +395,7 @@ TEST_CASE("modality_stack, modality_split and modality_tile by hand") {
                        "modality_stack: modality 1 is [3, 2] float32 cpu, modality 0 is [2, 2] float32 cpu (all must match)",
                        OpError);
   CHECK_THROWS_WITH_AS(modality_stack({}), "modality_stack: needs at least one tensor", OpError);
-  CHECK_THROWS_WITH_AS(modality_split(s, 3), "modality_split: batch of [4, 2] is not a multiple of modalities = 3", OpError);
+  CHECK_THROWS_WITH_AS(modality_split(s, 3), "modality_split: batch of [4, 2] is not divisible by modalities = 3", OpError);
   CHECK_THROWS_WITH_AS(modality_tile(label, 0), "modality_tile: modalities must be >= 1, got 0", OpError);
 }
 

@@ -131,11 +131,11 @@ TEST_CASE("ChannelShuffle: setup errors name the layer and the shapes") {
     return "layer { name: \"cs\" type: \"ChannelShuffle\" bottom: \"x\" top: \"z\" " + param + " }\n";
   };
   CHECK(setup_error({{"x", {3, 8, 2, 2}}}, cs("")) ==
-        "fusion.prototxt:2: layer 'cs' (ChannelShuffle): batch of [3, 8, 2, 2] is not divisible by modalities = 2");
+        "fusion.prototxt:2: layer 'cs' (ChannelShuffle): channel_shuffle: batch of [3, 8, 2, 2] is not divisible by modalities = 2");
   CHECK(setup_error({{"x", {4, 8, 2, 2}}}, cs("channel_shuffle_param { receivers: 2 }")) ==
-        "fusion.prototxt:2: layer 'cs' (ChannelShuffle): receiver 2 out of range for modalities = 2");
+        "fusion.prototxt:2: layer 'cs' (ChannelShuffle): channel_shuffle: receiver 2 out of range for modalities = 2");
   CHECK(setup_error({{"x", {4}}}, cs("")) ==
-        "fusion.prototxt:2: layer 'cs' (ChannelShuffle): expects a modality-stacked bottom [M*N, C, ...], got [4]");
+        "fusion.prototxt:2: layer 'cs' (ChannelShuffle): channel_shuffle: expects a modality-stacked [M*N, C, ...] input, got [4]");
   CHECK(setup_error({{"x", {4, 8}}}, cs("channel_shuffle_param { keep_ratio: 1.5 }")).find("keep_ratio 1.5") !=
         std::string::npos);
 }
@@ -199,11 +199,11 @@ TEST_CASE("PixelShift: the op with every option, and gradients") {
   }
   CHECK(setup_error({{"y", {2, 5, 3, 3}}, {"a", {2, 5, 3, 4}}},
                     "layer { name: \"ps\" type: \"PixelShift\" bottom: \"y\" bottom: \"a\" top: \"t\" }\n") ==
-        "fusion.prototxt:2: layer 'ps' (PixelShift): bottoms (Y, A) must have one shape, got [2, 5, 3, 3] and "
-        "[2, 5, 3, 4]");
+        "fusion.prototxt:2: layer 'ps' (PixelShift): pixel_shift_add: y [2, 5, 3, 3] and a [2, 5, 3, 4] must have "
+        "the same shape");
   CHECK(setup_error({{"y", {2, 5, 3}}, {"a", {2, 5, 3}}},
                     "layer { name: \"ps\" type: \"PixelShift\" bottom: \"y\" bottom: \"a\" top: \"t\" }\n") ==
-        "fusion.prototxt:2: layer 'ps' (PixelShift): expects [M*N, C, H, W] bottoms, got [2, 5, 3]");
+        "fusion.prototxt:2: layer 'ps' (PixelShift): pixel_shift_add: y must be 4-d [M*N, C, H, W], got [2, 5, 3]");
 }
 
 // ---- MMTM ----------------------------------------------------------------------------------

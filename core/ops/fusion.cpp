@@ -16,12 +16,15 @@ namespace mmfuse {
 namespace {
 
 // x [M*N, ...]: returns N.
-int64_t per_modality_batch(const char* op, const Tensor& x, int64_t modalities) {
+int64_t per_modality_batch(const char* op, const Shape& x, int64_t modalities) {
   MMF_CHECK(modalities >= 1, OpError, op, ": modalities must be >= 1, got ", modalities);
-  MMF_CHECK(x.dim() >= 1, OpError, op, ": expects a modality-stacked tensor [M*N, ...], got ", shape_str(x.shape()));
-  MMF_CHECK(x.size(0) % modalities == 0, OpError, op, ": batch of ", shape_str(x.shape()),
-            " is not a multiple of modalities = ", modalities);
-  return x.size(0) / modalities;
+  MMF_CHECK(!x.empty(), OpError, op, ": expects a modality-stacked tensor [M*N, ...], got ", shape_str(x));
+  MMF_CHECK(x[0] % modalities == 0, OpError, op, ": batch of ", shape_str(x), " is not divisible by modalities = ",
+            modalities);
+  return x[0] / modalities;
+}
+int64_t per_modality_batch(const char* op, const Tensor& x, int64_t modalities) {
+  return per_modality_batch(op, x.shape(), modalities);
 }
 
 // receives[m]: modality m takes from modality (m+1) mod M. Empty list: all modalities.
@@ -90,10 +93,20 @@ int64_t channel_shuffle_kept(int64_t channels, double keep_ratio) {
                                " is not a fraction p/q with q <= 100 (the channels are cut into q groups)"));
 }
 
+Shape channel_shuffle_shape(const Shape& x, int64_t modalities, double keep_ratio,
+                            const std::vector<int64_t>& receivers) {
+  const char* op = "channel_shuffle";
+  MMF_CHECK(x.size() >= 2, OpError, op, ": expects a modality-stacked [M*N, C, ...] input, got ", shape_str(x));
+  per_modality_batch(op, x, modalities);
+  receiver_mask(op, receivers, modalities);
+  channel_shuffle_kept(x[1], keep_ratio);
+  return x;
+}
+
 Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio, const std::vector<int64_t>& receivers) {
   const char* op = "channel_shuffle";
   ops::check_floating(op, x);
-  MMF_CHECK(x.dim() >= 2, OpError, op, ": expects [M*N, C, ...], got ", shape_str(x.shape()));
+  channel_shuffle_shape(x.shape(), modalities, keep_ratio, receivers);
   int64_t batch = per_modality_batch(op, x, modalities);
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = x.size(0), channels = x.size(1), inner = inner_size(x, rows * channels);
@@ -143,16 +156,24 @@ Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio, c
   return out;
 }
 
+Shape pixel_shift_add_shape(const Shape& y, const Shape& a, int64_t modalities, int64_t groups, int64_t shift,
+                            const std::vector<int64_t>& receivers) {
+  const char* op = "pixel_shift_add";
+  MMF_CHECK(y.size() == 4, OpError, op, ": y must be 4-d [M*N, C, H, W], got ", shape_str(y));
+  MMF_CHECK(a == y, OpError, op, ": y ", shape_str(y), " and a ", shape_str(a), " must have the same shape");
+  MMF_CHECK(groups >= 1 && groups <= 32, OpError, op, ": groups must be in [1, 32], got ", groups);
+  MMF_CHECK(shift >= 0, OpError, op, ": shift must be >= 0, got ", shift);
+  per_modality_batch(op, y, modalities);
+  receiver_mask(op, receivers, modalities);
+  return y;
+}
+
 Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int64_t groups, int64_t shift,
                        const std::vector<int64_t>& receivers) {
   const char* op = "pixel_shift_add";
   ops::check_compatible(op, y, a);
   ops::check_floating(op, y);
-  ops::check_dim(op, y, 4, "y");
-  MMF_CHECK(a.shape() == y.shape(), OpError, op, ": y ", shape_str(y.shape()), " and a ", shape_str(a.shape()),
-            " must have the same shape");
-  MMF_CHECK(groups >= 1 && groups <= 32, OpError, op, ": groups must be in [1, 32], got ", groups);
-  MMF_CHECK(shift >= 0, OpError, op, ": shift must be >= 0, got ", shift);
+  pixel_shift_add_shape(y.shape(), a.shape(), modalities, groups, shift, receivers);
   int64_t batch = per_modality_batch(op, y, modalities);
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = y.size(0), channels = y.size(1), height = y.size(2), width = y.size(3);

@@ -27,6 +27,10 @@ int64_t channel_shuffle_kept(int64_t channels, double keep_ratio);
 // pass through unchanged. The gradient is the adjoint (channels [k, C) go back to the giver).
 Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio = 0.8,
                        const std::vector<int64_t>& receivers = {});
+// channel_shuffle's checks on shapes alone (what a layer's setup has): throws the op's OpError
+// for what the op refuses, returns the result's shape.
+Shape channel_shuffle_shape(const Shape& x, int64_t modalities, double keep_ratio = 0.8,
+                            const std::vector<int64_t>& receivers = {});
 
 // AsymFusion's pixel-shift fusion, fused with its addition: y, a [M*N, C, H, W] (same shape);
 // modality m of the result is y_m + PS(a_{(m+1) mod M}) for receivers (empty: all), y_m for
@@ -38,6 +42,9 @@ Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio = 
 // result written once. Gradients: dy = dtop, da_{m+1} = PS^T(dtop_m) for receivers m.
 Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int64_t groups = 4,
                        int64_t shift = 1, const std::vector<int64_t>& receivers = {});
+// pixel_shift_add's checks on shapes alone, as channel_shuffle_shape.
+Shape pixel_shift_add_shape(const Shape& y, const Shape& a, int64_t modalities, int64_t groups = 4, int64_t shift = 1,
+                            const std::vector<int64_t>& receivers = {});
 
 // MMTM's gating (paper form, gate_scale = 2; the official code's is 1): x [N, C, ...] of any
 // rank >= 2 (a plain [N, C] vector too), e [N, C];
