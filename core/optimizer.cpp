@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/optimizer_rules.h"
 #include "core/ops/common.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/optimizer.h"
@@ -157,17 +158,18 @@ double Optimizer::step(double lr) {
     Tensor g = p.value.grad();
     if (!g.defined() || p.lr_mult == 0) continue;
     double plr = lr * p.lr_mult, wd = weight_decay_ * p.decay_mult;
+    const rules::Sgd sgd{plr, wd, momentum_, nesterov};
+    const rules::Adam adam_rule{plr, wd, momentum_, beta2_, eps_, bias1, bias2, type_ == "AdamW"};
     if (p.value.is_cuda()) {
 #ifdef MMFUSE_WITH_CUDA
-      // One fused kernel per parameter, the rules below in the same double arithmetic.
+      // One fused kernel per parameter, the same rules.
       ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
         const int64_t n = p.value.numel();
         if (!adam)
-          cuda::sgd_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), n, plr, wd, momentum_, nesterov,
-                              device_scale, device);
+          cuda::sgd_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), n, sgd, device_scale, device);
         else
-          cuda::adam_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), slots_[k][1].data<T>(), n, plr,
-                               wd, momentum_, beta2_, eps_, bias1, bias2, type_ == "AdamW", device_scale, device);
+          cuda::adam_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), slots_[k][1].data<T>(), n,
+                               adam_rule, device_scale, device);
       });
 #endif
       continue;
@@ -175,31 +177,14 @@ double Optimizer::step(double lr) {
     ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
       T* w = p.value.data<T>();
       const T* gr = g.data<T>();
-      int64_t n = p.value.numel();
+      const int64_t n = p.value.numel();
       if (!adam) {
         T* v = slots_[k][0].data<T>();
-        for (int64_t i = 0; i < n; ++i) {
-          double d = gr[i] * grad_scale + wd * w[i];
-          if (momentum_ != 0) {
-            v[i] = static_cast<T>(momentum_ * v[i] + d);
-            d = nesterov ? d + momentum_ * v[i] : v[i];
-          }
-          w[i] = static_cast<T>(w[i] - plr * d);
-        }
+        for (int64_t i = 0; i < n; ++i) sgd.update(w, gr, v, i, grad_scale);
       } else {
         T* m = slots_[k][0].data<T>();
         T* v = slots_[k][1].data<T>();
-        bool decoupled = type_ == "AdamW";
-        for (int64_t i = 0; i < n; ++i) {
-          double d = gr[i] * grad_scale;
-          double wi = w[i];
-          if (decoupled) wi -= plr * wd * wi;
-          else d += wd * wi;
-          m[i] = static_cast<T>(momentum_ * m[i] + (1 - momentum_) * d);
-          v[i] = static_cast<T>(beta2_ * v[i] + (1 - beta2_) * d * d);
-          double denom = std::sqrt(v[i] / bias2) + eps_;
-          w[i] = static_cast<T>(wi - plr * (m[i] / bias1) / denom);
-        }
+        for (int64_t i = 0; i < n; ++i) adam_rule.update(w, gr, m, v, i, grad_scale);
       }
     });
   }

@@ -66,37 +66,17 @@ finish_norm_kernel(const double* __restrict__ partials, int64_t count, double ho
 }
 
 template <typename T>
-__global__ void sgd_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ v, int64_t n, double lr,
-                           double wd, double momentum, bool nesterov, const double* __restrict__ grad_scale) {
+__global__ void sgd_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ v, int64_t n, rules::Sgd rule,
+                           const double* __restrict__ grad_scale) {
   const double scale = *grad_scale;
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    double d = static_cast<double>(g[i]) * scale + wd * static_cast<double>(w[i]);
-    if (momentum != 0) {
-      T vi = static_cast<T>(momentum * static_cast<double>(v[i]) + d);
-      v[i] = vi;
-      d = nesterov ? d + momentum * static_cast<double>(vi) : static_cast<double>(vi);
-    }
-    w[i] = static_cast<T>(static_cast<double>(w[i]) - lr * d);
-  }
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) rule.update(w, g, v, i, scale);
 }
 
 template <typename T>
 __global__ void adam_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ m, T* __restrict__ v,
-                            int64_t n, double lr, double wd, double beta1, double beta2, double eps, double bias1,
-                            double bias2, bool decoupled, const double* __restrict__ grad_scale) {
+                            int64_t n, rules::Adam rule, const double* __restrict__ grad_scale) {
   const double scale = *grad_scale;
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    double d = static_cast<double>(g[i]) * scale;
-    double wi = static_cast<double>(w[i]);
-    if (decoupled) wi -= lr * wd * wi;
-    else d += wd * wi;
-    T mi = static_cast<T>(beta1 * static_cast<double>(m[i]) + (1 - beta1) * d);
-    T vi = static_cast<T>(beta2 * static_cast<double>(v[i]) + (1 - beta2) * d * d);
-    m[i] = mi;
-    v[i] = vi;
-    double denom = sqrt(static_cast<double>(vi) / bias2) + eps;
-    w[i] = static_cast<T>(wi - lr * (static_cast<double>(mi) / bias1) / denom);
-  }
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) rule.update(w, g, m, v, i, scale);
 }
 
 }  // namespace
@@ -122,28 +102,24 @@ void finish_grad_norm(const double* partials, int64_t count, double host_sumsq, 
 }
 
 template <typename T>
-void sgd_update(T* w, const T* g, T* v, int64_t n, double lr, double weight_decay, double momentum, bool nesterov,
-                const double* grad_scale, int device) {
+void sgd_update(T* w, const T* g, T* v, int64_t n, const rules::Sgd& rule, const double* grad_scale, int device) {
   if (n <= 0) return;
-  sgd_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(w, g, v, n, lr, weight_decay, momentum, nesterov,
-                                                                   grad_scale);
+  sgd_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(w, g, v, n, rule, grad_scale);
   MMF_CUDA_CHECK_LAUNCH("sgd_update", n, " elements on cuda:", device);
 }
 
 template <typename T>
-void adam_update(T* w, const T* g, T* m, T* v, int64_t n, double lr, double weight_decay, double beta1, double beta2,
-                 double eps, double bias1, double bias2, bool decoupled, const double* grad_scale, int device) {
+void adam_update(T* w, const T* g, T* m, T* v, int64_t n, const rules::Adam& rule, const double* grad_scale,
+                 int device) {
   if (n <= 0) return;
-  adam_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(w, g, m, v, n, lr, weight_decay, beta1, beta2, eps,
-                                                                    bias1, bias2, decoupled, grad_scale);
+  adam_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(w, g, m, v, n, rule, grad_scale);
   MMF_CUDA_CHECK_LAUNCH("adam_update", n, " elements on cuda:", device);
 }
 
 #define MMF_OPTIM(T)                                                                                           \
   template void grad_sumsq<T>(const T*, int64_t, double*, int);                                                \
-  template void sgd_update<T>(T*, const T*, T*, int64_t, double, double, double, bool, const double*, int);    \
-  template void adam_update<T>(T*, const T*, T*, T*, int64_t, double, double, double, double, double, double, \
-                               double, bool, const double*, int);
+  template void sgd_update<T>(T*, const T*, T*, int64_t, const rules::Sgd&, const double*, int); \
+  template void adam_update<T>(T*, const T*, T*, T*, int64_t, const rules::Adam&, const double*, int);
 MMF_OPTIM(float)
 MMF_OPTIM(double)
 #undef MMF_OPTIM

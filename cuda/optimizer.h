@@ -5,6 +5,8 @@
 #pragma once
 #include <cstdint>
 
+#include "base/optimizer_rules.h"
+
 namespace mmfuse::cuda {
 
 // How many partial sums grad_sumsq writes for n elements: depends on n only, so the order of
@@ -19,17 +21,13 @@ void grad_sumsq(const T* g, int64_t n, double* partials, int device);
 void finish_grad_norm(const double* partials, int64_t count, double host_sumsq, double clip, double* norm_scale,
                       int device);
 
-// The update rules of Optimizer::step, elementwise in double as on the CPU; grad_scale points
-// at norm_scale[1] (device).
-// SGD (PyTorch's form): d = g * scale + wd * w; with momentum v = momentum * v + d and
-// d = nesterov ? d + momentum * v : v; w -= lr * d. v is untouched (may be null) without momentum.
+// The update rules of Optimizer::step (base/optimizer_rules.h, the CPU's too), one fused kernel
+// per parameter; grad_scale points at norm_scale[1] (device). v is not read (may be null) for
+// SGD without momentum.
 template <typename T>
-void sgd_update(T* w, const T* g, T* v, int64_t n, double lr, double weight_decay, double momentum, bool nesterov,
-                const double* grad_scale, int device);
-// Adam / AdamW: d = g * scale (+ wd * w for Adam; AdamW decays w by lr * wd first);
-// m = b1 m + (1 - b1) d; v = b2 v + (1 - b2) d^2; w -= lr * (m / bias1) / (sqrt(v / bias2) + eps).
+void sgd_update(T* w, const T* g, T* v, int64_t n, const rules::Sgd& rule, const double* grad_scale, int device);
 template <typename T>
-void adam_update(T* w, const T* g, T* m, T* v, int64_t n, double lr, double weight_decay, double beta1, double beta2,
-                 double eps, double bias1, double bias2, bool decoupled, const double* grad_scale, int device);
+void adam_update(T* w, const T* g, T* m, T* v, int64_t n, const rules::Adam& rule, const double* grad_scale,
+                 int device);
 
 }  // namespace mmfuse::cuda
