@@ -113,14 +113,9 @@ __global__ void check_targets_kernel(const int32_t* __restrict__ target, int64_t
 }
 
 template <typename T>
-__device__ __forceinline__ T loss_value(PointwiseLoss kind, T diff) {
-  return kind == PointwiseLoss::l1 ? abs(diff) : diff * diff;
-}
-
-template <typename T>
 __global__ void pointwise_loss_kernel(const T* __restrict__ x, const T* __restrict__ t, T* __restrict__ out, int64_t n,
                                       PointwiseLoss kind) {
-  for (int64_t i = global_thread(); i < n; i += grid_threads()) out[i] = loss_value(kind, x[i] - t[i]);
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) out[i] = pointwise_loss_value(kind, T(x[i] - t[i]));
 }
 
 template <typename T>
@@ -128,9 +123,7 @@ __global__ void pointwise_loss_backward_kernel(const T* __restrict__ x, const T*
                                                const T* __restrict__ grad, bool per_element, double scale,
                                                T* __restrict__ dx, T* __restrict__ dt, int64_t n, PointwiseLoss kind) {
   for (int64_t i = global_thread(); i < n; i += grid_threads()) {
-    T diff = x[i] - t[i];
-    T slope = kind == PointwiseLoss::l1 ? T((diff > 0) - (diff < 0)) : T(2) * diff;
-    T d = static_cast<T>(scale * static_cast<double>(per_element ? grad[i] : grad[0]) * static_cast<double>(slope));
+    T d = pointwise_loss_grad(kind, T(x[i] - t[i]), per_element ? grad[i] : grad[0], scale);
     if (dx) dx[i] = d;
     if (dt) dt[i] = -d;
   }

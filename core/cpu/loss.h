@@ -160,11 +160,6 @@ double deterministic_sum(int64_t n, F&& value) {
   return total;
 }
 
-template <typename T>
-inline T pointwise_loss_value(PointwiseLoss kind, T diff) {
-  return kind == PointwiseLoss::l1 ? std::abs(diff) : diff * diff;
-}
-
 // Elementwise loss (reduction none).
 template <typename T>
 void pointwise_loss(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kind) {
@@ -179,16 +174,14 @@ double pointwise_loss_sum(const T* x, const T* t, int64_t n, PointwiseLoss kind)
   return deterministic_sum(n, [&](int64_t i) { return static_cast<double>(pointwise_loss_value(kind, x[i] - t[i])); });
 }
 
-// dx = coef * f'(x - t), dt = -dx (either may be null), coef = scale * (grad_per_element ?
-// grad[i] : grad[0]); f' is sign (sign(0) = 0, as torch.sign) for l1 and 2*diff for mse.
+// dx = pointwise_loss_grad(x - t, grad_per_element ? grad[i] : grad[0], scale), dt = -dx
+// (either may be null; base/geometry/loss.h).
 template <typename T>
 void pointwise_loss_backward(const T* x, const T* t, const T* grad, bool grad_per_element, double scale, T* dx,
                              T* dt, int64_t n, PointwiseLoss kind) {
   parallel_for(n, 32768, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      T diff = x[i] - t[i];
-      T slope = kind == PointwiseLoss::l1 ? T((diff > 0) - (diff < 0)) : 2 * diff;
-      T d = static_cast<T>(scale * (grad_per_element ? grad[i] : grad[0]) * slope);
+      T d = pointwise_loss_grad(kind, T(x[i] - t[i]), grad_per_element ? grad[i] : grad[0], scale);
       if (dx) dx[i] = d;
       if (dt) dt[i] = -d;
     }
