@@ -19,6 +19,8 @@ namespace mmfuse::cuda {
 
 namespace {
 
+using cpu::avg_window;
+using cpu::AvgWindow;
 using cpu::Pool2dGeometry;
 using cpu::ResizeGeometry;
 
@@ -77,19 +79,6 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ gy, const int64_t
   }
 }
 
-// cpu::avg_window on the device.
-struct Window {
-  int64_t h0, h1, w0, w1, divisor;
-};
-__device__ __forceinline__ Window device_avg_window(const Pool2dGeometry& g, int64_t oh, int64_t ow, bool include_pad) {
-  int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
-  int64_t h1 = min(h0 + g.kernel_h, g.in_h + g.pad_h), w1 = min(w0 + g.kernel_w, g.in_w + g.pad_w);
-  int64_t padded = (h1 - h0) * (w1 - w0);
-  Window win{max(h0, int64_t{0}), min(h1, g.in_h), max(w0, int64_t{0}), min(w1, g.in_w), 0};
-  win.divisor = include_pad ? padded : (win.h1 - win.h0) * (win.w1 - win.w0);
-  return win;
-}
-
 template <typename T>
 __global__ void avg_pool_forward_kernel(const T* __restrict__ x, T* __restrict__ y, Pool2dGeometry g, int64_t n,
                                         bool include_pad) {
@@ -97,7 +86,7 @@ __global__ void avg_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     int64_t ow = o % g.out_w, t = o / g.out_w;
     int64_t oh = t % g.out_h, p = t / g.out_h;
     const T* xp = x + p * g.in_h * g.in_w;
-    Window win = device_avg_window(g, oh, ow, include_pad);
+    AvgWindow win = avg_window(g, oh, ow, include_pad);
     T sum = 0;
     for (int64_t h = win.h0; h < win.h1; ++h)
       for (int64_t w = win.w0; w < win.w1; ++w) sum += xp[h * g.in_w + w];
@@ -118,7 +107,7 @@ __global__ void avg_pool_backward_kernel(const T* __restrict__ gy, T* __restrict
     T acc = T(0);
     for (int64_t oh = oh0; oh < oh1; ++oh)
       for (int64_t ow = ow0; ow < ow1; ++ow) {
-        Window win = device_avg_window(g, oh, ow, include_pad);
+        AvgWindow win = avg_window(g, oh, ow, include_pad);
         if (win.divisor <= 0 || h < win.h0 || h >= win.h1 || w < win.w0 || w >= win.w1) continue;
         acc += gy[base + oh * g.out_w + ow] / static_cast<T>(win.divisor);
       }

@@ -3,8 +3,9 @@
 // plain structs and index arithmetic, nothing of Tensor, OpenMP or CUDA. The namespace stays
 // mmfuse::cpu, where the CPU kernels have always defined these names.
 #pragma once
-#include <algorithm>
 #include <cstdint>
+
+#include "base/philox.h"  // MMF_HD
 
 namespace mmfuse::cpu {
 
@@ -20,13 +21,16 @@ struct AvgWindow {
   int64_t divisor;
 };
 
-inline AvgWindow avg_window(const Pool2dGeometry& g, int64_t oh, int64_t ow, bool count_include_pad) {
+MMF_HD int64_t min_of(int64_t a, int64_t b) { return a < b ? a : b; }
+MMF_HD int64_t max_of(int64_t a, int64_t b) { return a < b ? b : a; }
+
+// For the CPU loops and the CUDA kernels alike.
+MMF_HD AvgWindow avg_window(const Pool2dGeometry& g, int64_t oh, int64_t ow, bool count_include_pad) {
   int64_t h0 = oh * g.stride_h - g.pad_h, w0 = ow * g.stride_w - g.pad_w;
-  int64_t h1 = std::min(h0 + g.kernel_h, g.in_h + g.pad_h);
-  int64_t w1 = std::min(w0 + g.kernel_w, g.in_w + g.pad_w);
+  int64_t h1 = min_of(h0 + g.kernel_h, g.in_h + g.pad_h);
+  int64_t w1 = min_of(w0 + g.kernel_w, g.in_w + g.pad_w);
   int64_t padded_size = (h1 - h0) * (w1 - w0);
-  AvgWindow win{std::max<int64_t>(h0, 0), std::min(h1, g.in_h), std::max<int64_t>(w0, 0),
-                std::min(w1, g.in_w), 0};
+  AvgWindow win{max_of(h0, 0), min_of(h1, g.in_h), max_of(w0, 0), min_of(w1, g.in_w), 0};
   win.divisor = count_include_pad ? padded_size : (win.h1 - win.h0) * (win.w1 - win.w0);
   return win;
 }
