@@ -17,6 +17,19 @@ namespace mmfuse {
 // kernels that accept it.
 enum class DType : uint8_t { f32, f64, i32, i64, u8 };
 
+// Calls f(T{}) with the C++ type of t (float, double, int32_t, int64_t, uint8_t): one switch
+// for the host code of both devices (copies and conversions).
+template <typename F>
+void visit_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: f(float{}); break;
+    case DType::f64: f(double{}); break;
+    case DType::i32: f(int32_t{}); break;
+    case DType::i64: f(int64_t{}); break;
+    case DType::u8: f(uint8_t{}); break;
+  }
+}
+
 inline size_t dtype_size(DType t) {
   switch (t) {
     case DType::f32: return 4;

@@ -61,17 +61,6 @@ Storage::~Storage() {
 
 namespace {
 
-template <typename F>
-void visit_dtype(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); break;
-    case DType::f64: f(double{}); break;
-    case DType::i32: f(int32_t{}); break;
-    case DType::i64: f(int64_t{}); break;
-    case DType::u8: f(uint8_t{}); break;
-  }
-}
-
 void convert_host(const void* src, DType st, void* dst, DType dt, int64_t n) {
   if (st == dt) {
     std::memcpy(dst, src, static_cast<size_t>(n) * dtype_size(st));

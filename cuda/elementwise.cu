@@ -191,17 +191,6 @@ void binary_broadcast(const T* a, const T* b, T* out, const std::vector<int64_t>
 
 namespace {
 
-template <typename F>
-void visit_dtype(DType t, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); break;
-    case DType::f64: f(double{}); break;
-    case DType::i32: f(int32_t{}); break;
-    case DType::i64: f(int64_t{}); break;
-    case DType::u8: f(uint8_t{}); break;
-  }
-}
-
 template <typename T>
 __global__ void fill_kernel(T* __restrict__ p, int64_t n, T value) {
   for (int64_t i = global_thread(); i < n; i += grid_threads()) p[i] = value;
