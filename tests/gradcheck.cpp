@@ -4,6 +4,11 @@
 #include <cmath>
 #include <sstream>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <cblas.h>
+
 #include "core/net.h"
 
 namespace mmfuse::testing {
@@ -25,6 +30,17 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
 void check_close(const Tensor& got, const Tensor& want, double tol) {
   REQUIRE(got.shape() == want.shape());
   check_close(got.to_vector<double>(), want.to_vector<double>(), tol);
+}
+
+void set_threads(int threads) {
+#ifdef _OPENMP
+  static const int default_threads = omp_get_max_threads();
+  int count = threads > 0 ? threads : default_threads;
+  omp_set_num_threads(count);
+  if (openblas_get_parallel() == 1) openblas_set_num_threads(count);  // the OpenMP build follows OpenMP's
+#else
+  (void)threads;
+#endif
 }
 
 void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const std::vector<std::string>& wrt,

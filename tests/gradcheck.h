@@ -59,6 +59,10 @@ void check_close(const Tensor& got, const Tensor& want, double tol = 1e-12);
 void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const std::vector<std::string>& wrt,
                     const std::vector<std::string>& tops);
 
+// The thread count of OpenMP and of OpenBLAS, as in a process started with OMP_NUM_THREADS set
+// to it (0: back to the default). The kernels must give the same bits whatever it is.
+void set_threads(int threads);
+
 // Registry of ops that have a gradient test (see MMF_GRAD_TEST).
 std::set<std::string>& gradient_tested_ops();
 struct GradTestRegistrar {

@@ -1,15 +1,12 @@
 // conv2d and conv_transpose2d: forward against naive loops written here, the adjoint identity,
 // errors, float32 against float64, and gradient checks for every option combination.
 #include <cmath>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <cblas.h>
 
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
+using mmfuse::testing::set_threads;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -120,19 +117,6 @@ std::vector<double> naive_conv2d_weight_grad(const Tensor& x, const Tensor& gy, 
           dw[((oc * cg + c) * kh + ki) * kw + kj] = acc;
         }
   return dw;
-}
-
-// The thread count of OpenMP and of OpenBLAS, as in a process started with OMP_NUM_THREADS set
-// to it (0: back to the default). The kernels must give the same bits whatever it is.
-void set_threads(int threads) {
-#ifdef _OPENMP
-  static const int default_threads = omp_get_max_threads();
-  int count = threads > 0 ? threads : default_threads;
-  omp_set_num_threads(count);
-  if (openblas_get_parallel() == 1) openblas_set_num_threads(count);  // the OpenMP build follows OpenMP's
-#else
-  (void)threads;
-#endif
 }
 
 ConvTranspose2dOptions transpose_options(const Conv2dOptions& o, int64_t output_padding_h = 0,

@@ -11,10 +11,6 @@
 #include <iterator>
 #include <set>
 #include <sstream>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <cblas.h>
 
 #include "core/cpu/gemm.h"
 #include "tests/gradcheck.h"
@@ -22,6 +18,7 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
+using mmfuse::testing::set_threads;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -39,19 +36,6 @@ std::vector<double> naive_matmul(const Tensor& a, const Tensor& b) {
         for (int64_t k = 0; k < K; ++k) c[(i * M + m) * N + n] += av[ao + m * K + k] * bv[bo + k * N + n];
   }
   return c;
-}
-
-// The thread count of OpenMP and of OpenBLAS, as in a process started with OMP_NUM_THREADS set
-// to it (0: back to the default). The kernels must give the same bits whatever it is.
-void set_threads(int threads) {
-#ifdef _OPENMP
-  static const int default_threads = omp_get_max_threads();
-  int count = threads > 0 ? threads : default_threads;
-  omp_set_num_threads(count);
-  if (openblas_get_parallel() == 1) openblas_set_num_threads(count);  // the OpenMP build follows OpenMP's
-#else
-  (void)threads;
-#endif
 }
 
 }  // namespace
