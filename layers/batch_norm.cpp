@@ -36,15 +36,16 @@ class BatchNormLayer : public Layer {
   std::vector<Shape> setup(const std::vector<Shape>& bottoms, LayerContext& ctx) override {
     const auto& p = layer_param().batch_norm_param();
     const Shape& x = bottoms[0];
-    if (x.size() < 2) fail("expects a [N, C, ...] bottom, got ", shape_str(x));
-    int64_t m = p.modalities();
-    if (m < 1) fail("modalities must be >= 1, got ", m);
-    if (x[0] % m != 0) fail("batch ", x[0], " of ", shape_str(x), " is not divisible by modalities ", m);
+    Shape s;  // the statistics' and gamma/beta's shape
+    try {
+      s = batch_norm_param_shape(x, p.modalities());  // the op's own checks
+    } catch (const OpError& e) {
+      fail(e.what());
+    }
     if (!(p.eps() > 0)) fail("eps must be positive, got ", p.eps());
     float f = p.moving_average_fraction();
     if (!(f >= 0 && f <= 1)) fail("moving_average_fraction must be in [0, 1], got ", f);
     global_stats_ = p.has_use_global_stats() ? p.use_global_stats() : ctx.phase == proto::TEST;
-    Shape s = m == 1 ? Shape{x[1]} : Shape{m, x[1]};
     add_param(ctx, "mean", s, make_filler("constant", 0), 1, 1, /*learnable=*/false);
     add_param(ctx, "variance", s, make_filler("constant", 1), 1, 1, /*learnable=*/false);
     if (p.affine()) {

@@ -314,7 +314,7 @@ TEST_CASE("BatchNorm: batch_norm, modalities = two layers on the halves, frozen 
   CHECK(build_error(input("x", {5, 3, 2}) +
                     "layer { name: \"bn\" type: \"BatchNorm\" bottom: \"x\" top: \"bn\" batch_norm_param { "
                     "modalities: 2 } }\n") ==
-        "std.prototxt:2: layer 'bn' (BatchNorm): batch 5 of [5, 3, 2] is not divisible by modalities 2");
+        "std.prototxt:2: layer 'bn' (BatchNorm): batch_norm: batch 5 of [5, 3, 2] is not divisible by modalities 2");
 }
 
 TEST_CASE("Concat and Slice: concat/split along an axis, legacy dims, gradients") {

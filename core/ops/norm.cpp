@@ -67,16 +67,22 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
 
 }  // namespace
 
+Shape batch_norm_param_shape(const Shape& x, int64_t modalities) {
+  const char* op = "batch_norm";
+  MMF_CHECK(x.size() >= 2, OpError, op, ": x must be [M*N, C, ...] with rank >= 2, got ", shape_str(x));
+  MMF_CHECK(modalities >= 1, OpError, op, ": modalities must be >= 1, got ", modalities);
+  MMF_CHECK(x[0] % modalities == 0, OpError, op, ": batch ", x[0], " of ", shape_str(x),
+            " is not divisible by modalities ", modalities);
+  return modalities == 1 ? Shape{x[1]} : Shape{modalities, x[1]};
+}
+
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, const BatchNormOptions& options) {
   const char* op = "batch_norm";
   ops::check_floating(op, x);
   const std::string args = batch_norm_args(x, weight, bias, running_mean, running_var);
   const int64_t modalities = options.modalities;
-  MMF_CHECK(x.dim() >= 2, OpError, op, ": x must be [M*N, C, ...] with rank >= 2; got ", args);
-  MMF_CHECK(modalities >= 1, OpError, op, ": modalities must be >= 1, got ", modalities);
-  MMF_CHECK(x.size(0) % modalities == 0, OpError, op, ": batch ", x.size(0), " is not divisible by modalities ",
-            modalities, "; got ", args);
+  batch_norm_param_shape(x.shape(), modalities);
   cpu::BatchNormGeometry geo;
   geo.modalities = modalities;
   geo.batch_per_modality = x.size(0) / modalities;

@@ -30,6 +30,10 @@ struct BatchNormOptions {
 // Backward flows to x (through the batch statistics when they were used), weight and bias.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                   const Tensor& running_var, const BatchNormOptions& options = {});
+// batch_norm's checks on x's shape and the modality count alone (what a layer's setup has):
+// throws the op's OpError, returns the shape of the per-(modality, channel) parameters and
+// statistics, [C] for one modality and [M, C] for several.
+Shape batch_norm_param_shape(const Shape& x, int64_t modalities);
 
 // Inverted dropout (torch.nn.functional.dropout): at training, element i is kept iff the
 // Philox word i of (gen.seed(), gen.take(numel)) gives uniform >= p, and kept values are
