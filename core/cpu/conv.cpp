@@ -15,8 +15,6 @@ namespace mmfuse::cpu {
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Output columns [first, last) whose input column ox*stride + offset lies inside [0, size).
 void valid_range(int64_t offset, int64_t stride, int64_t size, int64_t out_size, int64_t& first, int64_t& last) {
   first = offset >= 0 ? 0 : ceil_div(-offset, stride);

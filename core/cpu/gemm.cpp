@@ -47,8 +47,6 @@ constexpr int64_t kMinEdge = 256;
 
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 struct Blocks {
   int64_t rows, cols;            // edge of a block (the last one down or across may be shorter)
   int64_t row_count, col_count;  // blocks down and across C
@@ -131,16 +129,10 @@ void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T alpha, 
     blas_gemm<T>(trans_a, trans_b, std::min(b.rows, M - r0), std::min(b.cols, N - c0), K, alpha, a, lda, bb, ldb,
                  beta, C + r0 * ldc + c0, ldc);
   };
-  int64_t count = b.row_count * b.col_count;
-#ifdef _OPENMP
-  if (count > 1 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
-    int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), count));
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t i = 0; i < count; ++i) block(i);
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < count; ++i) block(i);
+  // Threads take whole blocks; inside a parallel region the caller's thread runs them all.
+  parallel_for(b.row_count * b.col_count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) block(i);
+  });
 }
 
 template <typename T>

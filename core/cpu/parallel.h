@@ -9,6 +9,9 @@
 
 namespace mmfuse::cpu {
 
+// a / b rounded up, for a >= 0 and b > 0.
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
 // Threads a parallel region may use (1 without OpenMP).
 inline int max_threads() {
 #ifdef _OPENMP
@@ -22,7 +25,7 @@ template <typename F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
 #ifdef _OPENMP
-  int64_t max_chunks = (n + grain - 1) / std::max<int64_t>(grain, 1);
+  int64_t max_chunks = ceil_div(n, std::max<int64_t>(grain, 1));
   int threads = static_cast<int>(std::min<int64_t>(omp_get_max_threads(), max_chunks));
   if (threads > 1 && !omp_in_parallel()) {
 #pragma omp parallel num_threads(threads)
