@@ -5,22 +5,18 @@
 #include <cstdio>
 #include <map>
 
+#include "base/format.h"
 #include "core/autograd.h"
 
 namespace mmfuse {
 
 namespace {
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 std::string right(size_t v, int width, const char* before = "") {  // v right-aligned in `width` columns
   char buf[48];
   std::snprintf(buf, sizeof buf, "%s%*zu", before, width, v);
   return buf;
 }
-std::string cell(double v, const char* format) { return std::isnan(v) ? std::string("      -") : fmt(format, v); }
+std::string cell(double v, const char* format) { return std::isnan(v) ? std::string("      -") : format_number(format, v); }
 }  // namespace
 
 SegmentationScores segmentation_scores(const std::vector<double>& c, int64_t k) {
@@ -69,15 +65,15 @@ std::string TestResult::format() const {
   std::string out;
   for (size_t i = 0; i < outputs.size(); ++i)
     out += "    " + net + " output #" + std::to_string(i) + ": " + outputs[i].first + " = " +
-           fmt("%.6g", outputs[i].second) + "\n";
+           format_number("%.6g", outputs[i].second) + "\n";
   if (!segmentation.empty()) {
     size_t w = 12;
     for (const auto& s : segmentation) w = std::max(w, s.name.size());
     std::string head = "segmentation";
     out += "    " + head + std::string(w - head.size(), ' ') + "  pixel acc  mean acc   mIoU\n";
     for (const auto& s : segmentation)
-      out += "    " + s.name + std::string(w - s.name.size(), ' ') + fmt("  %9.2f", s.pixel_accuracy) +
-             fmt("  %8.2f", s.mean_accuracy) + fmt("  %6.2f", s.mean_iou) + "\n";
+      out += "    " + s.name + std::string(w - s.name.size(), ' ') + format_number("  %9.2f", s.pixel_accuracy) +
+             format_number("  %8.2f", s.mean_accuracy) + format_number("  %6.2f", s.mean_iou) + "\n";
   }
   return out;
 }
@@ -87,8 +83,8 @@ std::string TestResult::format_with_loss_weights(const Net& source) const {
   for (size_t k = 0; k < outputs.size(); ++k) {
     const auto& [n, v] = outputs[k];
     float w = loss_weight_of(source, n);
-    out += "    " + net + " output #" + std::to_string(k) + ": " + n + " = " + fmt("%.6g", v) +
-           (w != 0 ? " (* " + fmt("%g", w) + " = " + fmt("%.6g", w * v) + " loss)" : "") + "\n";
+    out += "    " + net + " output #" + std::to_string(k) + ": " + n + " = " + format_number("%.6g", v) +
+           (w != 0 ? " (* " + format_number("%g", w) + " = " + format_number("%.6g", w * v) + " loss)" : "") + "\n";
   }
   TestResult table = *this;
   table.outputs.clear();
@@ -116,7 +112,7 @@ std::string TestResult::format_confusion() const {
       double row = 0;
       for (size_t j = 0; j < k; ++j) row += s.confusion[i * k + j];
       out += right(i, 3, "    ") + " ";
-      for (size_t j = 0; j < k; ++j) out += row > 0 ? fmt(" %5.1f", 100 * s.confusion[i * k + j] / row) : "     -";
+      for (size_t j = 0; j < k; ++j) out += row > 0 ? format_number(" %5.1f", 100 * s.confusion[i * k + j] / row) : "     -";
       out += "\n";
     }
   }

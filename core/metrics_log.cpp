@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "base/error.h"
+#include "base/format.h"
 #include "core/plot.h"
 
 namespace mmfuse {
@@ -18,19 +19,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string json_num(double v) { return std::isfinite(v) ? fmt("%.9g", v) : "null"; }
+std::string json_num(double v) { return std::isfinite(v) ? format_number("%.9g", v) : "null"; }
 std::string json_str(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     if (c == '"' || c == '\\') out += '\\';
     if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt("\\u%04x", static_cast<unsigned char>(c));
+      out += format_number("\\u%04x", static_cast<unsigned char>(c));
       continue;
     }
     out += c;

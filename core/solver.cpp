@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 
+#include "base/format.h"
 #include "core/ops.h"
 #include "core/prototxt.h"
 #include "cuda/precision.h"
@@ -53,12 +54,6 @@ class SignalScope {
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 std::string duration_str(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
@@ -108,7 +103,7 @@ void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
   int nets = p.has_net() + p.has_net_param() + p.has_train_net() + p.has_train_net_param();
   if (nets == 0) bad("no net given (set one of net, net_param, train_net, train_net_param)");
   if (nets > 1) bad("more than one train net given (net, net_param, train_net, train_net_param: set exactly one)");
-  if (!std::isfinite(p.base_lr()) || p.base_lr() < 0) bad("base_lr must be >= 0, got " + fmt("%g", p.base_lr()));
+  if (!std::isfinite(p.base_lr()) || p.base_lr() < 0) bad("base_lr must be >= 0, got " + format_number("%g", p.base_lr()));
   if (p.max_iter() < 0) bad("max_iter must be >= 0, got " + std::to_string(p.max_iter()));
   if (max_iter_override < -1) bad("--max-iter must be >= 0, got " + std::to_string(max_iter_override));
   const int64_t max_iter = max_iter_override >= 0 ? max_iter_override : p.max_iter();
@@ -130,10 +125,10 @@ void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
       bad("stepvalue must ascend, got " + std::to_string(p.stepvalue(i - 1)) + " then " + std::to_string(p.stepvalue(i)));
   }
   if (!std::isfinite(p.weight_decay()) || p.weight_decay() < 0)
-    bad("weight_decay must be >= 0, got " + fmt("%g", p.weight_decay()));
-  if (!(p.momentum() >= 0 && p.momentum() < 1)) bad("momentum must be in [0, 1), got " + fmt("%g", p.momentum()));
-  if (!(p.momentum2() >= 0 && p.momentum2() < 1)) bad("momentum2 must be in [0, 1), got " + fmt("%g", p.momentum2()));
-  if (!(p.delta() > 0)) bad("delta must be > 0, got " + fmt("%g", p.delta()));
+    bad("weight_decay must be >= 0, got " + format_number("%g", p.weight_decay()));
+  if (!(p.momentum() >= 0 && p.momentum() < 1)) bad("momentum must be in [0, 1), got " + format_number("%g", p.momentum()));
+  if (!(p.momentum2() >= 0 && p.momentum2() < 1)) bad("momentum2 must be in [0, 1), got " + format_number("%g", p.momentum2()));
+  if (!(p.delta() > 0)) bad("delta must be > 0, got " + format_number("%g", p.delta()));
   if (p.precision() != "fp32" && p.precision() != "tf32")
     bad("precision must be fp32 or tf32, got '" + p.precision() + "'");
   check_solver_type(p);
@@ -142,7 +137,7 @@ void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
   for (int64_t it : {int64_t{0}, std::max<int64_t>(max_iter, 1) - 1}) {
     double lr = learning_rate(p, it);
     if (!std::isfinite(lr) || lr < 0)
-      bad("lr_policy " + p.lr_policy() + " gives the rate " + fmt("%g", lr) + " at iteration " + std::to_string(it));
+      bad("lr_policy " + p.lr_policy() + " gives the rate " + format_number("%g", lr) + " at iteration " + std::to_string(it));
   }
 }
 
@@ -254,7 +249,7 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   if (prefix_.back() == '/') prefix_ += net_->name().empty() ? "mmfuse" : net_->name();
   metrics_ = MetricsLog(param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl");
   // Nothing is written (folders included) until training produces its first output.
-  note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + fmt("%g", param_.base_lr()) +
+  note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + format_number("%g", param_.base_lr()) +
        ", max_iter " + std::to_string(max_iter_) + ", iter_size " + std::to_string(param_.iter_size()) + ", device " +
        device_.str() + ", precision " + precision_ + ", random_seed " + std::to_string(seed_) +
        (param_.random_seed() < 0 ? " (random_seed -1 means 1: runs reproduce)" : ""));
@@ -520,14 +515,14 @@ Solver::Outcome Solver::solve() {
       double secs = seconds_since(last_display);
       int64_t iters = iter_ + 1 - last_display_iter;
       double sps = secs > 0 ? static_cast<double>(iters * batch_size_ * iter_size) / secs : 0;
-      std::string line = "Iteration " + std::to_string(iter_) + " (" + fmt("%.4g", sps) + " samples/s), loss = " +
-                         fmt("%.6g", smoothed) + ", lr = " + fmt("%.6g", lr) + ", elapsed " + duration_str(elapsed) +
+      std::string line = "Iteration " + std::to_string(iter_) + " (" + format_number("%.4g", sps) + " samples/s), loss = " +
+                         format_number("%.6g", smoothed) + ", lr = " + format_number("%.6g", lr) + ", elapsed " + duration_str(elapsed) +
                          ", ETA " + eta_;
       for (size_t i = 0; i < outputs.size(); ++i) {
         float w = loss_weight_of(*net_, outputs[i].first);
         line += "\n    Train net output #" + std::to_string(i) + ": " + outputs[i].first + " = " +
-                fmt("%.6g", outputs[i].second) +
-                (w != 0 ? " (* " + fmt("%g", w) + " = " + fmt("%.6g", w * outputs[i].second) + " loss)" : "");
+                format_number("%.6g", outputs[i].second) +
+                (w != 0 ? " (* " + format_number("%g", w) + " = " + format_number("%.6g", w * outputs[i].second) + " loss)" : "");
       }
       note(line);
       metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed);
