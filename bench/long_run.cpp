@@ -11,8 +11,6 @@
 // written into the repository). Verdict: PASS when the least-squares slope of RSS against
 // iteration over the samples after warm-up (the first F = 10% of the run) is at most
 // --max-growth MB per 1000 iterations (default 1), else FAIL (exit 1).
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -27,6 +25,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "core/metrics_log.h"
 #include "core/prototxt.h"
 #include "core/solver.h"
 
@@ -40,15 +39,6 @@ struct Sample {
   double rss_mb;
 };
 
-// The number after "key": in one JSONL record; false when the key is absent.
-bool json_number(const std::string& line, const char* key, double& value) {
-  std::string k = std::string("\"") + key + "\":";
-  size_t at = line.find(k);
-  if (at == std::string::npos) return false;
-  value = std::strtod(line.c_str() + at + k.size(), nullptr);
-  return true;
-}
-
 // Reads the records added to the metrics log since `offset`; complete lines only.
 void read_samples(const std::string& path, std::streamoff& offset, std::vector<Sample>& out) {
   std::ifstream in(path, std::ios::binary);
@@ -60,17 +50,10 @@ void read_samples(const std::string& path, std::streamoff& offset, std::vector<S
   std::istringstream lines(text.substr(0, end + 1));
   for (std::string line; std::getline(lines, line);) {
     double iter = 0, rss = 0;
-    if (json_number(line, "iter", iter) && json_number(line, "rss_mb", rss))
+    if (record_number(line, "iter", iter) && record_number(line, "rss_mb", rss))
       out.push_back({static_cast<int64_t>(iter), rss});
   }
   offset += static_cast<std::streamoff>(end + 1);
-}
-
-double own_rss_mb() {
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
 }
 
 std::string flag_value(int& i, int argc, char** argv) {
@@ -124,7 +107,7 @@ int main(int argc, char** argv) try {
   SolverOptions options;
   options.out = log;
   Solver solver(param, solver_path, options);
-  double start_rss = own_rss_mb();
+  double start_rss = resident_set_mb();
   std::printf("%s: %lld iterations (batch %lld), RSS every %lld, tests every %lld; RSS after building the nets %.1f MB\n",
               solver_path.c_str(), static_cast<long long>(iterations), static_cast<long long>(solver.batch_size()),
               static_cast<long long>(every), static_cast<long long>(test_interval), start_rss);
@@ -161,7 +144,7 @@ int main(int argc, char** argv) try {
   monitor.join();
   print_new();
   std::fclose(log);
-  samples.push_back({solver.iter(), own_rss_mb()});  // after the last test
+  samples.push_back({solver.iter(), resident_set_mb()});  // after the last test
   std::printf("%10lld %10.1f  (end of the run)\n", static_cast<long long>(samples.back().iter), samples.back().rss_mb);
   if (!failure.empty() || outcome != Solver::Outcome::finished) {
     std::printf("the run did not finish: %s\n", failure.empty() ? solver.message().c_str() : failure.c_str());

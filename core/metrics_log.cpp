@@ -33,15 +33,6 @@ std::string json_str(const std::string& s) {
   return out + "\"";
 }
 
-double rss_mb() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (!f) return 0;
-  long pages = 0, resident = 0;
-  int n = std::fscanf(f, "%ld %ld", &pages, &resident);
-  std::fclose(f);
-  if (n != 2) return 0;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
-}
 
 // "outputs":{"name":value,...}
 std::string json_outputs(const std::vector<std::pair<std::string, double>>& outputs) {
@@ -116,6 +107,26 @@ std::string test_prefix(size_t net, size_t nets) { return nets > 1 ? "test" + st
 
 }  // namespace
 
+double resident_set_mb() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  long pages = 0, resident = 0;
+  int n = std::fscanf(f, "%ld %ld", &pages, &resident);
+  std::fclose(f);
+  if (n != 2) return 0;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1024.0 * 1024.0);
+}
+
+bool record_number(const std::string& line, const std::string& key, double& value) {
+  Json record;
+  const char* p = line.c_str();
+  if (!parse_json(p, record)) return false;
+  const Json* v = record.get(key);
+  if (!v || !v->keys.empty()) return false;
+  value = v->number;
+  return true;
+}
+
 void create_parent(const std::string& file) {
   fs::path dir = fs::path(file).parent_path();
   if (dir.empty()) return;
@@ -162,7 +173,7 @@ void MetricsLog::write_train(int64_t iter, double lr, double loss,
                              double samples_per_s, double elapsed_s) {
   write("{\"iter\":" + std::to_string(iter) + ",\"lr\":" + json_num(lr) + ",\"loss\":" + json_num(loss) + "," +
         json_outputs(outputs) + ",\"grad_norm\":" + json_num(grad_norm) + ",\"samples_per_s\":" +
-        json_num(samples_per_s) + ",\"rss_mb\":" + json_num(rss_mb()) + ",\"elapsed_s\":" + json_num(elapsed_s) + "}");
+        json_num(samples_per_s) + ",\"rss_mb\":" + json_num(resident_set_mb()) + ",\"elapsed_s\":" + json_num(elapsed_s) + "}");
 }
 
 void MetricsLog::write_test(int64_t iter, size_t net, const TestResult& r) {

@@ -20,6 +20,14 @@ namespace mmfuse {
 // Creates the folder of an output file (nothing when it has none).
 void create_parent(const std::string& file);
 
+// The process's resident set in MiB (/proc/self/statm; 0 where it cannot be read): the
+// `rss_mb` of the display records.
+double resident_set_mb();
+
+// The top-level number `key` of one metrics record (a line of the log; null reads as NaN);
+// false when the line is not a record or has no such number.
+bool record_number(const std::string& line, const std::string& key, double& value);
+
 class MetricsLog {
  public:
   MetricsLog() = default;
