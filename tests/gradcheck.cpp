@@ -43,6 +43,24 @@ void set_threads(int threads) {
 #endif
 }
 
+TensorList check_same_bits_for_thread_counts(const std::function<TensorList()>& f, const std::string& names) {
+  auto run = [&](int threads) {
+    set_threads(threads);
+    TensorList out = f();
+    set_threads(0);
+    return out;
+  };
+  TensorList serial = run(1), two = run(2), three = run(3);
+  REQUIRE(two.size() == serial.size());
+  REQUIRE(three.size() == serial.size());
+  for (size_t i = 0; i < serial.size(); ++i) {
+    INFO("output " << i << " (" << names << ")");
+    CHECK(two[i].to_vector<double>() == serial[i].to_vector<double>());
+    CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
+  }
+  return serial;
+}
+
 void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const std::vector<std::string>& wrt,
                     const std::vector<std::string>& tops) {
   TensorList inputs;

@@ -62,6 +62,9 @@ void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const s
 // The thread count of OpenMP and of OpenBLAS, as in a process started with OMP_NUM_THREADS set
 // to it (0: back to the default). The kernels must give the same bits whatever it is.
 void set_threads(int threads);
+// Runs f with 1, 2 and 3 threads and checks that every tensor it returns has the same bits each
+// time (`names` labels the outputs in a failure); returns the outputs of the 1-thread run.
+TensorList check_same_bits_for_thread_counts(const std::function<TensorList()>& f, const std::string& names);
 
 // Registry of ops that have a gradient test (see MMF_GRAD_TEST).
 std::set<std::string>& gradient_tested_ops();

@@ -6,7 +6,7 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
-using mmfuse::testing::set_threads;
+using mmfuse::testing::check_same_bits_for_thread_counts;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -178,28 +178,22 @@ TEST_CASE("conv2d and conv_transpose2d: the same bits for any thread count") {
       Tensor x = Tensor::randn(c.x, gen, 0, 1, dtype), w = Tensor::randn(c.w, gen, 0, 1, dtype);
       // conv2d forward, dx, dw; conv_transpose2d of the same geometry reads them backwards
       // (its forward is conv2d's dx, its backward conv2d's forward and dw).
-      auto run = [&](int threads) {
-        set_threads(threads);
-        Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
-        Tensor y = conv2d(xg, wg, Tensor(), c.options);
-        y.backward(tanh(y.detach()));
-        Tensor yg = y.detach().set_requires_grad(), wt = w.detach().set_requires_grad();
-        Tensor t = conv_transpose2d(yg, wt, Tensor(), transpose_options(c.options));
-        t.backward(tanh(t.detach()));
-        set_threads(0);
-        return TensorList{y, xg.grad(), wg.grad(), t, yg.grad(), wt.grad()};
-      };
-      TensorList parallel = run(2), serial = run(1), three = run(3);
+      TensorList out = check_same_bits_for_thread_counts(
+          [&] {
+            Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
+            Tensor y = conv2d(xg, wg, Tensor(), c.options);
+            y.backward(tanh(y.detach()));
+            Tensor yg = y.detach().set_requires_grad(), wt = w.detach().set_requires_grad();
+            Tensor t = conv_transpose2d(yg, wt, Tensor(), transpose_options(c.options));
+            t.backward(tanh(t.detach()));
+            return TensorList{y, xg.grad(), wg.grad(), t, yg.grad(), wt.grad()};
+          },
+          "y, dx, dw, transposed y, its dx, its dw");
       if (dtype == DType::f64) {
-        Tensor gy = tanh(parallel[0]);
-        check_close(parallel[0].to_vector<double>(), naive_conv2d(x, w, Tensor(), c.options));
-        check_close(parallel[1].to_vector<double>(), naive_conv_transpose2d(gy, w, Tensor(), transpose_options(c.options)));
-        check_close(parallel[2].to_vector<double>(), naive_conv2d_weight_grad(x, gy, w.shape(), c.options));
-      }
-      for (size_t i = 0; i < parallel.size(); ++i) {
-        INFO("output " << i << " (y, dx, dw, transposed y, its dx, its dw)");
-        CHECK(parallel[i].to_vector<double>() == serial[i].to_vector<double>());
-        CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
+        Tensor gy = tanh(out[0]);
+        check_close(out[0].to_vector<double>(), naive_conv2d(x, w, Tensor(), c.options));
+        check_close(out[1].to_vector<double>(), naive_conv_transpose2d(gy, w, Tensor(), transpose_options(c.options)));
+        check_close(out[2].to_vector<double>(), naive_conv2d_weight_grad(x, gy, w.shape(), c.options));
       }
     }
   }

@@ -18,7 +18,7 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
-using mmfuse::testing::set_threads;
+using mmfuse::testing::check_same_bits_for_thread_counts;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -224,40 +224,29 @@ TEST_CASE("matmul, linear and batched products: the same bits for any thread cou
       INFO(std::string(c.name) << (dtype == DType::f64 ? ", float64" : ", float32"));
       Generator gen(11);
       Tensor a = Tensor::randn(c.a, gen, 0, 1, dtype), b = Tensor::randn(c.b, gen, 0, 1, dtype);
-      auto run = [&](int threads) {
-        set_threads(threads);
-        Tensor ag = a.detach().set_requires_grad(), bg = b.detach().set_requires_grad();
-        Tensor y = matmul(ag, bg);
-        y.backward(tanh(y.detach()));
-        set_threads(0);
-        return TensorList{y, ag.grad(), bg.grad()};
-      };
-      TensorList serial = run(1), two = run(2), three = run(3);
-      if (dtype == DType::f64) check_close(serial[0].to_vector<double>(), naive_matmul(a, b));
-      for (size_t i = 0; i < serial.size(); ++i) {
-        INFO("output " << i << " (y, da, db)");
-        CHECK(two[i].to_vector<double>() == serial[i].to_vector<double>());
-        CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
-      }
+      TensorList out = check_same_bits_for_thread_counts(
+          [&] {
+            Tensor ag = a.detach().set_requires_grad(), bg = b.detach().set_requires_grad();
+            Tensor y = matmul(ag, bg);
+            y.backward(tanh(y.detach()));
+            return TensorList{y, ag.grad(), bg.grad()};
+          },
+          "y, da, db");
+      if (dtype == DType::f64) check_close(out[0].to_vector<double>(), naive_matmul(a, b));
     }
     // An inner-product layer of LeNet's size (ip1: 800 -> 500 on a batch of 64), with bias.
     Generator gen(12);
     Tensor x = Tensor::randn({64, 800}, gen, 0, 1, dtype), w = Tensor::randn({500, 800}, gen, 0, 0.05, dtype);
     Tensor bias = Tensor::randn({500}, gen, 0, 1, dtype);
-    auto run = [&](int threads) {
-      set_threads(threads);
-      Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad(), bg = bias.detach().set_requires_grad();
-      Tensor y = linear(xg, wg, bg);
-      y.backward(tanh(y.detach()));
-      set_threads(0);
-      return TensorList{y, xg.grad(), wg.grad(), bg.grad()};
-    };
-    TensorList serial = run(1), two = run(2), three = run(3);
-    for (size_t i = 0; i < serial.size(); ++i) {
-      INFO("linear, output " << i << " (y, dx, dw, db)");
-      CHECK(two[i].to_vector<double>() == serial[i].to_vector<double>());
-      CHECK(three[i].to_vector<double>() == serial[i].to_vector<double>());
-    }
+    check_same_bits_for_thread_counts(
+        [&] {
+          Tensor xg = x.detach().set_requires_grad(), wg = w.detach().set_requires_grad();
+          Tensor bg = bias.detach().set_requires_grad();
+          Tensor y = linear(xg, wg, bg);
+          y.backward(tanh(y.detach()));
+          return TensorList{y, xg.grad(), wg.grad(), bg.grad()};
+        },
+        "linear: y, dx, dw, db");
   }
 }
 
