@@ -48,7 +48,7 @@ set(bad "${WORK}/bad")
 file(COPY "${good}/" DESTINATION "${bad}")
 plant(${bad} cuda/conv.h "#pragma once|// a comment|#include \"base/error.h\"|#include \"core/tensor.h\"")
 plant(${bad} core/tensor.h "#pragma once|#include \"core/ops/elementwise.h\"")
-plant(${bad} core/plot.h "#pragma once||#include \"datasets/image.h\"")
+plant(${bad} core/svg.h "#pragma once||#include \"datasets/image.h\"")
 plant(${bad} base/dtype.h "#pragma once|#include \"cuda/conv.h\"")
 plant(${bad} layers/data.cpp "#include \"datasets/image.h\"|#include \"tests/temp_dir.h\"")
 plant(${bad} datasets/list.cpp "#include \"nowhere/x.h\"")
@@ -59,7 +59,7 @@ if(rc EQUAL 0)
 endif()
 set(expected
   "base/dtype.h:2: base may not include cuda/conv.h (cuda)"
-  "core/plot.h:3: core may not include datasets/image.h (datasets)"
+  "core/svg.h:3: core may not include datasets/image.h (datasets)"
   "core/random.cpp:1: core engine may not include core/ops/elementwise.h (core ops)"
   "core/tensor.h:2: core engine may not include core/ops/elementwise.h (core ops)"
   "cuda/conv.h:4: cuda may not include core/tensor.h (core engine)"

@@ -2,16 +2,18 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "base/error.h"
 #include "base/format.h"
-#include "core/plot.h"
+#include "core/svg.h"
 
 namespace mmfuse {
 
@@ -227,16 +229,37 @@ void TrainingCurve::reload(const std::string& path, int64_t before, size_t nets)
   }
 }
 
-void TrainingCurve::write(const std::string& png) const {
-  std::vector<PlotSeries> losses, metrics;
+std::string TrainingCurve::to_svg() const {
+  std::vector<svg::Series> losses, metrics;
   if (!train_.empty()) losses.push_back({"train loss (smoothed)", train_});
   for (const auto& key : test_order_) {
     bool is_loss = key.find("loss") != std::string::npos;
     (is_loss ? losses : metrics).push_back({key, tests_.at(key)});
   }
-  if (losses.empty() && metrics.empty()) return;
-  create_parent(png);
-  plot_training_curve(png, losses, metrics);
+  if (losses.empty() && metrics.empty()) return "";
+  // Both panels share the iterations axis.
+  double first = std::numeric_limits<double>::infinity(), last = -first;
+  for (const auto* list : {&losses, &metrics})
+    for (const auto& s : *list)
+      for (const auto& point : s.points) first = std::min(first, point.first), last = std::max(last, point.first);
+  svg::LineChartOptions top;
+  top.title = "loss";
+  top.min_left_margin = 64;
+  top.x_range = {{first, std::max(last, first + 1)}};
+  if (metrics.empty()) {
+    top.height = 600, top.x_label = "iteration";
+    return svg::line_chart(losses, top);
+  }
+  svg::LineChartOptions bottom = top;
+  bottom.title = "test metrics", bottom.x_label = "iteration", bottom.colour_offset = losses.size();
+  return svg::stack({svg::line_chart(losses, top), svg::line_chart(metrics, bottom)});
+}
+
+void TrainingCurve::write(const std::string& path) const {
+  const std::string figure = to_svg();
+  if (figure.empty()) return;
+  create_parent(path);
+  svg::write_file(path, figure);
 }
 
 }  // namespace mmfuse

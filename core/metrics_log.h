@@ -4,8 +4,9 @@
 // "samples_per_s", "rss_mb", "elapsed_s"}) and per test net run ({"phase": "test", "iter",
 // "net", "outputs", "segmentation"}); nothing (folders included) until the first record. After
 // a resume from iteration k the first write keeps only the records before k: the run repeats the
-// rest. TrainingCurve holds the points of the curve PNG (the smoothed train loss at each display,
-// each test output and mIoU) and reads back the earlier ones from a log on resume.
+// rest. TrainingCurve holds the points of the training curve (the smoothed train loss at each
+// display, each test output and mIoU), reads back the earlier ones from a log on resume, and
+// draws them as an SVG (core/svg.h): losses above, the other test outputs below.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -62,9 +63,12 @@ class TrainingCurve {
   // The points of the records before iteration `before` in the metrics log at `path` (a resume).
   void reload(const std::string& path, int64_t before, size_t nets);
   const Points& train() const { return train_; }
-  // Plots the losses (train and test) and the other test metrics to `png`; nothing when there
-  // is no point. Throws on failure.
-  void write(const std::string& png) const;
+  // The figure: one chart of the losses (train and test) against the iteration, and a second
+  // one below it of the other test outputs when there are any; "" when there is no point.
+  std::string to_svg() const;
+  // Writes to_svg() to `path` (an .svg file), making its folder; nothing when there is no point.
+  // Throws IOError on failure.
+  void write(const std::string& path) const;
 
  private:
   void add(const std::string& key, double iter, double value);

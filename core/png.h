@@ -1,9 +1,9 @@
-// Raster images and PNG writing: the pixel buffer that datasets/ decodes into and the
-// training-curve plot (core/plot.h) draws into, and the project's one PNG encoder: 8-bit
-// images through stb_image_write, 16-bit images with a small encoder of our own
-// (stb_image_write only writes 8-bit samples). It lives in core/ so that core writes the
-// training curve without including datasets/ (an upward include); datasets/image.h names
-// these as datasets::Image, datasets::encode_png and datasets::write_png.
+// Raster images and PNG writing: the pixel buffer that datasets/ decodes into, and the
+// project's one PNG encoder: 8-bit images through stb_image_write, 16-bit images with a small
+// encoder of our own (stb_image_write only writes 8-bit samples). It lives in core/ so that
+// core code encodes images (the PNG bytes a report page embeds, core/html_report.h) without
+// including datasets/ (an upward include); datasets/image.h names these as datasets::Image,
+// datasets::encode_png and datasets::write_png.
 #pragma once
 #include <cstddef>
 #include <cstdint>

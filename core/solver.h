@@ -4,7 +4,7 @@
 // SolverParameter, then solve() runs iterations: forward/backward over iter_size sub-batches
 // (each loss scaled by 1/iter_size), an optimizer step at learning_rate(solver, iter), display
 // lines (a progress bar in place between them on a terminal), JSONL metrics, tests every
-// test_interval, snapshots every `snapshot` iterations and at the end, a training-curve PNG.
+// test_interval, snapshots every `snapshot` iterations and at the end, a training-curve SVG.
 // SIGINT snapshots and stops, SIGHUP snapshots and continues (the handlers only set flags,
 // read between iterations). A snapshot is written only from weights shown good: those of
 // iteration k are captured in memory and go to disk once iteration k's forward and backward
@@ -70,7 +70,7 @@ class Solver {
   const proto::SolverParameter& param() const { return param_; }
   const std::string& snapshot_prefix() const { return prefix_; }
   const std::string& metrics_path() const { return metrics_.path(); }
-  std::string curve_path() const { return prefix_ + "_curve.png"; }
+  std::string curve_path() const { return prefix_ + "_curve.svg"; }
   const std::string& last_snapshot() const { return last_snapshot_; }
   int64_t batch_size() const { return batch_size_; }
   // The curve's points: (iteration, smoothed loss) at each display, the earlier part of a
@@ -121,7 +121,7 @@ class Solver {
   bool tty_ = false;
   std::string message_;
   MetricsLog metrics_;   // the JSONL records (core/metrics_log.h)
-  TrainingCurve curve_;  // the points of the curve PNG
+  TrainingCurve curve_;  // the points of the training curve (SVG)
 };
 
 // Signal flags (set by the handlers solve() installs; exposed for tests and tools).

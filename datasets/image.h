@@ -1,7 +1,7 @@
 // Image decoding (stb_image) and PNG writing. Pixels are kept at their file depth: 8-bit files
 // give values 0..255, 16-bit PNGs (depth maps) keep all 16 bits. Layout HWC, row-major. The
-// pixel buffer Image and the PNG writer live in core/png.h (core's training-curve plot writes
-// PNGs too, and core may not include datasets/); datasets:: names them as its own.
+// pixel buffer Image and the PNG writer live in core/png.h (core encodes PNGs too, and core
+// may not include datasets/); datasets:: names them as its own.
 #pragma once
 #include <cstdint>
 #include <string>

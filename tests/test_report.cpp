@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "core/html_report.h"
+#include "core/metrics_log.h"
 #include "core/png.h"
 #include "core/svg.h"
 #include "doctest/doctest.h"
@@ -305,7 +306,7 @@ TEST_CASE("report: every text is escaped") {
   CHECK(count(page.html(), escaped) == 7);  // <title>, <h1>, the nav, <h2>, <p>, <th>, <td>
 }
 
-TEST_CASE("report: panels stack into one figure") {
+TEST_CASE("report: panels stack into one figure; the training curve is such a figure") {
   const std::string top = svg::line_chart({{"loss", {{0, 1}, {10, 0.5}}}});
   const std::string bottom = svg::line_chart({{"acc", {{0, 0.2}, {10, 0.8}}}}, {.width = 600, .height = 200});
   const std::string both = svg::stack({top, bottom});
@@ -313,6 +314,28 @@ TEST_CASE("report: panels stack into one figure") {
   CHECK(both.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"500\"", 0) == 0);
   CHECK(both.find("<svg y=\"300\" xmlns=") != std::string::npos);
 
+  TrainingCurve curve;
+  CHECK(curve.to_svg().empty());
+  for (int i = 0; i <= 100; i += 10) curve.add_train(i, 2.0 / (1 + i));
+  TestResult r;
+  r.outputs = {{"loss", 0.9}, {"accuracy", 0.6}};
+  curve.add_test(0, 0, 1, r);
+  r.outputs = {{"loss", 0.4}, {"accuracy", 0.85}};
+  curve.add_test(100, 0, 1, r);
+  const std::string figure = curve.to_svg();
+  REQUIRE(check_xml(figure) == "");
+  CHECK(figure.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"800\" height=\"600\"", 0) == 0);
+  const size_t second = figure.find("<svg y=\"300\"");
+  REQUIRE(second != std::string::npos);
+  // Losses above, the other test outputs below, one iteration axis under the lower panel.
+  CHECK(figure.find(">train loss (smoothed)<") < second);
+  CHECK(figure.find(">test loss<") < second);
+  CHECK(figure.find(">test accuracy<") > second);
+  CHECK(figure.find(">iteration<") > second);
+  CHECK(count(figure, ">iteration<") == 1);
+  TempDir tmp("report_curve");
+  curve.write(tmp / "sub/run_curve.svg");
+  CHECK(read_file(tmp / "sub/run_curve.svg") == figure);
 }
 
 TEST_CASE("report: base64 matches the RFC 4648 vectors") {

@@ -57,7 +57,7 @@ CommandRegistrar registrar(
      "  SIGINT snapshots and stops (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss or\n"
      "  gradient stops without a snapshot (exit 3): snapshots are written only from weights that\n"
      "  gave a finite loss and finite gradients. Writes <prefix>_iter_N.{weights,solverstate},\n"
-     "  <prefix>_metrics.jsonl and <prefix>_curve.png.",
+     "  <prefix>_metrics.jsonl and <prefix>_curve.svg.",
      train});
 
 }  // namespace
