@@ -1,6 +1,7 @@
 // The charting and page layer of `mmfuse probe` and the training curve (core/svg.h,
 // core/html_report.h): well-formed SVG with every text escaped, nice ticks, gaps for NaN, bars
 // below zero, the ends of the colour scales, base64 against RFC 4648, and a page round trip.
+// The sample pages the browser check runs on (tests/report_page/run) are written here too.
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -121,7 +122,7 @@ bool ticks_are(const svg::Ticks& t, const std::vector<double>& expected) {
   return true;
 }
 
-// A page with every element kind.
+// A page with every element kind: what the browser check (tests/report_page/run) opens.
 HtmlReport sample_page() {
   Image image(4, 3, 3);
   for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<uint16_t>(i * 20 % 256);
@@ -397,4 +398,24 @@ TEST_CASE("report: a page round trip: nav, sections, tables, figures and embedde
   CHECK_THROWS_AS(bad.add_section("", "B"), Error);
   CHECK_THROWS_WITH_AS(bad.table({"h1", "h2"}, {{"only one"}}), doctest::Contains("row 0 has 1 cells for 2"), Error);
   CHECK_THROWS_WITH_AS(bad.write(tmp / "no/such/dir/index.html"), doctest::Contains("no/such/dir/index.html"), IOError);
+}
+
+// tests/report_page/run sets MMFUSE_REPORT_PAGES to a folder and opens these in a browser.
+TEST_CASE("report: the sample pages for the browser check") {
+  const char* dir = std::getenv("MMFUSE_REPORT_PAGES");
+  HtmlReport good = sample_page();
+  HtmlReport broken = sample_page();  // a script that throws: window.onerror must report it
+  broken.add_section("broken", "Broken").raw_html("<script>undefined_function_of_a_broken_page();</script>");
+  HtmlReport missing = sample_page();  // a nav entry whose section is not in the page
+  missing.add_section("extra", "Extra").raw_html("<nav><a href=\"#nowhere\">nowhere</a></nav>");
+  HtmlReport scripted = sample_page();  // an element that only a script makes
+  scripted.add_section("extra", "Extra")
+      .raw_html("<script>var made = document.createElement('div'); made.id = 'made';"
+                " document.body.appendChild(made);</script>");
+  CHECK(good.html().find("undefined_function") == std::string::npos);
+  if (!dir) return;
+  good.write(std::string(dir) + "/index.html");
+  broken.write(std::string(dir) + "/broken_script.html");
+  missing.write(std::string(dir) + "/missing_section.html");
+  scripted.write(std::string(dir) + "/scripted_section.html");
 }
