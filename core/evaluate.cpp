@@ -119,7 +119,7 @@ std::string TestResult::format_confusion() const {
   return out;
 }
 
-TestResult evaluate(Net& net, int iterations, const std::string& label) {
+TestResult evaluate(Net& net, int iterations, const std::string& label, const Net::Hooks* hooks) {
   MMF_CHECK(iterations > 0, Error, "test: the number of iterations must be positive, got ", iterations);
   autograd::NoGradGuard no_grad;
   // The tops of metric layers, by name: their counts are summed, then scored by the layer.
@@ -137,7 +137,7 @@ TestResult evaluate(Net& net, int iterations, const std::string& label) {
   std::map<std::string, std::vector<double>> sums;
   std::map<std::string, Shape> shapes;
   for (int it = 0; it < iterations; ++it) {
-    auto blobs = net.forward({}, it);
+    auto blobs = net.forward({}, it, hooks);
     for (const auto& n : names) {
       const Tensor& t = blobs.at(n);
       std::vector<double> v = t.to_vector<double>();

@@ -44,8 +44,8 @@ struct TestResult {
 // grad off. Each output is averaged over the batches (a non-scalar output element-wise, named
 // "blob[i]"), except the tops of metric layers: their counts are summed over the run and the
 // layer turns them into scores (SegmentationMetric: pixel accuracy, mean accuracy and mIoU per
-// row).
-TestResult evaluate(Net& net, int iterations, const std::string& label = "test net 0");
+// row). `hooks` run around each layer as in Net::forward (`mmfuse probe` turns layers off).
+TestResult evaluate(Net& net, int iterations, const std::string& label = "test net 0", const Net::Hooks* hooks = nullptr);
 
 // The loss weight of output `blob` of `net` (0: not a loss).
 float loss_weight_of(const Net& net, const std::string& blob);

@@ -91,6 +91,14 @@ class Layer {
   virtual bool is_loss() const { return false; }
   // Input layers: their tops are the tensors given to Net::forward by name (Net::inputs()).
   virtual bool is_input() const { return false; }
+  // Data layers whose tops carry several modalities: their names in order ("rgb", "depth"),
+  // one per top or, when a single floating top is modality-stacked [M*N, ...], one per slice.
+  // Empty for everything else. `mmfuse probe` finds the modality inputs through it.
+  virtual std::vector<std::string> modality_names() const { return {}; }
+  // Figures of the layer's state that every display record of the metrics log carries under
+  // "layers": {"<name>": [...]} (ModalityEnsemble: softmax(alpha)); empty: none. `mmfuse probe`
+  // plots their path over training.
+  virtual std::vector<double> logged_figures() const { return {}; }
   // Metric layers (SegmentationMetric): their tops are counts over a batch (confusion matrices),
   // metric state that the test loop (core/evaluate.h) sums over a whole run rather than
   // averaging, then hands to metric_scores().

@@ -13,6 +13,7 @@
 
 #include "base/error.h"
 #include "base/format.h"
+#include "base/json.h"
 #include "core/svg.h"
 
 namespace mmfuse {
@@ -21,27 +22,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string json_num(double v) { return std::isfinite(v) ? format_number("%.9g", v) : "null"; }
-std::string json_str(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += format_number("\\u%04x", static_cast<unsigned char>(c));
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
-}
-
-
 // "outputs":{"name":value,...}
 std::string json_outputs(const std::vector<std::pair<std::string, double>>& outputs) {
   std::string json = "\"outputs\":{";
   for (size_t i = 0; i < outputs.size(); ++i) {
     if (i) json += ',';
-    json += json_str(outputs[i].first) + ":" + json_num(outputs[i].second);
+    json += json_string(outputs[i].first) + ":" + json_number(outputs[i].second);
   }
   return json + "}";
 }
@@ -58,8 +44,8 @@ struct Json {
   }
 };
 
-// Parses what MetricsLog writes (objects, strings as keys, numbers, null); false on anything
-// else.
+// Parses what MetricsLog writes (objects, arrays of numbers, strings as keys, numbers, null);
+// false on anything else. An array's elements are `values` with no keys.
 bool parse_json(const char*& p, Json& out) {
   auto skip = [&] { while (*p == ' ') ++p; };
   auto str = [&](std::string& s) {
@@ -88,6 +74,19 @@ bool parse_json(const char*& p, Json& out) {
       skip();
       if (*p == ',') { ++p; continue; }
       return *p == '}' && (++p, true);
+    }
+  }
+  if (*p == '[') {
+    ++p;
+    skip();
+    if (*p == ']') return ++p, true;
+    for (;;) {
+      Json v;
+      if (!parse_json(p, v)) return false;
+      out.values.push_back(std::move(v));
+      skip();
+      if (*p == ',') { ++p; continue; }
+      return *p == ']' && (++p, true);
     }
   }
   if (std::strncmp(p, "null", 4) == 0) return p += 4, true;
@@ -126,6 +125,19 @@ bool record_number(const std::string& line, const std::string& key, double& valu
   const Json* v = record.get(key);
   if (!v || !v->keys.empty()) return false;
   value = v->number;
+  return true;
+}
+
+bool record_array(const std::string& line, const std::string& object, const std::string& key,
+                  std::vector<double>& values) {
+  Json record;
+  const char* p = line.c_str();
+  if (!parse_json(p, record)) return false;
+  const Json* o = record.get(object);
+  const Json* v = o ? o->get(key) : nullptr;
+  if (!v || !v->keys.empty()) return false;
+  values.clear();
+  for (const Json& e : v->values) values.push_back(e.number);
   return true;
 }
 
@@ -172,10 +184,19 @@ void MetricsLog::write(const std::string& line) {
 
 void MetricsLog::write_train(int64_t iter, double lr, double loss,
                              const std::vector<std::pair<std::string, double>>& outputs, double grad_norm,
-                             double samples_per_s, double elapsed_s) {
-  write("{\"iter\":" + std::to_string(iter) + ",\"lr\":" + json_num(lr) + ",\"loss\":" + json_num(loss) + "," +
-        json_outputs(outputs) + ",\"grad_norm\":" + json_num(grad_norm) + ",\"samples_per_s\":" +
-        json_num(samples_per_s) + ",\"rss_mb\":" + json_num(resident_set_mb()) + ",\"elapsed_s\":" + json_num(elapsed_s) + "}");
+                             double samples_per_s, double elapsed_s,
+                             const std::vector<std::pair<std::string, std::vector<double>>>& layers) {
+  std::string figures;
+  if (!layers.empty()) {
+    JsonWriter j;
+    j.begin_object();
+    for (const auto& [name, values] : layers) j.key(name).value(values);
+    figures = ",\"layers\":" + j.end_object().str();
+  }
+  write("{\"iter\":" + std::to_string(iter) + ",\"lr\":" + json_number(lr) + ",\"loss\":" + json_number(loss) + "," +
+        json_outputs(outputs) + ",\"grad_norm\":" + json_number(grad_norm) + ",\"samples_per_s\":" +
+        json_number(samples_per_s) + ",\"rss_mb\":" + json_number(resident_set_mb()) + ",\"elapsed_s\":" + json_number(elapsed_s) +
+        figures + "}");
 }
 
 void MetricsLog::write_test(int64_t iter, size_t net, const TestResult& r) {
@@ -186,8 +207,8 @@ void MetricsLog::write_test(int64_t iter, size_t net, const TestResult& r) {
     for (size_t k = 0; k < r.segmentation.size(); ++k) {
       const auto& s = r.segmentation[k];
       if (k) json += ',';
-      json += json_str(s.name) + ":{\"pixel_acc\":" + json_num(s.pixel_accuracy) +
-              ",\"mean_acc\":" + json_num(s.mean_accuracy) + ",\"miou\":" + json_num(s.mean_iou) + "}";
+      json += json_string(s.name) + ":{\"pixel_acc\":" + json_number(s.pixel_accuracy) +
+              ",\"mean_acc\":" + json_number(s.mean_accuracy) + ",\"miou\":" + json_number(s.mean_iou) + "}";
     }
     json += "}";
   }

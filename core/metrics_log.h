@@ -28,6 +28,10 @@ double resident_set_mb();
 // The top-level number `key` of one metrics record (a line of the log; null reads as NaN);
 // false when the line is not a record or has no such number.
 bool record_number(const std::string& line, const std::string& key, double& value);
+// The array `object`.`key` of one metrics record ("layers" / "<layer>" for logged figures);
+// false when absent.
+bool record_array(const std::string& line, const std::string& object, const std::string& key,
+                  std::vector<double>& values);
 
 class MetricsLog {
  public:
@@ -37,9 +41,10 @@ class MetricsLog {
 
   // The run resumes at iteration `iter`: the first write drops the records from `iter` on.
   void resume_at(int64_t iter);
-  // A display record. rss_mb is read here.
+  // A display record. rss_mb is read here. `layers`: each layer's logged_figures (those with any).
   void write_train(int64_t iter, double lr, double loss, const std::vector<std::pair<std::string, double>>& outputs,
-                   double grad_norm, double samples_per_s, double elapsed_s);
+                   double grad_norm, double samples_per_s, double elapsed_s,
+                   const std::vector<std::pair<std::string, std::vector<double>>>& layers = {});
   // The record of one test net's run.
   void write_test(int64_t iter, size_t net, const TestResult& result);
 

@@ -525,7 +525,10 @@ Solver::Outcome Solver::solve() {
                 (w != 0 ? " (* " + format_number("%g", w) + " = " + format_number("%.6g", w * outputs[i].second) + " loss)" : "");
       }
       note(line);
-      metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed);
+      std::vector<std::pair<std::string, std::vector<double>>> figures;
+      for (const auto& layer : net_->layers())
+        if (auto f = layer->logged_figures(); !f.empty()) figures.emplace_back(layer->name(), std::move(f));
+      metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed, figures);
       curve_.add_train(iter_, smoothed);
       last_display = Clock::now();
       last_display_iter = iter_ + 1;

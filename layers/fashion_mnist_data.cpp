@@ -19,6 +19,10 @@ class FashionMnistDataLayer : public Layer {
   using Layer::Layer;
   ~FashionMnistDataLayer() override { prefetcher_.reset(); }
   Arity arity() const override { return {0, 0, 2, 3}; }
+  std::vector<std::string> modality_names() const override {
+    if (!layer_param().fashion_mnist_param().two_view()) return {};
+    return {"view1", "view2"};
+  }
 
   std::vector<Shape> setup(const std::vector<Shape>&, LayerContext& ctx) override {
     const auto& p = layer_param().fashion_mnist_param();

@@ -41,6 +41,12 @@ class MultimodalImageDataLayer : public Layer {
   using Layer::Layer;
   ~MultimodalImageDataLayer() override { prefetcher_.reset(); }  // stop the workers first
   Arity arity() const override { return {0, 0, 2, -1}; }
+  std::vector<std::string> modality_names() const override {
+    std::vector<std::string> names;
+    for (const auto& m : layer_param().multimodal_data_param().modality())
+      names.push_back(m.name().empty() ? "modality " + std::to_string(names.size()) : m.name());
+    return names;
+  }
 
   std::vector<Shape> setup(const std::vector<Shape>&, LayerContext& ctx) override {
     const auto& p = layer_param().multimodal_data_param();

@@ -27,6 +27,7 @@ class SyntheticRgbdDataLayer : public Layer {
   using Layer::Layer;
   ~SyntheticRgbdDataLayer() override { prefetcher_.reset(); }
   Arity arity() const override { return {0, 0, 2, 3}; }
+  std::vector<std::string> modality_names() const override { return {"rgb", "depth"}; }
 
   std::vector<Shape> setup(const std::vector<Shape>&, LayerContext& ctx) override {
     const auto& p = layer_param().synthetic_rgbd_param();

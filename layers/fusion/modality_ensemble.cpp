@@ -27,6 +27,11 @@ class ModalityEnsembleLayer : public Layer {
     return {x};
   }
 
+  std::vector<double> logged_figures() const override {
+    autograd::NoGradGuard no_grad;
+    return softmax(param(0), 0).to_vector<double>();
+  }
+
   TensorList forward(const TensorList& bottoms, ForwardContext&) override {
     const auto& p = layer_param().modality_ensemble_param();
     return {modality_ensemble(bottoms[0], param(0), p.modalities(), p.detach())};
