@@ -16,7 +16,7 @@ if(NOT DEFINED ROOT)
 endif()
 
 # Tiers, lowest first: a file of tier i may include a header of tier j <= i.
-set(tier_names base cuda core/cpu "core engine" "core ops" core datasets layers zoo tools tests)
+set(tier_names base cuda core/cpu "core engine" "core ops" core datasets layers zoo probe tools tests)
 # path prefix = tier index; the first rule that matches a path decides (specific rules first).
 set(tier_rules
   "base/=0"
@@ -29,8 +29,9 @@ set(tier_rules
   "datasets/=6"
   "layers/=7"
   "zoo/=8"
-  "tools/=9"
-  "tests/=10" "bench/=10")
+  "probe/=9"
+  "tools/=10"
+  "tests/=11" "bench/=11")
 # Vendored headers (third_party/ is on the include path): any tier may include them.
 set(third_party_prefixes "stb/" "doctest/")
 # Edges allowed against the order, each with its reason in docs/design.md ("Tiers").
