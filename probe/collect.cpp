@@ -378,8 +378,9 @@ class Collector {
     return cka_.emplace(key, acc).first->second;
   }
 
-  // A stacked blob: every pair of its modality slices. A per-stream blob "<modality>.<rest>":
-  // kept until every modality's "<modality>.<rest>" has arrived, then every pair.
+  // A stacked blob: every pair of its modality slices. A per-stream blob "<modality>.<rest>"
+  // (or "<rest>.<modality>", as MMTM's tops): kept until every modality's has arrived, then
+  // every pair.
   void cka_stage(size_t i, size_t t, const Tensor& value) {
     const std::string& name = net_.top_names(i)[t];
     int64_t cap = std::max<int64_t>(1, options_.cka_rows);
@@ -393,21 +394,25 @@ class Collector {
       return;
     }
     for (int64_t m = 0; m < M(); ++m) {
-      const std::string prefix = map_.modality(m) + ".";
-      if (name.rfind(prefix, 0) != 0) continue;
-      std::string rest = name.substr(prefix.size());
-      stream_stash_[rest][m] = value;
-      auto& got = stream_stash_[rest];
+      const std::string mod = map_.modality(m);
+      bool prefix = name.size() > mod.size() && name.compare(0, mod.size() + 1, mod + ".") == 0;
+      bool suffix = !prefix && name.size() > mod.size() && name.compare(name.size() - mod.size() - 1, std::string::npos,
+                                                                        "." + mod) == 0;
+      if (!prefix && !suffix) continue;
+      std::string rest = prefix ? name.substr(mod.size() + 1) : name.substr(0, name.size() - mod.size() - 1);
+      auto stream = [&](int64_t k) { return prefix ? map_.modality(k) + "." + rest : rest + "." + map_.modality(k); };
+      std::string key = (prefix ? "<." : ".>") + rest;
+      auto& got = stream_stash_[key];
+      got[m] = value;
       if (static_cast<int64_t>(got.size()) < M()) return;
       for (int a = 0; a < M(); ++a)
         for (int b = a + 1; b < M(); ++b) {
           const Tensor &ta = got[a], &tb = got[b];
           if (ta.shape() != tb.shape()) continue;
           HostBlob xa(ta), xb(tb);
-          std::string na = map_.modality(a) + "." + rest, nb = map_.modality(b) + "." + rest;
-          accumulator(na + "#" + nb, i, na, nb, a, b, ta).add(xa, 0, xb, 0, xa.batch, cap);
+          accumulator(stream(a) + "#" + stream(b), i, stream(a), stream(b), a, b, ta).add(xa, 0, xb, 0, xa.batch, cap);
         }
-      stream_stash_.erase(rest);
+      stream_stash_.erase(key);
       return;
     }
   }

@@ -143,16 +143,14 @@ std::string probe_json(const ProbeResult& r) {
 std::string probe_summary(const ProbeResult& r) {
   std::vector<std::string> lines;
   if (!r.cka.empty()) {
-    const CkaStage *lo = &r.cka.front(), *hi = lo;
+    // From the first stage (the inputs, as a rule) to the last (the logits): how alike the
+    // branches become.
     double mean = 0;
-    for (const auto& c : r.cka) {
-      if (c.cka.mean < lo->cka.mean) lo = &c;
-      if (c.cka.mean > hi->cka.mean) hi = &c;
-      mean += c.cka.mean / static_cast<double>(r.cka.size());
-    }
-    lines.push_back("branch similarity (linear CKA, " + std::to_string(r.cka.size()) + " stages): mean " +
-                    format_number("%.3f", mean) + ", lowest " + format_number("%.3f", lo->cka.mean) + " at " + lo->blob +
-                    ", highest " + format_number("%.3f", hi->cka.mean) + " at " + hi->blob);
+    for (const auto& c : r.cka) mean += c.cka.mean / static_cast<double>(r.cka.size());
+    const CkaStage &first = r.cka.front(), &last = r.cka.back();
+    lines.push_back("branch similarity (linear CKA): " + format_number("%.3f", first.cka.mean) + " at " + first.blob +
+                    ", " + format_number("%.3f", last.cka.mean) + " at " + last.blob + "; mean " +
+                    format_number("%.3f", mean) + " over " + std::to_string(r.cka.size()) + " stages");
   }
   if (!r.exchanges.empty()) {
     double shuffle = 0, shift = 0, nshuffle = 0, nshift = 0, channel_share = 0;
@@ -191,8 +189,8 @@ std::string probe_summary(const ProbeResult& r) {
       if (!a.metrics.empty() && base.back().second - a.metrics.back().second >= drop)
         drop = base.back().second - a.metrics.back().second, worst = &a;
     if (worst && worst != &r.ablations[0])
-      lines.push_back(r.metric_name + " of " + metric + " " + format_number("%.2f", base.back().second) +
-                      "; the largest drop: " + worst->kind + (worst->target.empty() ? "" : " " + worst->target) + " -> " +
+      lines.push_back(r.metric_name + " " + format_number("%.2f", base.back().second) + " (" + metric +
+                      "); the largest drop: " + worst->kind + (worst->target.empty() ? "" : " " + worst->target) + " -> " +
                       format_number("%.2f", worst->metrics.back().second));
   }
   for (const auto& e : r.ensembles) {

@@ -87,6 +87,11 @@ void ablations(HtmlReport& page, const ProbeResult& r) {
                                       : family == "modality" ? "each modality zeroed, noise, swapped"
                                                              : "the ensemble replaced by one branch");
     o.y_label = r.metric_name;
+    double top = 0;  // headroom above the bars for the legend
+    for (const auto& s : series)
+      for (double v : s.values)
+        if (std::isfinite(v)) top = std::max(top, v);
+    if (top > 0) o.y_range = std::make_pair(0.0, 1.35 * top);
     page.figure(svg::bar_chart(categories, series, o));
   }
   page.table(headers, rows);
