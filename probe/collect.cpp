@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "base/error.h"
 #include "core/evaluate.h"
@@ -114,6 +115,7 @@ struct HostBlob {
   }
   // Rows (sample, position) of samples [n0, n0 + count), every `step`-th, as [rows, C].
   std::vector<double> rows(int64_t n0, int64_t count, int64_t step) const {
+    MMF_CHECK(n0 >= 0 && n0 + count <= batch, Error, "probe: samples [", n0, ", ", n0 + count, ") of a batch of ", batch);
     std::vector<double> out;
     for (int64_t r = 0; r < count * positions; r += step) {
       int64_t n = n0 + r / positions, p = r % positions;
@@ -135,6 +137,7 @@ constexpr int64_t kMinRowsPerBatch = 256;
 
 struct CkaAccumulator {
   CkaStage stage;
+  int64_t channels_b = 0;  // Y's channels (stage.channels: X's)
   std::vector<double> pooled_a, pooled_b;
   int64_t pooled_rows = 0;
   void add(const HostBlob& x, int64_t na, const HostBlob& y, int64_t nb, int64_t count, int64_t cap) {
@@ -153,15 +156,16 @@ struct CkaAccumulator {
   }
   void finish() {
     if (pooled_rows < 2) return;
-    double v = linear_cka(pooled_a, stage.channels, pooled_b, stage.channels, pooled_rows);
+    double v = linear_cka(pooled_a, stage.channels, pooled_b, channels_b, pooled_rows);
     if (std::isfinite(v)) stage.cka.add(v);
   }
 };
 
 class Collector {
  public:
-  Collector(Net& net, const NetMap& map, const ProbeOptions& options, ProbeResult& result)
-      : net_(net), map_(map), options_(options), result_(result) {}
+  Collector(Net& net, const NetMap& map, const ProbeOptions& options, ProbeResult& result,
+            const std::vector<Compared>& compared)
+      : net_(net), map_(map), options_(options), result_(result), compared_(compared), compare_(compared.size()) {}
 
   void run() {
     Net::Hooks hooks{nullptr, [this](size_t i, TensorList& tops) { after(i, tops); }};
@@ -170,14 +174,25 @@ class Collector {
       stream_stash_.clear();
       auto blobs = net_.forward({}, iteration_, &hooks);
       if (iteration_ == 0 && options_.image_samples > 0) add_prediction_images(net_, map_, blobs, labels_, options_, result_.images);
+      for (size_t k = 0; k < compared_.size(); ++k) compare(k, blobs);
     }
+    auto by_order = [](const CkaStage& x, const CkaStage& y) {
+      return std::tie(x.layer_index, x.blob, x.a, x.b) < std::tie(y.layer_index, y.blob, y.a, y.b);
+    };
     for (auto& [key, acc] : cka_) {
       acc.finish();
       if (acc.stage.cka.count > 0) result_.cka.push_back(acc.stage);
     }
-    std::sort(result_.cka.begin(), result_.cka.end(), [](const CkaStage& x, const CkaStage& y) {
-      return std::tie(x.layer_index, x.blob, x.a, x.b) < std::tie(y.layer_index, y.blob, y.a, y.b);
-    });
+    std::sort(result_.cka.begin(), result_.cka.end(), by_order);
+    for (size_t k = 0; k < compared_.size(); ++k) {
+      Comparison c{compared_[k].model, compared_[k].weights, {}};
+      for (auto& [key, acc] : compare_[k]) {
+        acc.finish();
+        if (acc.stage.cka.count > 0) c.stages.push_back(acc.stage);
+      }
+      std::sort(c.stages.begin(), c.stages.end(), by_order);
+      result_.comparisons.push_back(std::move(c));
+    }
     for (auto& g : result_.gates)
       for (auto& s : g.streams) finish_gates(s);
     for (const auto& name : net_.blob_names())
@@ -361,11 +376,105 @@ class Collector {
       for (auto& v : s.class_mean[k]) v = s.class_count[k] ? v / static_cast<double>(s.class_count[k]) : std::nan("");
   }
 
+  // Compared model k on the same batch: each of its blobs against this net's blob of the same
+  // name (modality m's slice of a stacked one, or all of it), or against modality m's slice of
+  // X for its "<m>.X" / "X.<m>".
+  void compare(size_t k, const std::map<std::string, Tensor>& blobs) {
+    Net& other = *compared_[k].net;
+    auto theirs = other.forward({}, iteration_);
+    int64_t cap = std::max<int64_t>(1, options_.cka_rows);
+    compare_inputs(k, blobs, theirs, cap);
+    for (const auto& name : other.blob_names()) {
+      const Tensor& y = theirs.at(name);
+      if (!is_floating(y.dtype()) || y.dim() < 2) continue;
+      std::string mine = name;
+      int64_t modality = -1;
+      for (int64_t m = 0; m < M() && !blobs.count(mine); ++m) {
+        const std::string mod = map_.modality(m);
+        if (name.rfind(mod + ".", 0) == 0) mine = name.substr(mod.size() + 1), modality = m;
+        else if (name.size() > mod.size() && name.compare(name.size() - mod.size() - 1, std::string::npos, "." + mod) == 0)
+          mine = name.substr(0, name.size() - mod.size() - 1), modality = m;
+      }
+      auto it = blobs.find(mine);
+      if (it == blobs.end() || !is_floating(it->second.dtype())) continue;
+      const Tensor& x = it->second;
+      if (x.dim() != y.dim() || x.dim() < 2 || !std::equal(x.shape().begin() + 2, x.shape().end(), y.shape().begin() + 2))
+        continue;
+      int64_t n = y.shape()[0], order = static_cast<int64_t>(map_.last_writer.count(mine) ? map_.last_writer.at(mine) : 0);
+      HostBlob hx(x), hy(y);
+      auto add = [&](int64_t m, int64_t x0, int64_t y0, int64_t count) {
+        std::string key = name + "#" + std::to_string(m);
+        auto [at, fresh] = compare_[k].try_emplace(key);
+        CkaAccumulator& acc = at->second;
+        if (fresh) {
+          acc.stage.blob = mine;
+          acc.stage.blob_b = name;
+          acc.stage.layer_index = order;
+          acc.stage.a = static_cast<int>(m);
+          acc.stage.b = -1;
+          acc.stage.channels = hx.channels;
+          acc.stage.height = x.dim() > 2 ? x.shape()[2] : 1;
+          acc.stage.width = x.dim() > 3 ? x.shape()[3] : 1;
+          acc.channels_b = hy.channels;
+        }
+        acc.add(hx, x0, hy, y0, count, cap);
+      };
+      bool stacked = stacked_.count(mine) > 0;
+      if (stacked && x.shape()[0] == M() * n) {  // modality slices of ours against all of theirs
+        for (int64_t m = 0; m < M(); ++m)
+          if (modality < 0 || modality == m) add(m, m * n, 0, n);
+      } else if (x.shape()[0] == n) {
+        if (stacked) {  // both stacked alike: slice against slice
+          for (int64_t m = 0; m < M(); ++m) add(m, m * (n / M()), m * (n / M()), n / M());
+        } else {
+          add(modality, 0, 0, n);
+        }
+      }
+    }
+  }
+
+  // The modality inputs the two models share by name (the first stage: near 1 when both drew
+  // the same samples).
+  void compare_inputs(size_t k, const std::map<std::string, Tensor>& blobs, const std::map<std::string, Tensor>& theirs,
+                      int64_t cap) {
+    const Net& other = *compared_[k].net;
+    NetMap them;
+    try {
+      them = map_net(other);
+    } catch (const Error&) {
+      return;  // no multimodal data layer: nothing to match by modality name
+    }
+    // Modality m's input of a net: its stacked top's slice or its own top -> (tensor, first row, rows).
+    auto input = [](const Net& net, const NetMap& map, const std::map<std::string, Tensor>& values, int64_t m) {
+      const auto& tops = net.top_names(map.data_layer);
+      const Tensor& t = values.at(tops.at(map.stacked ? map.modality_tops[0] : map.modality_tops.at(static_cast<size_t>(m))));
+      int64_t n = map.stacked ? t.shape()[0] / map.modality_count() : t.shape()[0];
+      return std::make_tuple(t, map.stacked ? m * n : 0, n);
+    };
+    for (int64_t m = 0; m < M(); ++m)
+      for (int64_t o = 0; o < them.modality_count(); ++o) {
+        if (them.modality(o) != map_.modality(m)) continue;
+        auto [x, x0, n] = input(net_, map_, blobs, m);
+        auto [y, y0, ny] = input(other, them, theirs, o);
+        if (n != ny || x.dim() != y.dim() || !std::equal(x.shape().begin() + 2, x.shape().end(), y.shape().begin() + 2))
+          continue;
+        HostBlob hx(x), hy(y);
+        auto [at, fresh] = compare_[k].try_emplace("input#" + std::to_string(m));
+        if (fresh) {
+          at->second.stage = {"input " + map_.modality(m), "input " + them.modality(o), "data", -1, static_cast<int>(m), -1,
+                              hx.channels, x.dim() > 2 ? x.shape()[2] : 1, x.dim() > 3 ? x.shape()[3] : 1, {}};
+          at->second.channels_b = hy.channels;
+        }
+        at->second.add(hx, x0, hy, y0, n, cap);
+      }
+  }
+
   CkaAccumulator& accumulator(const std::string& key, size_t i, const std::string& blob, const std::string& blob_b,
                               int a, int b, const Tensor& t) {
     auto it = cka_.find(key);
     if (it != cka_.end()) return it->second;
     CkaAccumulator acc;
+    acc.channels_b = t.shape()[1];
     acc.stage.blob = blob;
     acc.stage.blob_b = blob_b;
     acc.stage.layer = net_.layers()[i]->name();
@@ -427,6 +536,8 @@ class Collector {
   std::map<std::string, CkaAccumulator> cka_;
   std::map<std::string, std::map<int64_t, Tensor>> stream_stash_;
   std::map<std::string, std::pair<size_t, double>> peak_;  // blob -> (final writer, max |value| so far)
+  const std::vector<Compared>& compared_;
+  std::vector<std::map<std::string, CkaAccumulator>> compare_;  // per compared model
 };
 
 }  // namespace
@@ -448,7 +559,7 @@ std::string metric_name_of(Net& net) {
   return "accuracy";
 }
 
-ProbeResult run_probe(Net& net, const ProbeOptions& options) {
+ProbeResult run_probe(Net& net, const ProbeOptions& options, const std::vector<Compared>& compared) {
   MMF_CHECK(options.iterations > 0, Error, "probe: --iterations must be positive, got ", options.iterations);
   NetMap map = map_net(net);
   ProbeResult result;
@@ -457,7 +568,7 @@ ProbeResult run_probe(Net& net, const ProbeOptions& options) {
   result.metric_name = metric_name_of(net);
   result.batch_norms = batch_norm_stats(net);
   result.ensembles = ensemble_stats(net, options.metrics_log);
-  Collector(net, map, options, result).run();
+  Collector(net, map, options, result, compared).run();
   if (options.ablations) result.ablations = run_ablations(net, options);
   return result;
 }

@@ -104,6 +104,19 @@ struct CkaStage {
   Moments cka;            // over batches
 };
 
+// Another model run on the same test batches (a single-modality baseline, say), compared stage
+// by stage with this one's branches: CKA between modality m's slice (or stream) of a blob and
+// the other model's blob of the same name (or "<modality>.<name>"). `a` is the modality, `b`
+// unused. A first stage with CKA near 1 (the inputs) shows the two models saw the same samples.
+struct Comparison {
+  std::string model, weights;
+  std::vector<CkaStage> stages;
+};
+struct Compared {
+  std::string model, weights;
+  Net* net = nullptr;  // its TEST net, weights loaded
+};
+
 struct EnsembleStats {
   std::string layer;
   std::vector<double> weights;  // softmax(alpha)
@@ -138,6 +151,7 @@ struct ProbeResult {
   std::vector<ExchangeStats> exchanges;
   std::vector<GateStats> gates;
   std::vector<CkaStage> cka;
+  std::vector<Comparison> comparisons;
   std::vector<EnsembleStats> ensembles;
   std::vector<Ablation> ablations;
   std::vector<FeatureImage> images;
@@ -146,7 +160,8 @@ struct ProbeResult {
 
 // Measures `net` (a TEST net with trained weights loaded). Error when the net has no modality
 // inputs or fusion layers to probe.
-ProbeResult run_probe(Net& net, const ProbeOptions& options);
+// `compared`: other models to run on the same batches and compare with (Comparison).
+ProbeResult run_probe(Net& net, const ProbeOptions& options, const std::vector<Compared>& compared = {});
 
 // Pieces of run_probe, for the tests.
 std::vector<BnStats> batch_norm_stats(const Net& net);

@@ -113,6 +113,20 @@ std::string probe_json(const ProbeResult& r) {
   }
   j.end_array();
 
+  j.key("compare").begin_array();
+  for (const auto& c : r.comparisons) {
+    j.begin_object().key("model").value(c.model).key("weights").value(c.weights).key("stages").begin_array();
+    for (const auto& s : c.stages)
+      j.begin_object()
+          .key("blob").value(s.blob).key("blob_b").value(s.blob_b).key("modality").value(s.a)
+          .key("layer_index").value(s.layer_index).key("channels").value(s.channels)
+          .key("height").value(s.height).key("width").value(s.width)
+          .key("cka").value(s.cka.mean).key("cka_std").value(s.cka.stddev()).key("batches").value(s.cka.count)
+          .end_object();
+    j.end_array().end_object();
+  }
+  j.end_array();
+
   j.key("ensemble").begin_array();
   for (const auto& e : r.ensembles) {
     j.begin_object().key("layer").value(e.layer).key("weights").value(e.weights).key("path").begin_array();

@@ -132,6 +132,42 @@ void similarity(HtmlReport& page, const ProbeResult& r) {
   page.raw_html("</details>");
 }
 
+void comparisons(HtmlReport& page, const ProbeResult& r) {
+  page.add_section("compare", "Against other models (--compare)");
+  if (r.comparisons.empty()) {
+    page.paragraph("No other model given. `--compare MODEL[:WEIGHTS]` runs another model (a single-modality "
+                   "baseline, say) on the same test batches and plots the CKA between each branch of this model and "
+                   "its blob of the same name.");
+    return;
+  }
+  for (const auto& c : r.comparisons) {
+    page.paragraph(c.model + " (" + c.weights + "): linear CKA between each modality's branch of this model and the "
+                   "other model's blob of the same name, stage by stage. The first stages (the inputs) near 1 show "
+                   "that both saw the same samples.");
+    std::map<int, svg::Series> lines;
+    std::vector<std::vector<std::string>> rows;
+    int stage = 0;
+    for (const auto& s : c.stages) {
+      auto& l = lines[s.a];
+      l.name = "branch " + modality(r, s.a) + " vs " + c.model;
+      l.points.emplace_back(stage, s.cka.mean);
+      rows.push_back({std::to_string(stage++), s.blob, s.blob_b, modality(r, s.a), num(s.cka.mean), num(s.cka.stddev())});
+    }
+    std::vector<svg::Series> series;
+    for (auto& [m, l] : lines) series.push_back(l);
+    svg::LineChartOptions o;
+    o.title = "CKA with " + c.model;
+    o.x_label = "stage (table below)";
+    o.y_label = "linear CKA";
+    o.y_range = std::make_pair(0.0, 1.0);
+    o.height = 300;
+    page.figure(svg::line_chart(series, o));
+    page.raw_html("<details><summary>every stage</summary>");
+    page.table({"stage", "blob", "their blob", "branch", "CKA", "std over batches"}, rows);
+    page.raw_html("</details>");
+  }
+}
+
 void exchange(HtmlReport& page, const ProbeResult& r) {
   page.add_section("exchange", "Channel shuffle and pixel shift: what each branch receives");
   if (r.exchanges.empty()) {
@@ -377,6 +413,7 @@ std::string probe_html(const ProbeResult& r) {
   overview(page, r);
   ablations(page, r);
   similarity(page, r);
+  comparisons(page, r);
   exchange(page, r);
   batch_norm(page, r);
   mmtm(page, r);

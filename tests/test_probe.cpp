@@ -225,6 +225,32 @@ TEST_CASE("probe: an MMTM initialised as the identity gates every channel by exa
   CHECK(find_ablation(r, "fusion off", "mmtm").metrics == find_ablation(r, "baseline", "").metrics);
 }
 
+TEST_CASE("probe: another model on the same batches (--compare)") {
+  Net net(read_net_text(kStackedNet), proto::TEST);
+  Net same(read_net_text(kStackedNet), proto::TEST);  // same seed, so the same weights and samples
+  std::string shifted_text = kStackedNet;
+  shifted_text.replace(shifted_text.find("seed: 3"), 7, "seed: 4");
+  Net shifted(read_net_text(shifted_text), proto::TEST);  // other samples
+  ProbeOptions o = quick();
+  o.ablations = false;
+  ProbeResult r = run_probe(net, o, {{"same", "", &same}, {"shifted", "", &shifted}});
+  REQUIRE(r.comparisons.size() == 2);
+  const auto& stages = r.comparisons[0].stages;
+  std::set<std::string> blobs;
+  for (const auto& s : stages) {
+    blobs.insert(s.blob);
+    CAPTURE(s.blob);
+    CAPTURE(s.a);
+    CHECK(s.cka.mean == doctest::Approx(1.0).epsilon(1e-9));
+  }
+  CHECK(blobs.count("input rgb"));
+  CHECK(blobs.count("logits"));
+  CHECK(blobs.count("ens"));
+  // Different samples: the inputs no longer line up.
+  for (const auto& s : r.comparisons[1].stages)
+    if (s.blob == "input rgb") CHECK(s.cka.mean < 0.9);
+}
+
 TEST_CASE("probe: the ensemble's path over training from the metrics log") {
   testing::TempDir tmp("probe_log");
   std::string log = tmp / "run_metrics.jsonl";

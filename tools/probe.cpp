@@ -1,7 +1,8 @@
 // mmfuse probe --model M [--weights W] [--iterations K] [--gpu N] [--samples S] [--log FILE]
-//              [--no-ablations] --out DIR
+//              [--compare MODEL[:WEIGHTS] ...] [--no-ablations] --out DIR
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <regex>
 
 #include "core/prototxt.h"
@@ -25,7 +26,8 @@ std::string metrics_log_beside(const std::string& weights) {
 }
 
 int probe_command(const std::vector<std::string>& argv) {
-  Args args("probe", argv, {"model", "weights", "iterations", "gpu", "samples", "log", "out"}, {"no-ablations"});
+  Args args("probe", argv, {"model", "weights", "iterations", "gpu", "samples", "log", "out", "compare"},
+            {"no-ablations"});
   if (!args.positional().empty())
     throw Error("probe: unexpected argument '" + args.positional()[0] + "' (see `mmfuse help probe`)");
   if (!args.has("model") || !args.has("out"))
@@ -43,7 +45,17 @@ int probe_command(const std::vector<std::string>& argv) {
   } else {
     std::printf("No --weights: probing the model as initialised (seed 0), untrained.\n");
   }
-  probe::ProbeResult result = probe::run_probe(net, options);
+  // --compare MODEL[:WEIGHTS]: other models run on the same batches (probe::Comparison).
+  std::vector<std::unique_ptr<Net>> others;
+  std::vector<probe::Compared> compared;
+  for (const auto& spec : args.get_all("compare")) {
+    size_t colon = spec.find(':');
+    std::string model = spec.substr(0, colon), weights = colon == std::string::npos ? "" : spec.substr(colon + 1);
+    others.push_back(std::make_unique<Net>(read_net(model), proto::TEST, device));
+    if (!weights.empty()) load_weights(*others.back(), weights);
+    compared.push_back({model, weights.empty() ? "(none: as initialised)" : weights, others.back().get()});
+  }
+  probe::ProbeResult result = probe::run_probe(net, options, compared);
   result.model = args.get("model");
   result.weights = args.has("weights") ? args.get("weights") : "(none: as initialised)";
   probe::write_probe(result, args.get("out"));
@@ -57,7 +69,7 @@ int probe_command(const std::vector<std::string>& argv) {
 CommandRegistrar registrar(
     {"probe", "measure what the fusion does inside a trained model; writes an HTML report",
      "mmfuse probe --model M [--weights W] --out DIR [--iterations K] [--gpu N] [--samples S]\n"
-     "             [--log METRICS.jsonl] [--no-ablations]\n"
+     "             [--log METRICS.jsonl] [--compare MODEL[:WEIGHTS] ...] [--no-ablations]\n"
      "  Runs K test batches (default 8) of the TEST phase of M with W and measures, at every\n"
      "  fusion-relevant layer found by type: private BatchNorm statistics and the distance\n"
      "  between the modalities' Gaussians, the energy each branch receives through channel\n"
@@ -66,7 +78,9 @@ CommandRegistrar registrar(
      "  a snapshot or given by --log), and test-time ablations re-scored with the model's own\n"
      "  metric (each fusion layer off, each modality zeroed / noise / swapped, the ensemble\n"
      "  replaced by each branch; --no-ablations skips them). Feature images of S samples\n"
-     "  (default 2). Without W, the model as initialised. Writes DIR/probe.json, DIR/index.html\n"
+     "  (default 2). --compare runs other models (single-modality baselines, say) on the same\n"
+     "  batches: CKA between each of this model's branches and their blob of the same name.\n"
+     "  Without W, the model as initialised. Writes DIR/probe.json, DIR/index.html\n"
      "  and DIR/images/; docs/probe.md.",
      probe_command});
 
