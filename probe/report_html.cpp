@@ -23,6 +23,27 @@ std::string modality(const ProbeResult& r, int m) {
 
 std::string ablation_label(const Ablation& a) { return a.target.empty() ? a.kind : a.kind + ": " + a.target; }
 
+// A table folded under a <details> line: long lists stay out of the way.
+void folded_table(HtmlReport& page, const std::string& summary, const std::vector<std::string>& headers,
+                  const std::vector<std::vector<std::string>>& rows) {
+  page.raw_html("<details><summary>" + svg::escape(summary) + "</summary>");
+  page.table(headers, rows);
+  page.raw_html("</details>");
+}
+
+// CKA over stages, 0 to 1, with the table of every stage below.
+void cka_figure(HtmlReport& page, const std::string& title, const std::vector<svg::Series>& series,
+                const std::vector<std::string>& headers, const std::vector<std::vector<std::string>>& rows) {
+  svg::LineChartOptions o;
+  o.title = title;
+  o.x_label = "stage (table below)";
+  o.y_label = "linear CKA";
+  o.y_range = std::make_pair(0.0, 1.0);
+  o.height = 310;
+  page.figure(svg::line_chart(series, o));
+  folded_table(page, "every stage", headers, rows);
+}
+
 void overview(HtmlReport& page, const ProbeResult& r) {
   page.add_section("overview", "Overview");
   std::string mods;
@@ -120,16 +141,8 @@ void similarity(HtmlReport& page, const ProbeResult& r) {
   }
   std::vector<svg::Series> series;
   for (auto& [pair, s] : lines) series.push_back(s);
-  svg::LineChartOptions o;
-  o.title = "CKA between branches, stage by stage";
-  o.x_label = "stage (table below)";
-  o.y_label = "linear CKA";
-  o.y_range = std::make_pair(0.0, 1.0);
-  o.height = 320;
-  page.figure(svg::line_chart(series, o));
-  page.raw_html("<details><summary>every stage</summary>");
-  page.table({"stage", "blob", "written by", "C x H x W", "CKA", "std over batches"}, rows);
-  page.raw_html("</details>");
+  cka_figure(page, "CKA between branches, stage by stage", series,
+             {"stage", "blob", "written by", "C x H x W", "CKA", "std over batches"}, rows);
 }
 
 void comparisons(HtmlReport& page, const ProbeResult& r) {
@@ -155,16 +168,8 @@ void comparisons(HtmlReport& page, const ProbeResult& r) {
     }
     std::vector<svg::Series> series;
     for (auto& [m, l] : lines) series.push_back(l);
-    svg::LineChartOptions o;
-    o.title = "CKA with " + c.model;
-    o.x_label = "stage (table below)";
-    o.y_label = "linear CKA";
-    o.y_range = std::make_pair(0.0, 1.0);
-    o.height = 300;
-    page.figure(svg::line_chart(series, o));
-    page.raw_html("<details><summary>every stage</summary>");
-    page.table({"stage", "blob", "their blob", "branch", "CKA", "std over batches"}, rows);
-    page.raw_html("</details>");
+    cka_figure(page, "CKA with " + c.model, series, {"stage", "blob", "their blob", "branch", "CKA", "std over batches"},
+               rows);
   }
 }
 
@@ -289,9 +294,8 @@ void batch_norm(HtmlReport& page, const ProbeResult& r) {
     b.title = top->layer + ": gamma per channel";
     page.figure(svg::bar_chart(channels, per_modality(top->gamma, "gamma"), b));
   }
-  page.raw_html("<details><summary>every layer</summary>");
-  page.table({"#", "layer", "channels", "modalities", "mean sym. KL", "median sym. KL", "mean W2 / sd"}, rows);
-  page.raw_html("</details>");
+  folded_table(page, "every layer", {"#", "layer", "channels", "modalities", "mean sym. KL", "median sym. KL", "mean W2 / sd"},
+               rows);
 }
 
 void mmtm(HtmlReport& page, const ProbeResult& r) {

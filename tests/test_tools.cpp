@@ -200,15 +200,20 @@ size_t count_of(const std::string& text, const std::string& word) {
   return n;
 }
 
+// two.prototxt with two.weights, and its inputs x.npy and t.npy in float64.
+void write_two_branches(const Tmp& tmp) {
+  write_net_and_weights(tmp, "two", kTwoBranches, {{"fc.weight", kW}, {"fc.bias", kB}, {"side.weight", kSideW},
+                                                   {"side.bias", kSideB}});
+  save_npy(tmp.path("x.npy"), Tensor::from_vector<double>(kX, {2, 3}));
+  save_npy(tmp.path("t.npy"), Tensor::from_vector<double>(kT, {2, 2}));
+}
+
 }  // namespace
 
 TEST_CASE("tools: forward --dtype float64 matches a hand computation; float32 does not; a float64 file is noted") {
   if (!fs::exists(binary())) return;
   Tmp tmp;
-  write_net_and_weights(tmp, "two", kTwoBranches, {{"fc.weight", kW}, {"fc.bias", kB}, {"side.weight", kSideW},
-                                                   {"side.bias", kSideB}});
-  save_npy(tmp.path("x.npy"), Tensor::from_vector<double>(kX, {2, 3}));
-  save_npy(tmp.path("t.npy"), Tensor::from_vector<double>(kT, {2, 2}));
+  write_two_branches(tmp);
   std::string out;
   const std::string common = "forward --model two.prototxt --weights two.weights --input x=x.npy --input t=t.npy ";
   std::vector<double> want = linear_by_hand(kX, kW, kB);
@@ -238,10 +243,7 @@ TEST_CASE("tools: forward --dtype float64 matches a hand computation; float32 do
 TEST_CASE("tools: forward --grad gives the analytic gradients, zeros for an unreached branch, the loss with --backward") {
   if (!fs::exists(binary())) return;
   Tmp tmp;
-  write_net_and_weights(tmp, "two", kTwoBranches, {{"fc.weight", kW}, {"fc.bias", kB}, {"side.weight", kSideW},
-                                                   {"side.bias", kSideB}});
-  save_npy(tmp.path("x.npy"), Tensor::from_vector<double>(kX, {2, 3}));
-  save_npy(tmp.path("t.npy"), Tensor::from_vector<double>(kT, {2, 2}));
+  write_two_branches(tmp);
   save_npy(tmp.path("g.npy"), Tensor::from_vector<double>(kG, {2, 2}));
   std::string out;
   const std::string common =
