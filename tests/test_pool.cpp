@@ -1,5 +1,7 @@
 // Pooling ops: output sizes as PyTorch, forward values and routed gradients by hand, error
 // messages, and gradient checks at odd sizes.
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "tests/gradcheck.h"
@@ -205,4 +207,55 @@ MMF_GRAD_TEST(global_avg_pool) {
   CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0]); }, {random_input({2, 3, 7, 5}, gen)});
   CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0], true); }, {random_input({2, 3, 5, 7}, gen)});
   CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0]); }, {random_input({1, 3, 3, 5, 7}, gen)});
+}
+
+TEST_CASE("max_pool2d equals a window-by-window scan: values, ties, NaN and the gradient's route") {
+  // The kernel walks a row of outputs at a time; this reference walks one window after another
+  // in scan order. Small integers make ties common; a few NaNs are planted.
+  Generator gen(11);
+  for (int64_t kh = 1; kh <= 4; ++kh)
+    for (int64_t kw = 1; kw <= 5; ++kw)
+      for (int64_t stride = 1; stride <= 3; ++stride)
+        for (int64_t pad = 0; pad <= std::min(kh, kw) / 2; ++pad)
+          for (bool ceil_mode : {false, true}) {
+            int64_t H = 2 + (kh + kw + stride) % 6, W = 3 + (kw * 2 + pad) % 7;
+            if (H + 2 * pad < kh || W + 2 * pad < kw) continue;
+            Pool2dOptions o{kh, kw, stride, stride, pad, pad, ceil_mode};
+            std::vector<double> v = Tensor::rand({2, 2, H, W}, gen, 0, 4, DType::f64).to_vector<double>();
+            for (auto& e : v) e = std::floor(e);
+            v[3] = std::nan("");
+            v[v.size() - 5] = std::nan("");
+            Tensor x = Tensor::from_vector<double>(v, {2, 2, H, W}).set_requires_grad();
+            Tensor y = max_pool2d(x, o);
+            int64_t OH = y.shape()[2], OW = y.shape()[3];
+            std::vector<double> gy(static_cast<size_t>(4 * OH * OW));
+            for (size_t i = 0; i < gy.size(); ++i) gy[i] = static_cast<double>(i + 1);
+            y.backward(Tensor::from_vector<double>(gy, y.shape()));
+            std::vector<double> want_y, want_gx(v.size(), 0.0);
+            for (int64_t p = 0; p < 4; ++p)
+              for (int64_t oh = 0; oh < OH; ++oh)
+                for (int64_t ow = 0; ow < OW; ++ow) {
+                  int64_t h0 = std::max<int64_t>(oh * stride - pad, 0), h1 = std::min(oh * stride - pad + kh, H);
+                  int64_t w0 = std::max<int64_t>(ow * stride - pad, 0), w1 = std::min(ow * stride - pad + kw, W);
+                  double best = -INFINITY;
+                  int64_t at = h0 * W + w0;
+                  for (int64_t h = h0; h < h1; ++h)
+                    for (int64_t w = w0; w < w1; ++w) {
+                      double e = v[static_cast<size_t>(p * H * W + h * W + w)];
+                      if (e > best || std::isnan(e)) best = e, at = h * W + w;
+                    }
+                  want_y.push_back(best);
+                  want_gx[static_cast<size_t>(p * H * W + at)] += gy[static_cast<size_t>((p * OH + oh) * OW + ow)];
+                }
+            CAPTURE(kh);
+            CAPTURE(kw);
+            CAPTURE(stride);
+            CAPTURE(pad);
+            CAPTURE(ceil_mode);
+            std::vector<double> got = y.to_vector<double>();
+            REQUIRE(got.size() == want_y.size());
+            for (size_t i = 0; i < got.size(); ++i)
+              CHECK(((std::isnan(got[i]) && std::isnan(want_y[i])) || got[i] == want_y[i]));
+            CHECK(x.grad().to_vector<double>() == want_gx);
+          }
 }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "base/geometry/pool.h"
 #include "core/cpu/parallel.h"
@@ -22,31 +23,40 @@ inline int64_t pool_plane_grain(int64_t plane_size) {
 template <typename T>
 void max_pool2d_forward(const T* x, T* y, int64_t* argmax, const Pool2dGeometry& g) {
   int64_t in_plane = g.in_h * g.in_w, out_plane = g.out_h * g.out_w;
+  // Separable: the maximum of each window row first (every input row once, for every output
+  // column), then the maximum of those over the window's rows. Each step keeps the first
+  // maximum in scan order and lets a NaN take over (strict >, or NaN, as PyTorch), so the pair
+  // picks what a scan of the whole window in row-major order picks — values, ties and NaN —
+  // with kh + kw comparisons per output instead of kh * kw.
+  auto take = [](T v, T best) { return v > best || std::isnan(v); };
   parallel_for(g.planes, pool_plane_grain(in_plane), [&](int64_t p0, int64_t p1) {
+    std::vector<T> row_max(static_cast<size_t>(g.in_h * g.out_w));
+    std::vector<int64_t> row_arg(row_max.size());  // the column w of each row maximum
     for (int64_t p = p0; p < p1; ++p) {
       const T* xp = x + p * in_plane;
+      for (int64_t h = 0; h < g.in_h; ++h)
+        for (int64_t ow = 0; ow < g.out_w; ++ow) {
+          int64_t w0 = ow * g.stride_w - g.pad_w;
+          int64_t w1 = std::min(w0 + g.kernel_w, g.in_w);
+          w0 = std::max<int64_t>(w0, 0);
+          T best = -std::numeric_limits<T>::infinity();
+          int64_t at = w0;
+          for (int64_t w = w0; w < w1; ++w)
+            if (take(xp[h * g.in_w + w], best)) best = xp[h * g.in_w + w], at = w;
+          row_max[h * g.out_w + ow] = best;
+          row_arg[h * g.out_w + ow] = at;
+        }
       for (int64_t oh = 0; oh < g.out_h; ++oh) {
         int64_t h0 = oh * g.stride_h - g.pad_h;
         int64_t h1 = std::min(h0 + g.kernel_h, g.in_h);
         h0 = std::max<int64_t>(h0, 0);
         for (int64_t ow = 0; ow < g.out_w; ++ow) {
-          int64_t w0 = ow * g.stride_w - g.pad_w;
-          int64_t w1 = std::min(w0 + g.kernel_w, g.in_w);
-          w0 = std::max<int64_t>(w0, 0);
-          int64_t best = h0 * g.in_w + w0;
-          T best_value = -std::numeric_limits<T>::infinity();
+          T best = -std::numeric_limits<T>::infinity();
+          int64_t at = h0 * g.in_w + std::max<int64_t>(ow * g.stride_w - g.pad_w, 0);
           for (int64_t h = h0; h < h1; ++h)
-            for (int64_t w = w0; w < w1; ++w) {
-              T v = xp[h * g.in_w + w];
-              // Strict > keeps the first maximum; NaN propagates as in PyTorch.
-              if (v > best_value || std::isnan(v)) {
-                best_value = v;
-                best = h * g.in_w + w;
-              }
-            }
-          int64_t o = p * out_plane + oh * g.out_w + ow;
-          y[o] = best_value;
-          argmax[o] = best;
+            if (take(row_max[h * g.out_w + ow], best)) best = row_max[h * g.out_w + ow], at = h * g.in_w + row_arg[h * g.out_w + ow];
+          y[p * out_plane + oh * g.out_w + ow] = best;
+          argmax[p * out_plane + oh * g.out_w + ow] = at;
         }
       }
     }
