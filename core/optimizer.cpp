@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "base/optimizer_rules.h"
+#include "core/cpu/parallel.h"
 #include "core/ops/common.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/optimizer.h"
@@ -84,6 +85,8 @@ void Optimizer::zero_grad() {
 }
 
 namespace {
+
+constexpr int64_t kUpdateGrain = 16384;  // parameters per parallel chunk of the CPU update
 
 template <typename T>
 double squared_norm(const Tensor& g) {
@@ -178,13 +181,21 @@ double Optimizer::step(double lr) {
       T* w = p.value.data<T>();
       const T* gr = g.data<T>();
       const int64_t n = p.value.numel();
+      // Element by element, so any split among threads gives the same bits; the rules are
+      // copied into each chunk so that their fields stay in registers.
       if (!adam) {
         T* v = slots_[k][0].data<T>();
-        for (int64_t i = 0; i < n; ++i) sgd.update(w, gr, v, i, grad_scale);
+        cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
+          const rules::Sgd rule = sgd;
+          for (int64_t i = b; i < e; ++i) rule.update(w, gr, v, i, grad_scale);
+        });
       } else {
         T* m = slots_[k][0].data<T>();
         T* v = slots_[k][1].data<T>();
-        for (int64_t i = 0; i < n; ++i) adam_rule.update(w, gr, m, v, i, grad_scale);
+        cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
+          const rules::Adam rule = adam_rule;
+          for (int64_t i = b; i < e; ++i) rule.update(w, gr, m, v, i, grad_scale);
+        });
       }
     });
   }

@@ -69,9 +69,12 @@ int time_command(const std::vector<std::string>& argv) {
   Optimizer optimizer(sp, ps);
   bool train = phase_name == "train";
 
+  // Batch indices run on as in training, so that data layers serve their prefetched batches
+  // (the same index every time reads as a seek: the prefetch is dropped and redone).
+  int64_t batch = 0;
   auto one = [&](const std::function<void(size_t)>& before, const std::function<void(size_t, TensorList&)>& after) {
     Net::Hooks hooks{before, after};
-    net.forward(inputs, 0, &hooks);
+    net.forward(inputs, batch++, &hooks);
     Tensor loss = net.loss();
     if (train && loss.requires_grad()) loss.backward();
     optimizer.zero_grad();
@@ -134,7 +137,7 @@ int time_command(const std::vector<std::string>& argv) {
   for (int it = 0; it < iterations; ++it) {
     sync(device);
     auto t0 = Clock::now();
-    net.forward(inputs);
+    net.forward(inputs, batch++);
     Tensor loss = net.loss();
     if (train && loss.requires_grad()) {
       loss.backward();
