@@ -93,4 +93,12 @@ inline Device Device::parse(const std::string& text) {
   throw Error("unknown device '" + text + "' (expected cpu, cuda or cuda:N)");
 }
 
+// Whether this build has the CUDA backend: the one switch the op front-ends read
+// (MMF_KERNEL in core/ops/common.h), so that no op file holds an #ifdef of its own.
+#ifdef MMFUSE_WITH_CUDA
+inline constexpr bool kWithCuda = true;
+#else
+inline constexpr bool kWithCuda = false;
+#endif
+
 }  // namespace mmfuse

@@ -49,4 +49,38 @@ void reduce(const T* x, T* out, const ReducePlan& plan, Acc init, Fold fold, Fin
   });
 }
 
+// The twins of cuda::reduce_sum / reduce_max / max_backward (cuda/kernels.h), same arguments.
+// out[o] = scale * the sum of its elements, accumulated in double.
+template <typename T>
+void reduce_sum(const T* x, T* out, const std::vector<int64_t>& shape, const std::vector<bool>& reduce_mask,
+                double scale) {
+  reduce(x, out, make_reduce_plan(shape, reduce_mask), 0.0, [](double a, T v, int64_t) { return a + v; },
+         [scale](double a) { return static_cast<T>(a * scale); });
+}
+
+// out[o] = the maximum; argmax[o] = the input offset of the first maximal element (strict >:
+// ties keep the lowest offset). The reduction must not be empty.
+template <typename T>
+void reduce_max(const T* x, T* out, int64_t* argmax, const std::vector<int64_t>& shape,
+                const std::vector<bool>& reduce_mask) {
+  ReducePlan plan = make_reduce_plan(shape, reduce_mask);
+  parallel_for(static_cast<int64_t>(plan.out_offsets.size()), 256, [&](int64_t b, int64_t e) {
+    for (int64_t o = b; o < e; ++o) {
+      int64_t best = plan.out_offsets[o] + plan.reduce_offsets[0];
+      for (int64_t off : plan.reduce_offsets) {
+        int64_t i = plan.out_offsets[o] + off;
+        if (x[i] > x[best]) best = i;
+      }
+      argmax[o] = best;
+      out[o] = x[best];
+    }
+  });
+}
+
+// dx[argmax[o]] += g[o]; dx zeroed by the caller (distinct outputs have distinct argmax).
+template <typename T>
+void max_backward(const T* g, const int64_t* argmax, T* dx, int64_t n_out) {
+  for (int64_t o = 0; o < n_out; ++o) dx[argmax[o]] += g[o];
+}
+
 }  // namespace mmfuse::cpu

@@ -48,6 +48,10 @@ inline int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim) {
   return d;
 }
 
+// Where a kernel runs (MMF_KERNEL's first argument): a tensor's device, or a device.
+inline Device device_of(const Tensor& t) { return t.device(); }
+inline Device device_of(Device d) { return d; }
+
 // Thrown by the CUDA branch of an op whose kernel is not there: the op names itself.
 [[noreturn]] inline void no_cuda_kernel(const char* op) {
   throw DeviceError(std::string(op) + ": no CUDA kernel (this build runs it on the CPU only)");
@@ -55,13 +59,20 @@ inline int64_t wrap_dim(const char* op, int64_t dim, int64_t ndim) {
 
 }  // namespace mmfuse::ops
 
-// MMF_KERNEL(t, name, args...) inside a dispatch_floating lambda (element type T): calls
-// cpu::name<T>(args...), or on a CUDA tensor its twin cuda::name<T>(args..., device index)
-// (declared in the family's cuda/ header, which the op file includes).
-#ifdef MMFUSE_WITH_CUDA
-#define MMF_KERNEL(t, name, ...) \
-  ((t).is_cuda() ? ::mmfuse::cuda::name<T>(__VA_ARGS__, (t).device().index) : ::mmfuse::cpu::name<T>(__VA_ARGS__))
-#else
-#define MMF_KERNEL(t, name, ...) \
-  ((t).is_cuda() ? ::mmfuse::ops::no_cuda_kernel(#name) : ::mmfuse::cpu::name<T>(__VA_ARGS__))
-#endif
+// MMF_KERNEL(where, name, args...), a statement inside a dispatch lambda (element type T):
+// cpu::name<T>(args...), or, when `where` (a tensor or a Device) is on CUDA, its twin
+// cuda::name<T>(args..., device index), declared in the family's cuda/ header (plain
+// declarations: every build includes them). The one place that picks a kernel's device. In a
+// build without CUDA the twin is never instantiated (a discarded `if constexpr` branch of the
+// dispatch template), and a CUDA tensor is refused naming the kernel.
+#define MMF_KERNEL(where, name, ...)                                            \
+  do {                                                                          \
+    const ::mmfuse::Device mmf_kernel_device = ::mmfuse::ops::device_of(where); \
+    if (!mmf_kernel_device.is_cuda()) {                                         \
+      ::mmfuse::cpu::name<T>(__VA_ARGS__);                                      \
+    } else if constexpr (::mmfuse::kWithCuda) {                                 \
+      ::mmfuse::cuda::name<T>(__VA_ARGS__, mmf_kernel_device.index);            \
+    } else {                                                                    \
+      ::mmfuse::ops::no_cuda_kernel(#name);                                     \
+    }                                                                           \
+  } while (0)

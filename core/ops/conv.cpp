@@ -3,9 +3,7 @@
 #include "core/cpu/conv.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/conv.h"
-#endif
 
 namespace mmfuse {
 
@@ -44,21 +42,12 @@ void check_bias(const char* op, const Tensor& bias, const Tensor& weight, int64_
             shape_str(weight.shape()), " (expected [", channels, "])");
 }
 
-// Calls the CPU kernel, or on a CUDA tensor its twin in cuda/conv.h (cuDNN, or the im2col
-// fallback) with the device appended.
-#ifdef MMFUSE_WITH_CUDA
-#define MMF_CONV_KERNEL(t, name, ...) \
-  ((t).is_cuda() ? cuda::name<T>(__VA_ARGS__, (t).device().index) : cpu::name<T>(__VA_ARGS__))
-#else
-#define MMF_CONV_KERNEL(t, name, ...) ((t).is_cuda() ? ops::no_cuda_kernel("conv") : cpu::name<T>(__VA_ARGS__))
-#endif
-
 // out = conv_forward(image, weight), image = conv_backward_data(out, weight): the two
 // directions of one geometry, for conv2d and (swapped) conv_transpose2d.
 Tensor correlate(const ConvGeometry& g, const Tensor& image, const Tensor& weight) {
   Tensor out = Tensor::empty({g.batch, g.out_channels, g.out_height, g.out_width}, image.dtype(), image.device());
   ops::dispatch_floating("conv", image.dtype(), [&]<typename T>() {
-    MMF_CONV_KERNEL(image, conv_forward, g, image.data<T>(), weight.data<T>(), out.data<T>());
+    MMF_KERNEL(image, conv_forward, g, image.data<T>(), weight.data<T>(), out.data<T>());
   });
   return out;
 }
@@ -66,7 +55,7 @@ Tensor correlate(const ConvGeometry& g, const Tensor& image, const Tensor& weigh
 Tensor correlate_adjoint(const ConvGeometry& g, const Tensor& out, const Tensor& weight) {
   Tensor image = Tensor::empty({g.batch, g.channels, g.height, g.width}, out.dtype(), out.device());
   ops::dispatch_floating("conv", out.dtype(), [&]<typename T>() {
-    MMF_CONV_KERNEL(out, conv_backward_data, g, out.data<T>(), weight.data<T>(), image.data<T>());
+    MMF_KERNEL(out, conv_backward_data, g, out.data<T>(), weight.data<T>(), image.data<T>());
   });
   return image;
 }
@@ -74,7 +63,7 @@ Tensor correlate_adjoint(const ConvGeometry& g, const Tensor& out, const Tensor&
 Tensor weight_gradient(const ConvGeometry& g, const Tensor& image, const Tensor& out, const Shape& weight_shape) {
   Tensor dw = Tensor::empty(weight_shape, image.dtype(), image.device());
   ops::dispatch_floating("conv", image.dtype(), [&]<typename T>() {
-    MMF_CONV_KERNEL(image, conv_backward_weight, g, image.data<T>(), out.data<T>(), dw.data<T>());
+    MMF_KERNEL(image, conv_backward_weight, g, image.data<T>(), out.data<T>(), dw.data<T>());
   });
   return dw;
 }
@@ -82,7 +71,7 @@ Tensor weight_gradient(const ConvGeometry& g, const Tensor& image, const Tensor&
 void add_bias(const Tensor& y, const Tensor& bias) {
   if (!bias.defined()) return;
   ops::dispatch_floating("conv", y.dtype(), [&]<typename T>() {
-    MMF_CONV_KERNEL(y, add_channel_bias, y.data<T>(), bias.data<T>(), y.size(0), y.size(1), y.size(2) * y.size(3));
+    MMF_KERNEL(y, add_channel_bias, y.data<T>(), bias.data<T>(), y.size(0), y.size(1), y.size(2) * y.size(3));
   });
 }
 

@@ -4,9 +4,7 @@
 #include "core/cpu/elementwise.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/kernels.h"
-#endif
 
 namespace mmfuse {
 
@@ -47,15 +45,7 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, Op op)
   Tensor out = Tensor::empty(shape, a.dtype(), a.device());
   auto as = broadcast_strides(a.shape(), shape), bs = broadcast_strides(b.shape(), shape);
   dispatch_floating(name, a.dtype(), [&]<typename T>() {
-    if (a.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-      cuda::binary_broadcast<T>(a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op, a.device().index);
-#else
-      ops::no_cuda_kernel(name);
-#endif
-    } else {
-      cpu::binary_broadcast<T>(a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op);
-    }
+    MMF_KERNEL(a, binary_broadcast, a.data<T>(), b.data<T>(), out.data<T>(), shape, as, bs, op);
   });
   return out;
 }
@@ -64,31 +54,13 @@ template <typename Op>
 Tensor unary(const char* name, const Tensor& x, Op op) {
   ops::check_floating(name, x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_floating(name, x.dtype(), [&]<typename T>() {
-    if (x.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-      cuda::unary_forward<T>(x.data<T>(), y.data<T>(), x.numel(), op, x.device().index);
-#else
-      ops::no_cuda_kernel(name);
-#endif
-    } else {
-      cpu::unary_forward<T>(x.data<T>(), y.data<T>(), x.numel(), op);
-    }
-  });
+  dispatch_floating(name, x.dtype(),
+                    [&]<typename T>() { MMF_KERNEL(x, unary_forward, x.data<T>(), y.data<T>(), x.numel(), op); });
   autograd::record(name, {x}, {y}, [name, op, x = x.detach(), y = y.detach()](const TensorList& g) -> TensorList {
     Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     ops::check_compatible(name, x, g[0]);
     dispatch_floating(name, x.dtype(), [&]<typename T>() {
-      if (x.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-        cuda::unary_backward<T>(x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op,
-                                x.device().index);
-#else
-        ops::no_cuda_kernel(name);
-#endif
-      } else {
-        cpu::unary_backward<T>(x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
-      }
+      MMF_KERNEL(x, unary_backward, x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
     });
     return {dx};
   });

@@ -7,9 +7,7 @@
 
 #include "core/cpu/fusion.h"
 #include "core/ops/common.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/fusion.h"
-#endif
 
 namespace mmfuse {
 

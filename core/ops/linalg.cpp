@@ -5,9 +5,7 @@
 #include "core/cpu/gemm.h"
 #include "core/ops/common.h"
 #include "core/ops/reduce.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/gemm.h"
-#endif
 
 namespace mmfuse {
 
@@ -20,31 +18,15 @@ struct Blas {
   Device device;
   void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
             int64_t ldb, T beta, T* C, int64_t ldc) const {
-    if (!device.is_cuda()) return cpu::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-#ifdef MMFUSE_WITH_CUDA
-    cuda::gemm<T>(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, device.index);
-#else
-    ops::no_cuda_kernel("gemm");
-#endif
+    MMF_KERNEL(device, gemm, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
   }
   void gemm_batched(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                     int64_t lda, int64_t sa, const T* B, int64_t ldb, int64_t sb, T beta, T* C, int64_t ldc,
                     int64_t sc) const {
-    if (!device.is_cuda())
-      return cpu::gemm_batched<T>(ta, tb, batch, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc);
-#ifdef MMFUSE_WITH_CUDA
-    cuda::gemm_batched<T>(ta, tb, batch, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, device.index);
-#else
-    ops::no_cuda_kernel("gemm");
-#endif
+    MMF_KERNEL(device, gemm_batched, ta, tb, batch, M, N, K, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc);
   }
   void repeat_row(const T* row, int64_t rows, int64_t cols, T* out) const {
-    if (!device.is_cuda()) return cpu::repeat_row<T>(row, rows, cols, out);
-#ifdef MMFUSE_WITH_CUDA
-    cuda::repeat_row<T>(row, rows, cols, out, device.index);
-#else
-    ops::no_cuda_kernel("linear");
-#endif
+    MMF_KERNEL(device, repeat_row, row, rows, cols, out);
   }
 };
 

@@ -5,10 +5,8 @@
 
 #include "core/cpu/loss.h"
 #include "core/ops/common.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/kernels.h"
 #include "cuda/loss.h"
-#endif
 
 namespace mmfuse {
 

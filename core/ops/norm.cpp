@@ -5,9 +5,7 @@
 
 #include "core/cpu/norm.h"
 #include "core/ops/common.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/norm.h"
-#endif
 
 namespace mmfuse {
 

@@ -2,9 +2,7 @@
 
 #include "core/cpu/pool.h"
 #include "core/ops/common.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/pool.h"
-#endif
 
 namespace mmfuse {
 

@@ -4,9 +4,7 @@
 
 #include "core/cpu/resize.h"
 #include "core/ops/common.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/pool.h"
-#endif
 
 namespace mmfuse {
 

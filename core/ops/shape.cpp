@@ -4,9 +4,7 @@
 
 #include "core/cpu/shape.h"
 #include "core/ops/common.h"
-#ifdef MMFUSE_WITH_CUDA
 #include "cuda/shape.h"
-#endif
 
 namespace mmfuse {
 
@@ -32,18 +30,8 @@ cpu::BoxCopy make_box(const Shape& extent, const Shape& src_shape, const Shape& 
 
 // The one kernel of the family, on the CPU or on the device both tensors live on (the
 // callers make them share dtype and device).
-void run_box(const char* op, const Tensor& src, const Tensor& dst, const cpu::BoxCopy& box) {
-  (void)op;  // named in the error of a build without CUDA
-  if (src.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-    dispatch_any(src.dtype(),
-                 [&]<typename T>() { cuda::copy_box<T>(src.data<T>(), dst.data<T>(), box, src.device().index); });
-    return;
-#else
-    ops::no_cuda_kernel(op);
-#endif
-  }
-  dispatch_any(src.dtype(), [&]<typename T>() { cpu::copy_box<T>(src.data<T>(), dst.data<T>(), box); });
+void run_box(const Tensor& src, const Tensor& dst, const cpu::BoxCopy& box) {
+  dispatch_any(src.dtype(), [&]<typename T>() { MMF_KERNEL(src, copy_box, src.data<T>(), dst.data<T>(), box); });
 }
 
 int64_t wrap_nonscalar_dim(const char* op, const Tensor& x, int64_t dim) {
@@ -58,7 +46,7 @@ Tensor slice_backward(const Tensor& g, const Shape& full, int64_t d, int64_t sta
   cpu::BoxCopy box = make_box(g.shape(), g.shape(), full);
   box.dst_start[d] = start;
   box.dst_step[d] = step;
-  run_box(op, g, out, box);
+  run_box(g, out, box);
   int64_t length = g.size(d);
   autograd::record(op, {g}, {out}, [d, start, step, length](const TensorList& gg) -> TensorList {
     return {slice(gg[0], d, start, start + (length - 1) * step + 1, step)};
@@ -93,7 +81,7 @@ Tensor concat(const TensorList& xs, int64_t dim) {
   for (size_t i = 0; i < xs.size(); ++i) {
     cpu::BoxCopy box = make_box(xs[i].shape(), xs[i].shape(), out_shape);
     box.dst_start[d] = at;
-    run_box(op, xs[i], out, box);
+    run_box(xs[i], out, box);
     at += sizes[i];
   }
   autograd::record(op, xs, {out}, [sizes, d](const TensorList& g) -> TensorList { return split(g[0], sizes, d); });
@@ -129,7 +117,7 @@ TensorList split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim
       Tensor out = Tensor::empty(piece, x.dtype(), x.device());
       cpu::BoxCopy box = make_box(piece, x.shape(), piece);
       box.src_start[d] = at;
-      run_box(op, x, out, box);
+      run_box(x, out, box);
       outs.push_back(out);
       at += s;
     }
@@ -161,7 +149,7 @@ Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t s
   cpu::BoxCopy box = make_box(out_shape, x.shape(), out_shape);
   box.src_start[d] = s;
   box.src_step[d] = step;
-  run_box(op, x, out, box);
+  run_box(x, out, box);
   autograd::record(op, {x}, {out}, [full = x.shape(), d, s, step](const TensorList& g) -> TensorList {
     return {slice_backward(g[0], full, d, s, step)};
   });
@@ -190,7 +178,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, double value) {
   }
   box.dst_shape = out_shape;
   Tensor out = Tensor::full(out_shape, value, x.dtype(), x.device());
-  run_box(op, x, out, box);
+  run_box(x, out, box);
   std::vector<int64_t> undo(pads.size());
   for (size_t i = 0; i < pads.size(); ++i) undo[i] = -pads[i];
   autograd::record(op, {x}, {out}, [undo](const TensorList& g) -> TensorList { return {pad(g[0], undo)}; });
@@ -215,7 +203,7 @@ Tensor crop(const Tensor& x, const std::vector<int64_t>& offsets, const Shape& s
   Tensor out = Tensor::empty(size, x.dtype(), x.device());
   cpu::BoxCopy box = make_box(size, x.shape(), size);
   box.src_start = offsets;
-  run_box(op, x, out, box);
+  run_box(x, out, box);
   autograd::record(op, {x}, {out}, [pads](const TensorList& g) -> TensorList { return {pad(g[0], pads)}; });
   return out;
 }
