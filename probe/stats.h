@@ -1,5 +1,5 @@
 // The statistics of `mmfuse probe` (docs/probe.md), on plain arrays: each is pinned by tests on
-// cases whose answer is known (tests/test_probe.cpp).
+// cases whose answer is known (tests/tools/test_probe.cpp).
 #pragma once
 #include <cstdint>
 #include <vector>

@@ -1,4 +1,5 @@
-// A fresh folder under the system temp dir for one test, removed when the test ends.
+// A fresh folder under the system temp dir for one test, removed when the test ends; the
+// source tree's root.
 #pragma once
 #include <unistd.h>
 
@@ -19,5 +20,9 @@ struct TempDir {
   TempDir& operator=(const TempDir&) = delete;
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
+
+// The source tree's root (models/, docs/, tests/fuzz/corpus/ are read from it): two folders
+// above this header, wherever the test file that asks lives.
+inline std::filesystem::path source_root() { return std::filesystem::path(__FILE__).parent_path().parent_path(); }
 
 }  // namespace mmfuse::testing

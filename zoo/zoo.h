@@ -1,7 +1,7 @@
 // The model zoo generator: ResNet encoders (basic and bottleneck blocks, modality-specific
 // BatchNorm, AsymFusion's channel shuffle and pixel shift in the last block of chosen stages),
 // the RefineNet decoder of the AsymFusion/CEN code, MMTM two-stream classifiers and the
-// baselines, written as prototxt. Part of the library (tests/test_zoo.cpp calls it directly);
+// baselines, written as prototxt. Part of the library (tests/training/test_zoo.cpp calls it directly);
 // the command line is tools/zoo.cpp: `mmfuse zoo` writes every committed network under models/,
 // `mmfuse zoo asymfusion|mmtm|baseline ...` prints one network for an ablation.
 #pragma once

@@ -4,7 +4,7 @@
 // OpenBLAS only by summation order (1e-5 relative); tf32 rounds the operands to a 10-bit
 // mantissa (5e-3 relative, about 10x the expected error for inner sizes of a few hundred).
 #include "cuda/precision.h"
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -5,11 +5,12 @@
 #include "core/net.h"
 #include "datasets/fashion_mnist.h"
 #include "doctest/doctest.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 
 namespace {
-std::filesystem::path models_dir() { return std::filesystem::path(__FILE__).parent_path().parent_path() / "models"; }
+std::filesystem::path models_dir() { return mmfuse::testing::source_root() / "models"; }
 
 int64_t params_of_type(const Net& net, const std::string& type) {
   int64_t n = 0;

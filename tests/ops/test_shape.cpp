@@ -264,7 +264,7 @@ TEST_CASE("shape ops on CUDA tensors run on the device") {
     MESSAGE("skipped: no GPU on this machine");
     return;
   }
-  // Values are compared with the CPU in tests/test_cuda_shape.cpp; here: they run and stay there.
+  // Values are compared with the CPU in tests/cuda/test_cuda_shape.cpp; here: they run and stay there.
   Tensor x = Tensor::zeros({3, 4}, DType::f32, Device::cuda(0));
   CHECK(concat({x, x}, 1).shape() == Shape{3, 8});
   CHECK(concat({x, x}, 1).is_cuda());

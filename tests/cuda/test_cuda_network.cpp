@@ -73,7 +73,8 @@
 #include "core/ops.h"
 #include "core/optimizer.h"
 #include "cuda/precision.h"
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
+#include "tests/temp_dir.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/conv.h"
 #include "cuda/gemm.h"
@@ -84,7 +85,7 @@ using namespace mmfuse;
 
 namespace {
 
-std::filesystem::path models_dir() { return std::filesystem::path(__FILE__).parent_path().parent_path() / "models"; }
+std::filesystem::path models_dir() { return mmfuse::testing::source_root() / "models"; }
 
 // Both precision switches at fp32 while a test runs (restored even on an exception).
 struct Fp32Switches {

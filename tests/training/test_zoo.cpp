@@ -9,11 +9,12 @@
 #include "core/prototxt.h"
 #include "doctest/doctest.h"
 #include "zoo/zoo.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 
 namespace {
-std::filesystem::path repo_root() { return std::filesystem::path(__FILE__).parent_path().parent_path(); }
+std::filesystem::path repo_root() { return mmfuse::testing::source_root(); }
 
 std::string read_text(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);

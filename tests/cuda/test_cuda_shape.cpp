@@ -3,7 +3,7 @@
 // views at unaligned offsets (the scalar path of the block copy) as well as 16-byte aligned
 // rows (the vector path). A copy moves bits: every tolerance is 0, and integer dtypes move
 // unchanged.
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -1,4 +1,4 @@
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 #include <cmath>
 #include <sstream>

@@ -2,7 +2,7 @@
 // non-multiple-of-32 shapes, aligned (vector path) and unaligned (scalar path) pointers.
 // Tolerances (docs/cuda.md): exact arithmetic agrees to the bit; libm functions (exp, log,
 // tanh, sigmoid, pow) to a few ulps.
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -4,7 +4,7 @@
 // terms); average pooling forward to the bit, backward to the order of its gather (1e-6);
 // global average pooling accumulates in double on both sides (1e-6); resizing uses the CPU's
 // taps and weights, FMA contraction and gather order aside (1e-6).
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "datasets/image.h"
 #include "doctest/doctest.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
@@ -58,7 +59,7 @@ TEST_CASE("fuzz_image: a truncated PNM is an error, not an image of uninitialise
 
 namespace {
 std::vector<uint8_t> corpus_file(const std::string& name) {
-  return read_file((std::filesystem::path(__FILE__).parent_path() / "fuzz" / "corpus" / "image" / name).string());
+  return read_file((mmfuse::testing::source_root() / "tests" / "fuzz" / "corpus" / "image" / name).string());
 }
 }  // namespace
 

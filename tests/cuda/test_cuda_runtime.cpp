@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/runtime.h"

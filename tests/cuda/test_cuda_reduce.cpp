@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

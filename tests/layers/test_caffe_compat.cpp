@@ -7,6 +7,7 @@
 
 #include "core/net.h"
 #include "doctest/doctest.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 
@@ -238,7 +239,7 @@ TEST_CASE("Caffe LeNet deploy style: input/input_shape and input_dim") {
 }
 
 TEST_CASE("models/lenet: the prototxts parse, with TRAIN and TEST phases") {
-  std::filesystem::path dir = std::filesystem::path(__FILE__).parent_path().parent_path() / "models" / "lenet";
+  std::filesystem::path dir = mmfuse::testing::source_root() / "models" / "lenet";
   proto::NetParameter net = read_net((dir / "lenet_train_val.prototxt").string());
   auto names = [&](proto::Phase phase) {
     proto::NetState state;

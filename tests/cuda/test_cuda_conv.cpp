@@ -4,7 +4,7 @@
 // from the CPU only by summation order (1e-5 relative); tf32 rounds operands to a 10-bit
 // mantissa (5e-3 relative).
 #include "cuda/precision.h"
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/conv.h"
 #endif

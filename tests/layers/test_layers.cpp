@@ -9,6 +9,7 @@
 #include "core/filler.h"
 #include "core/net.h"
 #include "tests/gradcheck.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
@@ -262,7 +263,7 @@ TEST_CASE("fillers: deterministic from the generator, and unknown types suggest"
 
 TEST_CASE("every registered layer type is documented in docs/layers.md") {
   // The registry is the source of truth: a new layer without a "## Type" section fails here.
-  std::filesystem::path docs = std::filesystem::path(__FILE__).parent_path().parent_path() / "docs" / "layers.md";
+  std::filesystem::path docs = mmfuse::testing::source_root() / "docs" / "layers.md";
   std::ifstream in(docs);
   REQUIRE_MESSAGE(in.good(), "cannot open ", docs.string());
   std::stringstream text;

@@ -2,7 +2,7 @@
 // reduction, spatial targets) and l1 / mse losses, forward and backward, on odd sizes.
 // Tolerances (docs/cuda.md): exponentials and logarithms differ by a few ulps between CUDA's
 // libm and glibc (2e-6); loss sums accumulate in double on both sides (1e-6 after the cast).
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "core/optimizer.h"
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -5,7 +5,7 @@
 // with CUDA's exp (a few ulps from glibc's) and sums dy * x in double in another order: 2e-6.
 // modality_ensemble accumulates in double (FMA contraction aside) and its alpha gradient goes
 // through exp and a reduction: 2e-6.
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 

@@ -4,7 +4,7 @@
 // statistics are accumulated in double on both sides, in different orders, and the affine
 // may be contracted into an FMA: 1e-6 forward, 1e-5 backward (the closed form subtracts
 // nearly equal terms); dropout agrees to the bit.
-#include "tests/cuda_parity.h"
+#include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 
