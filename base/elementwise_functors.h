@@ -9,6 +9,7 @@
 namespace mmfuse::functors {
 
 #ifndef __CUDACC__
+using std::erf;
 using std::exp;
 using std::log;
 using std::pow;
@@ -44,6 +45,15 @@ struct Abs {
     return x > T(0) ? g : (x < T(0) ? -g : T(0));
   }
 };
+// torch.nn.functional.gelu (approximate='none'): x * Phi(x), Phi the standard normal CDF.
+struct Gelu {
+  template <typename T> MMF_HD T forward(T x) const { return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752))); }
+  template <typename T> MMF_HD T backward(T x, T, T g) const {
+    T cdf = T(0.5) * (T(1) + erf(x * T(0.70710678118654752)));
+    T pdf = T(0.39894228040143268) * exp(T(-0.5) * x * x);  // the standard normal density
+    return g * (cdf + x * pdf);
+  }
+};
 struct Pow {
   double exponent = 1;
   template <typename T> MMF_HD T forward(T x) const { return pow(x, T(exponent)); }
@@ -67,6 +77,13 @@ struct Affine {
   template <typename T> MMF_HD T forward(T x) const { return x * T(scale) + T(shift); }
   template <typename T> MMF_HD T backward(T, T, T g) const { return g * T(scale); }
 };
+
+// The unary ops without parameters, as (op name, functor). Each entry is an op
+// `Tensor name(const Tensor& x)` (core/ops/elementwise.h), its CUDA instantiation
+// (cuda/elementwise.cu) and its line in core/op_list.h, whose test then asks for a gradient
+// test. Adding one: its functor above and an entry here, its gradient test and its CPU-CUDA
+// parity case: three files (docs/design.md, "Adding an op").
+#define MMFUSE_UNARY_OPS(X) X(sigmoid, Sigmoid) X(tanh, Tanh) X(exp, Exp) X(log, Log) X(abs, Abs) X(gelu, Gelu)
 
 // Binary ops with broadcasting.
 struct Add { template <typename T> MMF_HD T operator()(T a, T b) const { return a + b; } };

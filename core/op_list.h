@@ -1,11 +1,13 @@
 // Every differentiable op of core/, in one place. tests/ registers a finite-difference
-// gradient test per name, and a test fails when a name here has none. Add a new op here.
+// gradient test per name, and a test fails when a name here has none. Add a new op here (the
+// parameterless unary ones come from MMFUSE_UNARY_OPS, whose entries have a second argument,
+// the functor: X must take (name, ...)).
 #pragma once
+#include "base/elementwise_functors.h"
 
 #define MMFUSE_OPS(X)                                                                     \
   /* elementwise */                                                                        \
-  X(add) X(sub) X(mul) X(div) X(affine) X(relu) X(sigmoid) X(tanh) X(exp) X(log) X(pow)   \
-  X(abs) X(clamp)                                                                          \
+  X(add) X(sub) X(mul) X(div) X(affine) X(relu) X(pow) X(clamp) MMFUSE_UNARY_OPS(X)       \
   /* reduce */                                                                             \
   X(sum) X(mean) X(max)                                                                    \
   /* linalg, conv */                                                                       \

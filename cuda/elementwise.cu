@@ -239,11 +239,17 @@ void convert(const void* src, DType st, void* dst, DType dt, int64_t n, int devi
                                                   const std::vector<int64_t>&,                     \
                                                   const std::vector<int64_t>&, functors::Op, int);
 #define MMF_ALL(T)                                                                                 \
-  MMF_UNARY(T, Relu) MMF_UNARY(T, Sigmoid) MMF_UNARY(T, Tanh) MMF_UNARY(T, Exp) MMF_UNARY(T, Log)  \
-  MMF_UNARY(T, Abs) MMF_UNARY(T, Pow) MMF_UNARY(T, Clamp) MMF_UNARY(T, Affine)                     \
+  MMF_UNARY(T, Relu) MMF_UNARY(T, Pow) MMF_UNARY(T, Clamp) MMF_UNARY(T, Affine)                    \
   MMF_BINARY(T, Add) MMF_BINARY(T, Sub) MMF_BINARY(T, Mul) MMF_BINARY(T, Div)
 MMF_ALL(float)
 MMF_ALL(double)
+// The parameterless unary ops, from their list.
+#define MMF_UNARY_FLOAT(name, Op) MMF_UNARY(float, Op)
+#define MMF_UNARY_DOUBLE(name, Op) MMF_UNARY(double, Op)
+MMFUSE_UNARY_OPS(MMF_UNARY_FLOAT)
+MMFUSE_UNARY_OPS(MMF_UNARY_DOUBLE)
+#undef MMF_UNARY_DOUBLE
+#undef MMF_UNARY_FLOAT
 #undef MMF_ALL
 #undef MMF_BINARY
 #undef MMF_UNARY

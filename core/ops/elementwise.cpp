@@ -107,11 +107,10 @@ Tensor div(const Tensor& a, const Tensor& b) {
 
 Tensor affine(const Tensor& x, double scale, double shift) { return unary("affine", x, functors::Affine{scale, shift}); }
 Tensor relu(const Tensor& x, double negative_slope) { return unary("relu", x, functors::Relu{negative_slope}); }
-Tensor sigmoid(const Tensor& x) { return unary("sigmoid", x, functors::Sigmoid{}); }
-Tensor tanh(const Tensor& x) { return unary("tanh", x, functors::Tanh{}); }
-Tensor exp(const Tensor& x) { return unary("exp", x, functors::Exp{}); }
-Tensor log(const Tensor& x) { return unary("log", x, functors::Log{}); }
-Tensor abs(const Tensor& x) { return unary("abs", x, functors::Abs{}); }
+#define MMF_DEFINE_UNARY(name, Functor) \
+  Tensor name(const Tensor& x) { return unary(#name, x, functors::Functor{}); }
+MMFUSE_UNARY_OPS(MMF_DEFINE_UNARY)
+#undef MMF_DEFINE_UNARY
 Tensor pow(const Tensor& x, double exponent) { return unary("pow", x, functors::Pow{exponent}); }
 Tensor clamp(const Tensor& x, double min, double max) {
   MMF_CHECK(min <= max, OpError, "clamp: min ", min, " > max ", max);

@@ -1,5 +1,6 @@
 // Elementwise ops: binary ops with numpy/PyTorch broadcasting, scalar ops, activations.
 #pragma once
+#include "base/elementwise_functors.h"
 #include "core/tensor.h"
 
 namespace mmfuse {
@@ -19,11 +20,11 @@ inline Tensor neg(const Tensor& x) { return affine(x, -1, 0); }
 
 // leaky ReLU with negative_slope (0: ReLU), as torch.nn.functional.leaky_relu.
 Tensor relu(const Tensor& x, double negative_slope = 0);
-Tensor sigmoid(const Tensor& x);
-Tensor tanh(const Tensor& x);
-Tensor exp(const Tensor& x);
-Tensor log(const Tensor& x);
-Tensor abs(const Tensor& x);
+// sigmoid, tanh, exp, log, abs (gradient 0 at 0, as PyTorch) and gelu (exact, x * Phi(x), as
+// torch.nn.functional.gelu): one per entry of MMFUSE_UNARY_OPS (base/elementwise_functors.h).
+#define MMF_DECLARE_UNARY(name, Functor) Tensor name(const Tensor& x);
+MMFUSE_UNARY_OPS(MMF_DECLARE_UNARY)
+#undef MMF_DECLARE_UNARY
 Tensor pow(const Tensor& x, double exponent);
 // Clamps into [min, max]; the gradient passes where min <= x <= max (torch.clamp).
 Tensor clamp(const Tensor& x, double min, double max);

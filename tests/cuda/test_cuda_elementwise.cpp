@@ -38,6 +38,7 @@ MMF_CUDA_TEST("parity: unary elementwise ops") {
   check_unary("exp", [](const TensorList& t) { return exp(t[0]); }, -3, 3, kLibm);
   check_unary("log", [](const TensorList& t) { return log(t[0]); }, 0.05, 4, kLibm);
   check_unary("abs", [](const TensorList& t) { return abs(t[0]); }, -1, 1, kExact);
+  check_unary("gelu", [](const TensorList& t) { return gelu(t[0]); }, -3, 3, kLibm);
   check_unary("pow", [](const TensorList& t) { return pow(t[0], 2.5); }, 0.05, 3, kLibm);
   check_unary("clamp", [](const TensorList& t) { return clamp(t[0], -0.5, 0.25); }, -1, 1, kExact);
   check_unary("affine", [](const TensorList& t) { return affine(t[0], 1.5, -0.25); }, -1, 1, kLibm);

@@ -7,7 +7,7 @@
 
 TEST_CASE("every op in core/op_list.h has a gradient test") {
   std::vector<std::string> ops = {
-#define MMF_OP_NAME(name) #name,
+#define MMF_OP_NAME(name, ...) #name,
       MMFUSE_OPS(MMF_OP_NAME)
 #undef MMF_OP_NAME
   };

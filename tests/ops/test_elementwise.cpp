@@ -4,6 +4,7 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
+using mmfuse::testing::check_close;
 using mmfuse::testing::random_input;
 
 namespace {
@@ -43,6 +44,17 @@ TEST_CASE("activations by hand") {
   CHECK(exp(x).to_vector<double>()[0] == doctest::Approx(std::exp(-2.0)));
   CHECK(log(exp(x)).to_vector<double>()[3] == doctest::Approx(0.5));
   CHECK(pow(x, 2).to_vector<double>() == std::vector<double>{4, 0.25, 0, 0.25, 4});
+}
+
+TEST_CASE("gelu is x * Phi(x), as torch.nn.functional.gelu") {
+  // Phi(1) = 0.8413447460685429, Phi(0.5) = 0.6914624612740131 (the normal CDF); gelu(0) = 0.
+  Tensor x = Tensor::from_vector<double>({-1, 0, 0.5, 1}, {4});
+  check_close(gelu(x).to_vector<double>(), {-0.15865525393145707, 0, 0.34573123063700656, 0.8413447460685429},
+              1e-15);
+  // d/dx at 0 is Phi(0) = 1/2.
+  Tensor z = Tensor::zeros({1}, DType::f64).set_requires_grad();
+  gelu(z).backward(Tensor::ones({1}, DType::f64));
+  CHECK(z.grad().item() == doctest::Approx(0.5).epsilon(1e-15));
 }
 
 TEST_CASE("relu gradient at 0 is the slope side, abs gradient at 0 is 0 (PyTorch)") {
@@ -104,4 +116,5 @@ UNARY_GRAD_TEST(exp, exp(t[0]), -2, 2)
 UNARY_GRAD_TEST(log, log(t[0]), 0.2, 3)
 UNARY_GRAD_TEST(pow, pow(t[0], 2.5), 0.2, 2)
 UNARY_GRAD_TEST(abs, abs(t[0]), -1, 1)
+UNARY_GRAD_TEST(gelu, gelu(t[0]), -3, 3)
 UNARY_GRAD_TEST(clamp, clamp(t[0], -0.5, 0.4), -1, 1)
