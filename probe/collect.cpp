@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -89,7 +90,16 @@ class Collector {
  public:
   Collector(Net& net, const NetMap& map, const ProbeOptions& options, ProbeResult& result,
             const std::vector<Compared>& compared)
-      : net_(net), map_(map), options_(options), result_(result), compared_(compared), compare_(compared.size()) {}
+      : net_(net), map_(map), options_(options), result_(result), compared_(compared), compare_(compared.size()) {
+    // The compared nets' modality inputs, where they have a multimodal data layer.
+    for (const Compared& c : compared_) {
+      try {
+        their_maps_.emplace_back(map_net(*c.net));
+      } catch (const Error&) {
+        their_maps_.emplace_back(std::nullopt);  // nothing to match by modality name
+      }
+    }
+  }
 
   void run() {
     Net::Hooks hooks{nullptr, [this](size_t i, TensorList& tops) { after(i, tops); }};
@@ -140,9 +150,8 @@ class Collector {
     for (size_t t = 0; t < tops.size(); ++t) {
       if (!map_.writes_final(net_, i, t) || !is_floating(tops[t].dtype())) continue;
       if (tops[t].dim() >= 2) cka_stage(i, t, tops[t]);
-      auto [it, fresh] = peak_.try_emplace(net_.top_names(i)[t], i, 0.0);
-      (void)fresh;
-      it->second.second = std::max(it->second.second, max(abs(tops[t])).item());
+      double& peak = peak_.try_emplace(net_.top_names(i)[t], i, 0.0).first->second.second;
+      peak = std::max(peak, max(abs(tops[t])).item());
     }
   }
 
@@ -151,7 +160,7 @@ class Collector {
     if (map_.label_top < 0) return;
     const Tensor& label = tops.at(static_cast<size_t>(map_.label_top));
     if (label.dim() == 1) labels_ = label.to_vector<double>();  // classification: one class per sample
-    if (iteration_ == 0 && options_.image_samples > 0) add_input_images(net_, map_, tops, options_, result_.images);
+    if (iteration_ == 0 && options_.image_samples > 0) add_input_images(map_, tops, options_, result_.images);
   }
 
   // A blob is modality-stacked when it comes from a stacked data top or a ModalityStack and
@@ -313,11 +322,11 @@ class Collector {
       if (!is_floating(y.dtype()) || y.dim() < 2) continue;
       std::string mine = name;
       int64_t modality = -1;
-      for (int64_t m = 0; m < M() && !blobs.count(mine); ++m) {
-        const std::string mod = map_.modality(m);
-        if (name.rfind(mod + ".", 0) == 0) mine = name.substr(mod.size() + 1), modality = m;
-        else if (name.size() > mod.size() && name.compare(name.size() - mod.size() - 1, std::string::npos, "." + mod) == 0)
-          mine = name.substr(0, name.size() - mod.size() - 1), modality = m;
+      // Each modality's first reading of the name, in order, until one names a blob of ours.
+      for (const StreamName& s : map_.stream_names(name)) {
+        if (blobs.count(mine)) break;
+        if (s.modality == modality) continue;
+        mine = s.rest, modality = s.modality;
       }
       auto it = blobs.find(mine);
       if (it == blobs.end() || !is_floating(it->second.dtype())) continue;
@@ -361,13 +370,9 @@ class Collector {
   // the same samples).
   void compare_inputs(size_t k, const std::map<std::string, Tensor>& blobs, const std::map<std::string, Tensor>& theirs,
                       int64_t cap) {
+    if (!their_maps_[k]) return;
     const Net& other = *compared_[k].net;
-    NetMap them;
-    try {
-      them = map_net(other);
-    } catch (const Error&) {
-      return;  // no multimodal data layer: nothing to match by modality name
-    }
+    const NetMap& them = *their_maps_[k];
     // Modality m's input of a net: its stacked top's slice or its own top -> (tensor, first row, rows).
     auto input = [](const Net& net, const NetMap& map, const std::map<std::string, Tensor>& values, int64_t m) {
       const auto& tops = net.top_names(map.data_layer);
@@ -426,28 +431,22 @@ class Collector {
               .add(x, a * N, x, b * N, N, cap);
       return;
     }
-    for (int64_t m = 0; m < M(); ++m) {
-      const std::string mod = map_.modality(m);
-      bool prefix = name.size() > mod.size() && name.compare(0, mod.size() + 1, mod + ".") == 0;
-      bool suffix = !prefix && name.size() > mod.size() && name.compare(name.size() - mod.size() - 1, std::string::npos,
-                                                                        "." + mod) == 0;
-      if (!prefix && !suffix) continue;
-      std::string rest = prefix ? name.substr(mod.size() + 1) : name.substr(0, name.size() - mod.size() - 1);
-      auto stream = [&](int64_t k) { return prefix ? map_.modality(k) + "." + rest : rest + "." + map_.modality(k); };
-      std::string key = (prefix ? "<." : ".>") + rest;
-      auto& got = stream_stash_[key];
-      got[m] = value;
-      if (static_cast<int64_t>(got.size()) < M()) return;
-      for (int a = 0; a < M(); ++a)
-        for (int b = a + 1; b < M(); ++b) {
-          const Tensor &ta = got[a], &tb = got[b];
-          if (ta.shape() != tb.shape()) continue;
-          HostBlob xa(ta), xb(tb);
-          accumulator(stream(a) + "#" + stream(b), i, stream(a), stream(b), a, b, ta).add(xa, 0, xb, 0, xa.batch, cap);
-        }
-      stream_stash_.erase(key);
-      return;
-    }
+    std::vector<StreamName> readings = map_.stream_names(name);
+    if (readings.empty()) return;
+    const StreamName& s = readings.front();
+    std::string key = (s.prefix ? "<." : ".>") + s.rest;
+    auto& got = stream_stash_[key];
+    got[s.modality] = value;
+    if (static_cast<int64_t>(got.size()) < M()) return;
+    for (int a = 0; a < M(); ++a)
+      for (int b = a + 1; b < M(); ++b) {
+        const Tensor &ta = got[a], &tb = got[b];
+        if (ta.shape() != tb.shape()) continue;
+        HostBlob xa(ta), xb(tb);
+        std::string na = map_.stream_blob(s, a), nb = map_.stream_blob(s, b);
+        accumulator(na + "#" + nb, i, na, nb, a, b, ta).add(xa, 0, xb, 0, xa.batch, cap);
+      }
+    stream_stash_.erase(key);
   }
 
   Net& net_;
@@ -462,6 +461,7 @@ class Collector {
   std::map<std::string, std::pair<size_t, double>> peak_;  // blob -> (final writer, max |value| so far)
   const std::vector<Compared>& compared_;
   std::vector<std::map<std::string, CkaAccumulator>> compare_;  // per compared model
+  std::vector<std::optional<NetMap>> their_maps_;               // per compared model
 };
 
 }  // namespace

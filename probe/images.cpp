@@ -110,9 +110,8 @@ Image label_picture(const std::vector<double>& labels, int64_t H, int64_t W) {
   return img;
 }
 
-void add_input_images(const Net& net, const NetMap& map, const TensorList& tops, const ProbeOptions& options,
+void add_input_images(const NetMap& map, const TensorList& tops, const ProbeOptions& options,
                       std::vector<FeatureImage>& images) {
-  (void)net;
   for (int64_t s = 0; s < options.image_samples; ++s)
     for (int64_t m = 0; m < map.modality_count(); ++m) {
       const Tensor& x = tops.at(map.stacked ? map.modality_tops[0] : map.modality_tops.at(static_cast<size_t>(m)));

@@ -22,7 +22,7 @@ Image picture(const Tensor& x, int64_t n);
 // A label map [H, W] (class indices; out of range: black) in a fixed palette.
 Image label_picture(const std::vector<double>& labels, int64_t height, int64_t width);
 
-void add_input_images(const Net& net, const NetMap& map, const TensorList& data_tops, const ProbeOptions& options,
+void add_input_images(const NetMap& map, const TensorList& data_tops, const ProbeOptions& options,
                       std::vector<FeatureImage>& images);
 void add_fusion_images(const Net& net, const NetMap& map, size_t layer, const TensorList& tops,
                        const ProbeOptions& options, std::vector<FeatureImage>& images);

@@ -17,6 +17,22 @@ bool NetMap::writes_final(const Net& net, size_t layer, size_t top) const {
   return it != last_writer.end() && it->second == layer;
 }
 
+std::vector<StreamName> NetMap::stream_names(const std::string& name) const {
+  std::vector<StreamName> out;
+  for (int64_t m = 0; m < modality_count(); ++m) {
+    const std::string mod = modality(m);
+    if (name.size() <= mod.size()) continue;
+    if (name.compare(0, mod.size() + 1, mod + ".") == 0) out.push_back({m, name.substr(mod.size() + 1), true});
+    if (name.compare(name.size() - mod.size() - 1, std::string::npos, "." + mod) == 0)
+      out.push_back({m, name.substr(0, name.size() - mod.size() - 1), false});
+  }
+  return out;
+}
+
+std::string NetMap::stream_blob(const StreamName& stream, int64_t m) const {
+  return stream.prefix ? modality(m) + "." + stream.rest : stream.rest + "." + modality(m);
+}
+
 NetMap map_net(const Net& net) {
   NetMap map;
   bool found = false;

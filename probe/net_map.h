@@ -10,6 +10,14 @@
 
 namespace mmfuse::probe {
 
+// A per-stream blob name read as "<modality>.<rest>" (prefix) or "<rest>.<modality>" (as
+// MMTM's tops are named).
+struct StreamName {
+  int64_t modality = 0;
+  std::string rest;
+  bool prefix = true;
+};
+
 struct NetMap {
   size_t data_layer = 0;              // the data layer whose modality_names() has >= 2 names
   std::vector<std::string> modalities;
@@ -22,6 +30,11 @@ struct NetMap {
   int64_t modality_count() const { return static_cast<int64_t>(modalities.size()); }
   std::string modality(int64_t m) const;  // name of modality m ("modality 3" beyond the list)
   bool writes_final(const Net& net, size_t layer, size_t top) const;
+  // Every reading of `name` as a stream of one of the modalities, in modality order, the prefix
+  // form before the suffix form; empty for a name that carries no modality.
+  std::vector<StreamName> stream_names(const std::string& name) const;
+  // The blob name of `stream`'s twin for modality m.
+  std::string stream_blob(const StreamName& stream, int64_t m) const;
 };
 
 // Throws Error naming what is missing when the net has no multimodal data layer.

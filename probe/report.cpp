@@ -31,6 +31,11 @@ std::string pct(double v) { return format_number("%.1f%%", 100 * v); }
 
 }  // namespace
 
+std::string modality_name(const ProbeResult& r, int m) {
+  return m >= 0 && m < static_cast<int>(r.modalities.size()) ? r.modalities[static_cast<size_t>(m)]
+                                                              : "modality " + std::to_string(m);
+}
+
 std::string probe_json(const ProbeResult& r) {
   JsonWriter j;
   j.begin_object();
@@ -210,7 +215,7 @@ std::string probe_summary(const ProbeResult& r) {
   for (const auto& e : r.ensembles) {
     std::string line = "ensemble " + e.layer + " weights:";
     for (size_t m = 0; m < e.weights.size(); ++m)
-      line += " " + (m < r.modalities.size() ? r.modalities[m] : std::to_string(m)) + " " + format_number("%.3f", e.weights[m]);
+      line.append(" ").append(modality_name(r, static_cast<int>(m))).append(" ").append(format_number("%.3f", e.weights[m]));
     lines.push_back(line);
   }
   if (!r.dead.empty())

@@ -8,6 +8,9 @@
 
 namespace mmfuse::probe {
 
+// The name of modality m ("modality m" beyond the known names): the labels of the summary and
+// the page.
+std::string modality_name(const ProbeResult& result, int m);
 // The whole result as JSON (the images by file name; they are written beside it).
 std::string probe_json(const ProbeResult& result);
 // The most telling numbers, one per line (at most five), for the terminal.

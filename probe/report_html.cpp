@@ -16,11 +16,6 @@ namespace {
 
 std::string num(double v, const char* format = "%.3f") { return std::isfinite(v) ? format_number(format, v) : "–"; }
 
-std::string modality(const ProbeResult& r, int m) {
-  return m >= 0 && m < static_cast<int>(r.modalities.size()) ? r.modalities[static_cast<size_t>(m)]
-                                                              : "modality " + std::to_string(m);
-}
-
 std::string ablation_label(const Ablation& a) { return a.target.empty() ? a.kind : a.kind + ": " + a.target; }
 
 // A table folded under a <details> line: long lists stay out of the way.
@@ -133,7 +128,7 @@ void similarity(HtmlReport& page, const ProbeResult& r) {
   int stage = 0;
   for (const auto& c : r.cka) {
     auto& s = lines[{c.a, c.b}];
-    s.name = modality(r, c.a) + " vs " + modality(r, c.b);
+    s.name = modality_name(r, c.a) + " vs " + modality_name(r, c.b);
     s.points.emplace_back(stage++, c.cka.mean);
     rows.push_back({std::to_string(stage - 1), c.blob_b.empty() ? c.blob : c.blob + " / " + c.blob_b, c.layer,
                     std::to_string(c.channels) + " x " + std::to_string(c.height) + " x " + std::to_string(c.width),
@@ -162,9 +157,9 @@ void comparisons(HtmlReport& page, const ProbeResult& r) {
     int stage = 0;
     for (const auto& s : c.stages) {
       auto& l = lines[s.a];
-      l.name = "branch " + modality(r, s.a) + " vs " + c.model;
+      l.name = "branch " + modality_name(r, s.a) + " vs " + c.model;
       l.points.emplace_back(stage, s.cka.mean);
-      rows.push_back({std::to_string(stage++), s.blob, s.blob_b, modality(r, s.a), num(s.cka.mean), num(s.cka.stddev())});
+      rows.push_back({std::to_string(stage++), s.blob, s.blob_b, modality_name(r, s.a), num(s.cka.mean), num(s.cka.stddev())});
     }
     std::vector<svg::Series> series;
     for (auto& [m, l] : lines) series.push_back(l);
@@ -193,7 +188,7 @@ void exchange(HtmlReport& page, const ProbeResult& r) {
     layers.push_back(e.layer);
     channel_share.values.push_back(e.type == "ChannelShuffle" ? 100 * e.channel_share : std::nan(""));
     for (const auto& d : e.directions) {
-      std::string name = modality(r, d.receiver) + " ← " + modality(r, d.source);
+      std::string name = modality_name(r, d.receiver) + " ← " + modality_name(r, d.source);
       auto& s = by_direction[name];
       s.name = name;
       s.values.resize(layers.size() - 1, std::nan(""));
@@ -252,7 +247,7 @@ void batch_norm(HtmlReport& page, const ProbeResult& r) {
   for (const auto& b : r.batch_norms) {
     for (const auto& p : b.pairs) {
       auto& [kl, w2] = lines[{p.a, p.b}];
-      std::string pair = modality(r, p.a) + " vs " + modality(r, p.b);
+      std::string pair = modality_name(r, p.a) + " vs " + modality_name(r, p.b);
       kl.name = w2.name = pair;
       kl.points.emplace_back(index, std::log10(std::max(p.median_symmetric_kl, 1e-12)));
       w2.points.emplace_back(index, p.mean_wasserstein_scaled);
@@ -280,7 +275,7 @@ void batch_norm(HtmlReport& page, const ProbeResult& r) {
   for (int64_t c = 0; c < top->channels; ++c) channels.push_back(std::to_string(c));
   auto per_modality = [&](const std::vector<std::vector<double>>& rows_, const std::string& what) {
     std::vector<svg::BarSeries> s;
-    for (size_t m = 0; m < rows_.size(); ++m) s.push_back({modality(r, static_cast<int>(m)) + " " + what, rows_[m]});
+    for (size_t m = 0; m < rows_.size(); ++m) s.push_back({modality_name(r, static_cast<int>(m)) + " " + what, rows_[m]});
     return s;
   };
   svg::BarChartOptions b;
@@ -352,7 +347,7 @@ void ensemble(HtmlReport& page, const ProbeResult& r) {
     std::vector<std::string> headers = {"layer"};
     std::vector<std::string> row = {e.layer};
     for (size_t m = 0; m < e.weights.size(); ++m)
-      headers.push_back("softmax(alpha) " + modality(r, static_cast<int>(m))), row.push_back(num(e.weights[m], "%.4f"));
+      headers.push_back("softmax(alpha) " + modality_name(r, static_cast<int>(m))), row.push_back(num(e.weights[m], "%.4f"));
     page.table(headers, {row});
     if (e.path.empty()) {
       page.paragraph("No path over training: no metrics log with logged ensemble weights was found (give --log; "
@@ -360,7 +355,7 @@ void ensemble(HtmlReport& page, const ProbeResult& r) {
       continue;
     }
     std::vector<svg::Series> series(e.weights.size());
-    for (size_t m = 0; m < series.size(); ++m) series[m].name = modality(r, static_cast<int>(m));
+    for (size_t m = 0; m < series.size(); ++m) series[m].name = modality_name(r, static_cast<int>(m));
     for (const auto& [iter, w] : e.path)
       for (size_t m = 0; m < series.size() && m < w.size(); ++m) series[m].points.emplace_back(iter, w[m]);
     svg::LineChartOptions o;

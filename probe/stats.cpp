@@ -93,10 +93,4 @@ void Moments::add(double v) {
 
 double Moments::stddev() const { return count > 1 ? std::sqrt(m2 / static_cast<double>(count)) : 0.0; }
 
-double energy(const float* data, int64_t count) {
-  double s = 0;
-  for (int64_t i = 0; i < count; ++i) s += static_cast<double>(data[i]) * data[i];
-  return s;
-}
-
 }  // namespace mmfuse::probe

@@ -30,7 +30,4 @@ struct Moments {
   double stddev() const;  // population; 0 for fewer than two values
 };
 
-// Sum of squares of a strided block: the energy of a channel range of one sample.
-double energy(const float* data, int64_t count);
-
 }  // namespace mmfuse::probe

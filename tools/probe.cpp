@@ -25,6 +25,9 @@ std::string metrics_log_beside(const std::string& weights) {
   return fs::exists(log) ? log : "";
 }
 
+// What the report says in place of a weights file.
+const char* const kUntrained = "(none: as initialised)";
+
 int probe_command(const std::vector<std::string>& argv) {
   Args args("probe", argv, {"model", "weights", "iterations", "gpu", "samples", "log", "out", "compare"},
             {"no-ablations"});
@@ -53,11 +56,11 @@ int probe_command(const std::vector<std::string>& argv) {
     std::string model = spec.substr(0, colon), weights = colon == std::string::npos ? "" : spec.substr(colon + 1);
     others.push_back(std::make_unique<Net>(read_net(model), proto::TEST, device));
     if (!weights.empty()) load_weights(*others.back(), weights);
-    compared.push_back({model, weights.empty() ? "(none: as initialised)" : weights, others.back().get()});
+    compared.push_back({model, weights.empty() ? kUntrained : weights, others.back().get()});
   }
   probe::ProbeResult result = probe::run_probe(net, options, compared);
   result.model = args.get("model");
-  result.weights = args.has("weights") ? args.get("weights") : "(none: as initialised)";
+  result.weights = args.has("weights") ? args.get("weights") : kUntrained;
   probe::write_probe(result, args.get("out"));
   std::printf("Probed %d test batches of %s%s:\n%s", options.iterations, args.get("model").c_str(),
               options.metrics_log.empty() ? "" : (" (training path from " + options.metrics_log + ")").c_str(),
