@@ -3,12 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "base/error.h"
 #include "base/format.h"
 #include "base/json.h"
-#include "core/metrics_log.h"
+#include "core/svg.h"
 
 namespace mmfuse::probe {
 
@@ -232,15 +231,9 @@ void write_probe(const ProbeResult& result, const std::string& dir) {
   std::error_code ec;
   fs::create_directories(fs::path(dir) / "images", ec);
   MMF_CHECK(!ec, IOError, dir, ": cannot create the folder (", ec.message(), ")");
-  auto write_text = [&](const std::string& name, const std::string& text) {
-    std::string path = (fs::path(dir) / name).string();
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-    MMF_CHECK(out.good(), IOError, path, ": cannot write");
-  };
   for (const auto& im : result.images) write_png((fs::path(dir) / im.file).string(), im.image);
-  write_text("probe.json", probe_json(result));
-  write_text("index.html", probe_html(result));
+  svg::write_file((fs::path(dir) / "probe.json").string(), probe_json(result));
+  svg::write_file((fs::path(dir) / "index.html").string(), probe_html(result));
 }
 
 }  // namespace mmfuse::probe
