@@ -33,14 +33,20 @@ Shape reduced_shape(const Shape& shape, const std::vector<bool>& mask, bool keep
 
 Shape keepdim_shape(const Shape& shape, const std::vector<bool>& mask) { return reduced_shape(shape, mask, true); }
 
+// How many elements each output folds: the product of the reduced dims.
+int64_t reduced_count(const Shape& shape, const std::vector<bool>& mask) {
+  int64_t count = 1;
+  for (size_t d = 0; d < mask.size(); ++d)
+    if (mask[d]) count *= shape[d];
+  return count;
+}
+
 // Sum (scale 1) or mean (scale 1/count), accumulated in double.
 Tensor sum_scaled(const char* op, const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool average) {
   ops::check_floating(op, x);
   auto mask = reduce_mask(op, x, dims);
   Tensor out = Tensor::empty(reduced_shape(x.shape(), mask, keepdim), x.dtype(), x.device());
-  double count = 1;
-  for (size_t d = 0; d < mask.size(); ++d)
-    if (mask[d]) count *= static_cast<double>(x.shape()[d]);
+  const double count = static_cast<double>(reduced_count(x.shape(), mask));
   double scale = average ? 1.0 / std::max(count, 1.0) : 1.0;
   if (average && count == 0) scale = std::numeric_limits<double>::quiet_NaN();  // mean of nothing
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
@@ -70,11 +76,8 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   ops::check_floating(op, x);
   auto mask = reduce_mask(op, x, dims);
   Tensor out = Tensor::empty(reduced_shape(x.shape(), mask, keepdim), x.dtype(), x.device());
-  int64_t reduced = 1;
-  for (size_t d = 0; d < mask.size(); ++d)
-    if (mask[d]) reduced *= x.shape()[d];
   // Like PyTorch: the maximum of nothing is an error, unless there is no output either.
-  MMF_CHECK(reduced > 0 || out.numel() == 0, OpError, op, ": empty reduction over ", shape_str(x.shape()));
+  MMF_CHECK(reduced_count(x.shape(), mask) > 0 || out.numel() == 0, OpError, op, ": empty reduction over ", shape_str(x.shape()));
   // The input offset of each output's maximum, on x's device, kept for backward.
   Tensor argmax = Tensor::empty(out.shape(), DType::i64, x.device());
   if (out.numel() > 0)
