@@ -6,6 +6,7 @@
 #include <map>
 #include <set>
 
+#include "core/caffemodel.h"
 #include "core/npy.h"
 #include "core/prototxt.h"
 
@@ -72,13 +73,15 @@ proto::NetWeights read_weights(const std::string& path) {
 }
 
 CopyReport load_weights(Net& net, const std::string& path, bool strict) {
-  proto::NetWeights w = read_weights(path);
+  std::string source;
+  proto::NetWeights w = looks_like_caffemodel(path) ? caffemodel_weights(net, path, &source) : read_weights(path);
   CopyReport r;
   try {
     r = copy_weights(net, w, strict);
   } catch (const IOError& e) {
     throw IOError(path + ": " + e.what());
   }
+  r.source = source;
   MMF_CHECK(!r.loaded.empty() || net.params().empty(), IOError, path, ": none of its ", w.param_size(),
             " parameters fits the net (another net's weights?)\n", r.table());
   return r;
@@ -124,7 +127,7 @@ CopyReport copy_weights(Net& net, const proto::NetWeights& weights, bool strict)
 }
 
 std::string CopyReport::table() const {
-  std::string out;
+  std::string out = source.empty() ? "" : "  " + source + "\n";
   size_t w = 6;
   for (const auto* list : {&loaded, &defaulted, &missing, &mismatched, &unused})
     for (const auto& n : *list) w = std::max(w, n.find(':') == std::string::npos ? n.size() : n.find(':'));

@@ -23,6 +23,7 @@ proto::NetWeights read_weights(const std::string& path);
 
 // What copy_weights did, by "<layer>.<param>" name.
 struct CopyReport {
+  std::string source;  // a line on a file of another format (a .caffemodel), printed first by table()
   std::vector<std::string> loaded;
   std::vector<std::string> defaulted;  // absent from an older file: set to Param::value_if_absent
   std::vector<std::string> missing;  // in the net, not in the file: left as initialised
@@ -35,7 +36,8 @@ struct CopyReport {
 // With `strict`, throws IOError unless every net parameter was loaded.
 CopyReport copy_weights(Net& net, const proto::NetWeights& weights, bool strict = false);
 // read_weights + copy_weights with errors naming the path; also refuses a file of which no
-// parameter fits the net.
+// parameter fits the net. A Caffe .caffemodel (core/caffemodel.h) is read as such and copied
+// by layer name, with the same report.
 CopyReport load_weights(Net& net, const std::string& path, bool strict = false);
 
 // DIR/<layer>.<param>.npy for each parameter of `weights` (the folder is created).

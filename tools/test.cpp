@@ -19,7 +19,7 @@ int test(const std::vector<std::string>& argv) {
   Device device = args.has("gpu") ? Device::cuda(args.get_int("gpu", 0)) : Device::cpu();
   Net net(read_net(args.get("model")), proto::TEST, device);
   CopyReport r = load_weights(net, args.get("weights"));
-  if (!r.missing.empty() || !r.mismatched.empty()) std::printf("Weights:\n%s", r.table().c_str());
+  if (!r.missing.empty() || !r.mismatched.empty() || !r.source.empty()) std::printf("Weights:\n%s", r.table().c_str());
   TestResult result = evaluate(net, iterations, "Test");
   std::printf("Tested %d batches:\n%s", iterations, result.format().c_str());
   if (args.has("per-class")) std::printf("Per class:\n%s", result.format_per_class().c_str());
