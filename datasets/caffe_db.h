@@ -1,0 +1,42 @@
+// Caffe's record databases: LMDB and LevelDB folders of (key, serialized Datum) pairs, as
+// Caffe's convert_imageset writes them. Read-only, random access by record index in key order
+// (the keys are listed once when the database is opened), safe to read from several threads.
+// Each backend is compiled when its library was found at configure time (liblmdb-dev,
+// libleveldb-dev); otherwise opening one throws IOError saying so. docs/interop.md.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mmfuse::datasets {
+
+enum class RecordBackend { kLevelDb, kLmdb };
+const char* backend_name(RecordBackend backend);
+bool backend_available(RecordBackend backend);
+
+class RecordDb {
+ public:
+  virtual ~RecordDb() = default;
+  int64_t size() const { return static_cast<int64_t>(keys_.size()); }
+  const std::string& key(int64_t index) const { return keys_.at(static_cast<size_t>(index)); }
+  // The value of record `index` (0 <= index < size()). Thread-safe.
+  virtual std::string value(int64_t index) const = 0;
+  const std::string& path() const { return path_; }
+
+ protected:
+  std::string path_;
+  std::vector<std::string> keys_;
+};
+
+// Opens the database folder `path`. A database already open in this process (a train and a
+// test net reading one source; LevelDB locks its folder) is shared. IOError naming the path and
+// the library's reason when it cannot be opened, or when it holds no records.
+std::shared_ptr<const RecordDb> open_record_db(const std::string& path, RecordBackend backend);
+
+// Writes `records` into a new database at `path` (which must not exist): for tests and tools.
+void write_record_db(const std::string& path, RecordBackend backend,
+                     const std::vector<std::pair<std::string, std::string>>& records);
+
+}  // namespace mmfuse::datasets
