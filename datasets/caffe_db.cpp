@@ -34,8 +34,7 @@ class LmdbDb : public RecordDb {
     path_ = path;
     lmdb_check(mdb_env_create(&env_), path, "environment creation");
     // Read-only, no lock file written, read transactions not tied to threads (the prefetch
-    // workers share them); a large map size so that any database Caffe wrote opens.
-    mdb_env_set_mapsize(env_, size_t(1) << 40);
+    // workers share them). The map size is the database's own (LMDB reads it from the file).
     int rc = mdb_env_open(env_, path.c_str(), MDB_RDONLY | MDB_NOTLS | MDB_NOLOCK, 0664);
     if (rc != MDB_SUCCESS) {
       mdb_env_close(env_);

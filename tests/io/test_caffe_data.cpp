@@ -3,10 +3,13 @@
 // transform_param's exact values (mean_file, mean_value, scale, crop, mirror) on hand-made
 // data; determinism with any number of threads; a few training iterations from each source.
 // Tests needing a library this build lacks say so and stop.
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/caffemodel.h"
 #include "core/layer.h"
@@ -426,4 +429,83 @@ TEST_CASE("Caffe data layers train: LMDB and HDF5 sources through InnerProduct t
     REQUIRE(solver.solve() == Solver::Outcome::finished);
     CHECK(loss_now() < before);
   }
+}
+
+TEST_CASE("Caffe's cifar10_quick layout: mmfuse train from LMDBs with a mean file, fine-tuned from a .caffemodel") {
+  const auto binary = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mmfuse";
+  if (!std::filesystem::exists(binary) || !backend_available(RecordBackend::kLmdb)) {
+    MESSAGE("skipped: no mmfuse binary next to the tests, or no LMDB in this build");
+    return;
+  }
+  TempDir tmp("caffe_quick");
+  // Caffe's example layout, paths relative to the working directory as in Caffe's examples.
+  std::filesystem::create_directories(tmp.path / "examples/quick");
+  write_record_db(tmp / "examples/quick/train_lmdb", RecordBackend::kLmdb, records());
+  write_record_db(tmp / "examples/quick/test_lmdb", RecordBackend::kLmdb, records());
+  caffe::BlobProto mean;
+  for (int64_t d : {1, kC, kH, kW}) mean.mutable_shape()->add_dim(d);
+  for (int i = 0; i < kC * kH * kW; ++i) mean.add_data(100);
+  std::ofstream(tmp / "examples/quick/mean.binaryproto", std::ios::binary) << mean.SerializeAsString();
+  auto data_layer = [](const char* phase, const char* db) {
+    return std::string("layer {\n  name: \"quick\"\n  type: \"Data\"\n  top: \"data\"\n  top: \"label\"\n") +
+           "  include {\n    phase: " + phase + "\n  }\n  transform_param {\n    mean_file: "
+           "\"examples/quick/mean.binaryproto\"\n    scale: 0.01\n  }\n  data_param {\n    source: \"examples/quick/" +
+           db + "\"\n    batch_size: 3\n    backend: LMDB\n  }\n}\n";
+  };
+  std::ofstream(tmp / "examples/quick/train_test.prototxt")
+      << "name: \"quick\"\n" << data_layer("TRAIN", "train_lmdb") << data_layer("TEST", "test_lmdb")
+      << "layer { name: \"conv1\" type: \"Convolution\" bottom: \"data\" top: \"conv1\"\n"
+         "  param { lr_mult: 1 } param { lr_mult: 2 }\n"
+         "  convolution_param { num_output: 4 pad: 1 kernel_size: 3 weight_filler { type: \"gaussian\" std: 0.1 } } }\n"
+         "layer { name: \"pool1\" type: \"Pooling\" bottom: \"conv1\" top: \"pool1\"\n"
+         "  pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n"
+         "layer { name: \"ip1\" type: \"InnerProduct\" bottom: \"pool1\" top: \"ip1\"\n"
+         "  inner_product_param { num_output: 6 weight_filler { type: \"gaussian\" std: 0.1 } } }\n"
+         "layer { name: \"accuracy\" type: \"Accuracy\" bottom: \"ip1\" bottom: \"label\" top: \"accuracy\"\n"
+         "  include { phase: TEST } }\n"
+         "layer { name: \"loss\" type: \"SoftmaxWithLoss\" bottom: \"ip1\" bottom: \"label\" top: \"loss\" }\n";
+  std::ofstream(tmp / "examples/quick/solver.prototxt")
+      << "net: \"examples/quick/train_test.prototxt\"\ntest_iter: 2\ntest_interval: 4\nbase_lr: 0.01\n"
+         "momentum: 0.9\nlr_policy: \"fixed\"\ndisplay: 2\nmax_iter: 4\nsnapshot_prefix: \"examples/quick/quick\"\n"
+         "solver_mode: CPU\n";
+  // A .caffemodel with conv1's blobs (a pretrained first layer) and a classifier of another shape.
+  caffe::NetParameter model;
+  auto* conv = model.add_layer();
+  conv->set_name("conv1");
+  auto* w = conv->add_blobs();
+  for (int64_t d : {4, kC, 3, 3}) w->mutable_shape()->add_dim(d);
+  for (int i = 0; i < 4 * kC * 9; ++i) w->add_data(0.01f * static_cast<float>(i % 5));
+  auto* b = conv->add_blobs();
+  b->mutable_shape()->add_dim(4);
+  for (int i = 0; i < 4; ++i) b->add_data(0.5f);
+  auto* ip = model.add_layer();
+  ip->set_name("ip1");
+  auto* ipw = ip->add_blobs();
+  for (int64_t d : {10, 36}) ipw->mutable_shape()->add_dim(d);
+  for (int i = 0; i < 360; ++i) ipw->add_data(0);
+  std::ofstream(tmp / "init.caffemodel", std::ios::binary) << model.SerializeAsString();
+
+  auto run = [&](const std::string& args, std::string& out) {
+    const std::string cmd = "cd '" + tmp.path.string() + "' && OMP_NUM_THREADS=1 '" + binary.string() + "' " + args +
+                            " > log.txt 2>&1";
+    const int status = std::system(cmd.c_str());
+    std::ifstream in(tmp / "log.txt");
+    std::stringstream s;
+    s << in.rdbuf();
+    out = s.str();
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  std::string out;
+  REQUIRE_MESSAGE(run("train --solver examples/quick/solver.prototxt --weights init.caffemodel", out) == 0, out);
+  CHECK(out.find("Caffe .caffemodel") != std::string::npos);
+  CHECK(out.find("conv1.weight  loaded") != std::string::npos);
+  CHECK_MESSAGE(out.find("ip1.weight    shape mismatch (kept initialised)  net [6, 36] vs file [10, 36]") !=
+                    std::string::npos,
+                out);
+  CHECK(out.find("accuracy") != std::string::npos);
+  REQUIRE_MESSAGE(run("test --model examples/quick/train_test.prototxt --weights examples/quick/quick_iter_4.weights "
+                      "--iterations 2",
+                      out) == 0,
+                  out);
+  CHECK(out.find("accuracy") != std::string::npos);
 }
