@@ -1,6 +1,8 @@
 // Data loader throughput: samples/s of MultimodalImageData reading a synthetic RGB-D folder
 // (PNG decoding + normalisation + paired augmentation) with 0 (synchronous), 1 and 2 prefetch
-// threads, and of SyntheticRgbdData generating scenes on the fly. The consumer asks for batches
+// threads, of SyntheticRgbdData generating scenes on the fly, and of Caffe's Data (an LMDB of
+// raw and of PNG-encoded Datum records, where this build has LMDB) and ImageData (the RGB
+// PNGs) with Caffe's transform (mean_value, crop, mirror). The consumer asks for batches
 // back to back (no network), so the figures are the loader's ceiling.
 //   bench_data_loader [samples=256] [size=64] [batches=40]
 #include <chrono>
@@ -14,6 +16,8 @@
 
 #include "core/layer.h"
 #include "core/prototxt.h"
+#include "core/proto/caffe.pb.h"
+#include "datasets/caffe_db.h"
 #include "datasets/image.h"
 #include "datasets/synthetic_rgbd.h"
 
@@ -52,10 +56,11 @@ int main(int argc, char** argv) {
   fs::create_directories(dir / "rgb");
   fs::create_directories(dir / "depth");
   fs::create_directories(dir / "label");
+  std::vector<std::pair<std::string, std::string>> raw, encoded;  // Caffe's Datum records
   {  // the layout `mmfuse make-dataset synthetic-rgbd` writes
     datasets::SyntheticRgbdSpec spec;
     spec.height = spec.width = size;
-    std::ofstream list(dir / "train.txt");
+    std::ofstream list(dir / "train.txt"), caffe_list(dir / "caffe_list.txt");
     for (int i = 0; i < samples; ++i) {
       char name[16];
       std::snprintf(name, sizeof name, "%05d.png", i);
@@ -64,6 +69,26 @@ int main(int argc, char** argv) {
       datasets::write_png((dir / "depth" / name).string(), s.depth);
       datasets::write_png((dir / "label" / name).string(), s.label);
       list << "rgb/" << name << " depth/" << name << " label/" << name << "\n";
+      caffe_list << "rgb/" << name << " " << i % 7 << "\n";
+      caffe::Datum d;
+      d.set_channels(3);
+      d.set_height(size);
+      d.set_width(size);
+      d.set_label(i % 7);
+      std::string pixels(static_cast<size_t>(3 * size * size), '\0');
+      for (int c = 0; c < 3; ++c)
+        for (int y = 0; y < size; ++y)
+          for (int x = 0; x < size; ++x)
+            pixels[(static_cast<size_t>(c) * size + y) * size + x] = static_cast<char>(s.rgb.at(y, x, 2 - c));
+      d.set_data(pixels);
+      raw.emplace_back(name, d.SerializeAsString());
+      auto png = datasets::encode_png(s.rgb);
+      d.clear_channels();
+      d.clear_height();
+      d.clear_width();
+      d.set_encoded(true);
+      d.set_data(std::string(png.begin(), png.end()));
+      encoded.emplace_back(name, d.SerializeAsString());
     }
   }
   const int crop = size * 7 / 8;
@@ -89,6 +114,30 @@ int main(int argc, char** argv) {
                        " mirror: true prefetch: 4 threads: " + std::to_string(threads) + " }";
     std::printf("%-44s %8d %12.0f\n", "SyntheticRgbdData (on the fly)", threads,
                 samples_per_second(text, batches, batch_size));
+  }
+  const std::string transform = "transform_param { mirror: true crop_size: " + std::to_string(crop) +
+                                " mean_value: 104 mean_value: 117 mean_value: 123 scale: 0.017 }";
+  const bool lmdb = datasets::backend_available(datasets::RecordBackend::kLmdb);
+  if (lmdb) {
+    datasets::write_record_db((dir / "raw_lmdb").string(), datasets::RecordBackend::kLmdb, raw);
+    datasets::write_record_db((dir / "png_lmdb").string(), datasets::RecordBackend::kLmdb, encoded);
+  }
+  for (const char* db : {"raw_lmdb", "png_lmdb"}) {
+    if (!lmdb) break;
+    for (int threads : {0, 1, 2}) {
+      std::string text = "name: 'data' type: 'Data' top: 'data' top: 'label' data_param { source: '" +
+                         (dir / db).string() + "' backend: LMDB batch_size: " + std::to_string(batch_size) +
+                         " threads: " + std::to_string(threads) + " } " + transform;
+      std::printf("%-44s %8d %12.0f\n", db == std::string("raw_lmdb") ? "Data (LMDB, raw Datum)" : "Data (LMDB, PNG Datum)",
+                  threads, samples_per_second(text, batches, batch_size));
+    }
+  }
+  for (int threads : {0, 1, 2}) {
+    std::string text = "name: 'data' type: 'ImageData' top: 'data' top: 'label' image_data_param { source: '" +
+                       (dir / "caffe_list.txt").string() + "' root_folder: '" + dir.string() +
+                       "/' batch_size: " + std::to_string(batch_size) + " threads: " + std::to_string(threads) +
+                       " } " + transform;
+    std::printf("%-44s %8d %12.0f\n", "ImageData (PNG list)", threads, samples_per_second(text, batches, batch_size));
   }
   fs::remove_all(dir);
   return 0;
