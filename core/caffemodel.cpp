@@ -70,8 +70,11 @@ const Param* find_param(const Layer& layer, const std::string& name) {
 
 Tensor caffe_blob_to_tensor(const caffe::BlobProto& blob, const std::string& what) {
   Shape shape = blob_shape(blob);
-  for (int64_t d : shape) MMF_CHECK(d >= 0, IOError, what, ": negative dimension in shape ", shape_str(shape));
-  const int64_t n = shape_numel(shape);
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    MMF_CHECK(d >= 0, IOError, what, ": negative dimension in shape ", shape_str(shape));
+    MMF_CHECK(!__builtin_mul_overflow(n, d, &n), IOError, what, ": shape ", shape_str(shape), " is too large");
+  }
   if (blob.double_data_size() > 0) {
     MMF_CHECK(blob.double_data_size() == n, IOError, what, ": ", blob.double_data_size(), " values for shape ",
               shape_str(shape));

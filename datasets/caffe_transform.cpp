@@ -39,7 +39,11 @@ CaffeSample decode_datum(const caffe::Datum& datum, ColorMode mode, const std::s
   s.label = datum.label();
   MMF_CHECK(s.channels > 0 && s.height > 0 && s.width > 0, IOError, name, ": a Datum of size ", s.channels, " x ",
             s.height, " x ", s.width, " (channels x height x width must be positive)");
-  const int64_t n = int64_t{s.channels} * s.height * s.width;
+  // Each factor < 2^31: the product of two fits, and the third is checked against the bytes.
+  const int64_t plane = int64_t{s.height} * s.width;
+  MMF_CHECK(plane <= (int64_t{1} << 40) / s.channels, IOError, name, ": a Datum of size ", s.channels, " x ",
+            s.height, " x ", s.width, " is too large");
+  const int64_t n = plane * s.channels;
   if (!datum.data().empty()) {
     MMF_CHECK(static_cast<int64_t>(datum.data().size()) == n, IOError, name, ": ", datum.data().size(),
               " bytes of data for ", s.channels, " x ", s.height, " x ", s.width);

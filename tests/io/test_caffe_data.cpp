@@ -273,6 +273,13 @@ TEST_CASE("Data layer: float_data and encoded (PNG, BGR as Caffe's OpenCV) recor
   Built gray = build(layer("encoded", "transform_param { force_gray: true }"), proto::TEST);
   CHECK(gray.shapes[0] == Shape{1, 1, 2, 2});
 
+  caffe::Datum huge;  // sizes whose product overflows: refused before any allocation
+  huge.set_channels(1 << 30);
+  huge.set_height(1 << 30);
+  huge.set_width(1 << 30);
+  huge.set_data("x");
+  CHECK(error_of([&] { decode_datum(huge, ColorMode::kNative, "rec"); }).find("rec: a Datum of size") !=
+        std::string::npos);
   write_record_db(tmp / "junk", RecordBackend::kLmdb, {{"key1", "\xff\xff\xff"}});
   CHECK(error_of([&] { build(layer("junk"), proto::TEST); }).find("record 0 (key 'key1'): not a serialized Datum") !=
         std::string::npos);

@@ -196,6 +196,14 @@ TEST_CASE("caffemodel: the report names missing layers and wrong shapes; errors 
   }
   CHECK(bad.find("bad.caffemodel: layer 'ip1' blob 1: 4 values for shape [1, 1, 1, 3]") != std::string::npos);
 
+  caffe::BlobProto huge;  // legacy dims whose product overflows int64
+  huge.set_num(1 << 30);
+  huge.set_channels(1 << 30);
+  huge.set_height(1 << 30);
+  huge.set_width(1 << 30);
+  huge.add_data(1);
+  CHECK_THROWS_WITH_AS(caffe_blob_to_tensor(huge, "blob"), doctest::Contains("is too large"), IOError);
+
   std::ofstream(tmp / "text.caffemodel") << "name: 'not binary'\n";
   std::string text;
   try {
