@@ -55,6 +55,26 @@ struct CaffeTransform {
   void apply(const CaffeSample& sample, Generator* gen, float* dst) const;
 };
 
+// transform_param with the older files' data_param / image_data_param fields (scale, mean_file,
+// crop_size, mirror) moved in, as Caffe's UpgradeNetDataTransformation does; a field given in
+// both places is refused (ParseError starting with `who`).
+template <typename SourceParam>
+proto::TransformationParameter with_legacy_transform(proto::TransformationParameter t, const SourceParam& p,
+                                                     const std::string& who) {
+  auto move = [&](bool in_source, bool in_transform, const char* field, auto set) {
+    if (!in_source) return;
+    if (in_transform)
+      throw ParseError(who + ": " + field + " is given in transform_param and in the data parameters (older "
+                       "Caffe files' place for it): keep one");
+    set();
+  };
+  move(p.has_scale(), t.has_scale(), "scale", [&] { t.set_scale(p.scale()); });
+  move(p.has_mean_file(), t.has_mean_file(), "mean_file", [&] { t.set_mean_file(p.mean_file()); });
+  move(p.has_crop_size(), t.has_crop_size(), "crop_size", [&] { t.set_crop_size(p.crop_size()); });
+  move(p.has_mirror(), t.has_mirror(), "mirror", [&] { t.set_mirror(p.mirror()); });
+  return t;
+}
+
 // Batch b of a source of `count` samples, Caffe-style: data [N, C, H', W'] (transformed) and
 // label int32 [N]. Position p = b * N + j + skip of the epoch order gives the sample; sample j
 // draws its transform from sample_generator(seed, b, j) in TRAIN. Every sample must have the

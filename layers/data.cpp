@@ -31,7 +31,8 @@ class DataLayer : public Layer {
     const auto backend = p.backend() == proto::DataParameter::LMDB ? datasets::RecordBackend::kLmdb
                                                                    : datasets::RecordBackend::kLevelDb;
     try {
-      transform_ = datasets::CaffeTransform::from_param(layer_param().transform_param(), describe());
+      transform_ = datasets::CaffeTransform::from_param(
+          datasets::with_legacy_transform(layer_param().transform_param(), p, describe()), describe());
       if (p.force_encoded_color()) transform_.color = datasets::ColorMode::kColor;
       db_ = datasets::open_record_db(p.source(), backend);
       first_ = load(0);

@@ -33,7 +33,8 @@ class ImageDataLayer : public Layer {
     dtype_ = ctx.dtype;
     seed_ = p.has_seed() ? p.seed() : ctx.gen.seed();
     try {
-      transform_ = datasets::CaffeTransform::from_param(layer_param().transform_param(), describe());
+      transform_ = datasets::CaffeTransform::from_param(
+          datasets::with_legacy_transform(layer_param().transform_param(), p, describe()), describe());
       transform_.color = p.is_color() ? datasets::ColorMode::kColor : datasets::ColorMode::kGray;
       entries_ = datasets::read_list_file(p.source(), 1, p.root_folder().empty() ? "." : p.root_folder());
       if (entries_.empty()) fail("the list file '", p.source(), "' has no images");

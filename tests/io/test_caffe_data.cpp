@@ -209,6 +209,19 @@ TEST_CASE("Data layer: LMDB and LevelDB records in key order, the transform's va
         CHECK(slice(t[0], j) == expected(k, 3, 1, 1, false, {10}, 0.5f));
       }
     }
+    // Older files' data_param { scale crop_size } move to transform_param; one top: no label.
+    const std::string legacy = "name: 'd' type: 'Data' top: 'data' data_param { source: '" + db + "' backend: " +
+                               (lmdb ? "LMDB" : "LEVELDB") +
+                               " batch_size: 4 scale: 0.5 crop_size: 3 } transform_param { mean_value: 10 }";
+    Built old = build(legacy, proto::TEST);
+    TensorList o = old.batch(1);
+    REQUIRE(o.size() == 1);
+    CHECK(same(o, {test.batch(1)[0]}));
+    CHECK(error_of([&] {
+            build("name: 'd' type: 'Data' top: 'data' data_param { source: '" + db + "' batch_size: 1 scale: 2 } "
+                  "transform_param { scale: 3 }",
+                  proto::TEST);
+          }).find("scale is given in transform_param and in the data parameters") != std::string::npos);
     // TRAIN with random crops and flips: the same batches from 0 and 3 threads, asked in any order.
     Built a = build(text(0, true), proto::TRAIN), c = build(text(3, true), proto::TRAIN);
     std::vector<TensorList> first;
