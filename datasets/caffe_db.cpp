@@ -49,7 +49,7 @@ class LmdbDb : public RecordDb {
     MDB_val key, value;
     for (rc = mdb_cursor_get(cursor, &key, &value, MDB_FIRST); rc == MDB_SUCCESS;
          rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT))
-      keys_.emplace_back(static_cast<const char*>(key.mv_data), key.mv_size);
+      add_key(std::string_view(static_cast<const char*>(key.mv_data), key.mv_size));
     mdb_cursor_close(cursor);
     mdb_txn_abort(txn);
     if (rc != MDB_NOTFOUND) lmdb_check(rc, path, "cursor walk");
@@ -58,7 +58,7 @@ class LmdbDb : public RecordDb {
     if (env_) mdb_env_close(env_);
   }
   std::string value(int64_t index) const override {
-    const std::string& k = key(index);
+    const std::string_view k = key(index);
     MDB_txn* txn = nullptr;
     lmdb_check(mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn), path_, "read transaction");
     MDB_val key{k.size(), const_cast<char*>(k.data())}, value;
@@ -87,12 +87,13 @@ class LevelDb : public RecordDb {
     MMF_CHECK(s.ok(), IOError, path, ": LevelDB open failed (", s.ToString(), ")");
     db_.reset(db);
     std::unique_ptr<leveldb::Iterator> it(db_->NewIterator(leveldb::ReadOptions()));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) keys_.push_back(it->key().ToString());
+    for (it->SeekToFirst(); it->Valid(); it->Next()) add_key(std::string_view(it->key().data(), it->key().size()));
     MMF_CHECK(it->status().ok(), IOError, path, ": LevelDB read failed (", it->status().ToString(), ")");
   }
   std::string value(int64_t index) const override {
     std::string out;
-    leveldb::Status s = db_->Get(leveldb::ReadOptions(), key(index), &out);
+    const std::string_view k = key(index);
+    leveldb::Status s = db_->Get(leveldb::ReadOptions(), leveldb::Slice(k.data(), k.size()), &out);
     MMF_CHECK(s.ok(), IOError, path_, ": LevelDB read of record ", index, " failed (", s.ToString(), ")");
     return out;
   }

@@ -63,7 +63,7 @@ class DataLayer : public Layer {
  private:
   std::string record_name(int64_t index) const {
     if (index < 0) return describe();
-    return db_->path() + ": record " + std::to_string(index) + " (key '" + db_->key(index) + "')";
+    return db_->path() + ": record " + std::to_string(index) + " (key '" + std::string(db_->key(index)) + "')";
   }
 
   datasets::CaffeSample load(int64_t index) const {
