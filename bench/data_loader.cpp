@@ -128,8 +128,8 @@ int main(int argc, char** argv) {
       std::string text = "name: 'data' type: 'Data' top: 'data' top: 'label' data_param { source: '" +
                          (dir / db).string() + "' backend: LMDB batch_size: " + std::to_string(batch_size) +
                          " threads: " + std::to_string(threads) + " } " + transform;
-      std::printf("%-44s %8d %12.0f\n", db == std::string("raw_lmdb") ? "Data (LMDB, raw Datum)" : "Data (LMDB, PNG Datum)",
-                  threads, samples_per_second(text, batches, batch_size));
+      const char* label = db == std::string("raw_lmdb") ? "Data (LMDB, raw Datum)" : "Data (LMDB, PNG Datum)";
+      std::printf("%-44s %8d %12.0f\n", label, threads, samples_per_second(text, batches, batch_size));
     }
   }
   for (int threads : {0, 1, 2}) {

@@ -50,8 +50,8 @@ class HDF5DataLayer : public Layer {
         if (column.values.empty() && column.shape.empty()) {
           column.shape = row;
         } else if (row != column.shape) {
-          fail(file, ": dataset '", layer_param().top(t), "' has rows of shape ", shape_str(row), " but the files before ",
-               "have ", shape_str(column.shape));
+          fail(file, ": dataset '", layer_param().top(t), "' has rows of shape ", shape_str(row),
+               " but the files before have ", shape_str(column.shape));
         }
         if (file_rows >= 0 && a.shape[0] != file_rows)
           fail(file, ": dataset '", layer_param().top(t), "' has ", a.shape[0], " rows but '", layer_param().top(0),

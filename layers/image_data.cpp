@@ -81,12 +81,13 @@ class ImageDataLayer : public Layer {
       throw IOError(p.source() + ":" + std::to_string(e.line) + ": " + err.what());
     }
     s.label = e.class_index;
-    if (p.new_height() > 0 && (s.height != static_cast<int>(p.new_height()) || s.width != static_cast<int>(p.new_width()))) {
+    const int new_h = static_cast<int>(p.new_height()), new_w = static_cast<int>(p.new_width());
+    if (new_h > 0 && (s.height != new_h || s.width != new_w)) {
       datasets::AugmentPlan plan;
       plan.src_h = s.height;
       plan.src_w = s.width;
-      plan.scaled_h = plan.out_h = static_cast<int>(p.new_height());
-      plan.scaled_w = plan.out_w = static_cast<int>(p.new_width());
+      plan.scaled_h = plan.out_h = new_h;
+      plan.scaled_w = plan.out_w = new_w;
       std::vector<float> resized(static_cast<size_t>(s.channels) * plan.out_h * plan.out_w);
       datasets::apply_plan(plan, s.values.data(), s.channels, /*nearest=*/false, 0.f, resized.data());
       s.values = std::move(resized);

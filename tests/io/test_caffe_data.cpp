@@ -106,7 +106,9 @@ std::vector<float> expected(int k, int crop, int oy, int ox, bool flip, const st
     for (int y = 0; y < h; ++y)
       for (int x = 0; x < w; ++x) {
         const int sy = y + oy, sx = x + ox;
-        const float m = mean_image ? (*mean_image)[(c * kH + sy) * kW + sx] : mean.empty() ? 0.f : mean[mean.size() == 1 ? 0 : c];
+        const float m = mean_image     ? (*mean_image)[(c * kH + sy) * kW + sx]
+                        : mean.empty() ? 0.f
+                                       : mean[mean.size() == 1 ? 0 : c];
         out[(c * h + y) * w + (flip ? w - 1 - x : x)] = (value(k, c, sy, sx) - m) * scale;
       }
   return out;
@@ -332,7 +334,8 @@ TEST_CASE("ImageData layer: list file, root_folder, is_color, new_height/new_wid
   for (int i = 0; i < 32; ++i) CHECK(first[i] == 200);
   for (int i = 64; i < 96; ++i) CHECK((first[i] >= 0 && first[i] <= 3));
   // shuffle: a permutation of the three images per epoch, the same for the same seed.
-  Built s1 = build(base + "shuffle: true seed: 5 }", proto::TRAIN), s2 = build(base + "shuffle: true seed: 5 }", proto::TRAIN);
+  Built s1 = build(base + "shuffle: true seed: 5 }", proto::TRAIN);
+  Built s2 = build(base + "shuffle: true seed: 5 }", proto::TRAIN);
   std::vector<int32_t> labels;
   for (int64_t i = 0; i < 3; ++i) {
     TensorList x = s1.batch(i);
