@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "core/snapshot.h"
@@ -128,6 +129,12 @@ proto::NetWeights caffemodel_weights(const Net& net, const std::string& path, st
   for (const auto& l : file.layer()) layers.push_back({&l.name(), &l.blobs()});
   for (const auto& l : file.layers()) layers.push_back({&l.name(), &l.blobs()});
 
+  // A layer sharing another's parameter (`param { name }`, Caffe's siamese nets) holds its own
+  // copy in the file; the net's parameter is the first layer's.
+  std::set<std::string> owned;
+  for (const Param& p : net.params()) owned.insert(p.name);
+  std::vector<std::string> shared;
+
   proto::NetWeights out;
   out.set_name(file.name());
   int with_blobs = 0, blobs = 0;
@@ -135,27 +142,34 @@ proto::NetWeights caffemodel_weights(const Net& net, const std::string& path, st
     if (fl.blobs->empty()) continue;
     ++with_blobs;
     const Layer* layer = net.layer(*fl.name);
+    std::vector<int> at(static_cast<size_t>(fl.blobs->size()), -1);  // blob i's place in `out`
     for (int i = 0; i < fl.blobs->size(); ++i) {
       ++blobs;
       const caffe::BlobProto& b = (*fl.blobs)[i];
       const std::string target = layer ? param_for_blob(*layer, i) : "";
+      if (!target.empty() && !owned.count(target) && find_param(*layer, target)) {
+        shared.push_back(target);
+        continue;
+      }
       const std::string name = target.empty() ? *fl.name + ".blob" + std::to_string(i) : target;
       Tensor t = caffe_blob_to_tensor(b, path + ": layer '" + *fl.name + "' blob " + std::to_string(i));
       const Param* p = layer && !target.empty() ? find_param(*layer, target) : nullptr;
       if (p && t.shape() != p->value.shape() && has_legacy_shape(b) && legacy_fits(t.shape(), p->value.shape()))
         t = t.reshape(p->value.shape());
+      at[static_cast<size_t>(i)] = out.param_size();
       proto::BlobProto* dst = out.add_param();
       dst->set_name(name);
       tensor_to_blob(t, *dst);
     }
     // Caffe's BatchNorm keeps sums: the statistics are blob / scale factor (0 when the factor is 0).
-    if (layer && layer->type() == "BatchNorm" && fl.blobs->size() >= 3) {
-      const int first = out.param_size() - fl.blobs->size();
-      proto::BlobProto* factor_blob = out.mutable_param(first + 2);
-      const double factor = factor_blob->data_size() > 0 ? factor_blob->data(0)
-                            : factor_blob->double_data_size() > 0 ? factor_blob->double_data(0) : 1.0;
+    if (layer && layer->type() == "BatchNorm" && at.size() >= 3 && at[2] >= 0) {
+      const proto::BlobProto& factor_blob = out.param(at[2]);
+      const double factor = factor_blob.data_size() > 0          ? factor_blob.data(0)
+                            : factor_blob.double_data_size() > 0 ? factor_blob.double_data(0)
+                                                                 : 1.0;
       const double inverse = factor == 0 ? 0 : 1 / factor;
-      for (int k = first; k < first + 2; ++k) {
+      for (int k : {at[0], at[1]}) {
+        if (k < 0) continue;
         proto::BlobProto* s = out.mutable_param(k);
         for (float& v : *s->mutable_data()) v = static_cast<float>(v * inverse);
         for (double& v : *s->mutable_double_data()) v *= inverse;
@@ -166,6 +180,10 @@ proto::NetWeights caffemodel_weights(const Net& net, const std::string& path, st
     *summary = path + ": Caffe .caffemodel" + (file.name().empty() ? "" : " of '" + file.name() + "'") + ", " +
                (file.layers_size() > 0 ? "V1 `layers`" : "V2 `layer`") + " format, " + std::to_string(with_blobs) +
                " layers with " + std::to_string(blobs) + " blobs, matched to the net by layer name";
+    if (!shared.empty()) {
+      *summary += "; skipped, as the net shares them with an earlier layer's:";
+      for (const std::string& s : shared) *summary += " " + s;
+    }
   }
   return out;
 }

@@ -159,6 +159,32 @@ TEST_CASE("caffemodel: V2 and V1 files load by layer name, legacy shapes and Bat
   }
 }
 
+TEST_CASE("caffemodel: a layer sharing another's parameters (Caffe's siamese nets) takes the first layer's") {
+  TempDir tmp("caffemodel_shared");
+  proto::NetParameter p;
+  parse_text("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 4 } } }\n"
+             "layer { name: 'ip_a' type: 'InnerProduct' bottom: 'x' top: 'a' param { name: 'w' } param { name: 'b' }"
+             " inner_product_param { num_output: 2 } }\n"
+             "layer { name: 'ip_b' type: 'InnerProduct' bottom: 'x' top: 'b' param { name: 'w' } param { name: 'b' }"
+             " inner_product_param { num_output: 2 } }\n",
+             "<net>", p);
+  Net net(p, proto::TEST);
+  caffe::NetParameter file;
+  for (const char* name : {"ip_a", "ip_b"}) {
+    auto* l = file.add_layer();
+    l->set_name(name);
+    add_blob(l->mutable_blobs(), {2, 4}, ramp(8, name[3] == 'a' ? 0 : 50));
+    add_blob(l->mutable_blobs(), {2}, ramp(2, name[3] == 'a' ? 10 : 60));
+  }
+  write(file, tmp / "siamese.caffemodel");
+  CopyReport r = load_weights(net, tmp / "siamese.caffemodel", /*strict=*/true);
+  CHECK(r.loaded == std::vector<std::string>{"ip_a.weight", "ip_a.bias"});
+  CHECK(r.unused.empty());
+  CHECK(r.source.find("skipped, as the net shares them with an earlier layer's: ip_b.weight ip_b.bias") !=
+        std::string::npos);
+  CHECK(values(net, "ip_a.weight") == ramp(8, 0));
+}
+
 TEST_CASE("caffemodel: the report names missing layers and wrong shapes; errors name the file and blob") {
   TempDir tmp("caffemodel_report");
   caffe::NetParameter file = caffe_net(false);
