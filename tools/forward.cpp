@@ -238,6 +238,7 @@ CommandRegistrar registrar(
     {"forward", "run a model on .npy inputs and dump every blob (and gradient)",
      "mmfuse forward --model M [--weights W] --input BLOB=x.npy ... --dump DIR [--backward]\n"
      "               [--grad TOP=g.npy ...] [--dtype float32|float64] [--gpu N] [--phase test|train]\n"
+     "  W is a .weights file or a Caffe .caffemodel; every parameter of M must be in it.\n"
      "  Writes DIR/<blob>.npy for every blob (its final value; default phase: test). A blob that\n"
      "  several layers write in place also gets each stage as DIR/<blob>@<layer>.npy, <layer>\n"
      "  being the layer that wrote it (\"input\" for a deploy input's fed value).\n"

@@ -29,9 +29,10 @@ int test(const std::vector<std::string>& argv) {
 
 CommandRegistrar registrar({"test", "score a trained model on its TEST phase",
                             "mmfuse test --model M --weights W [--iterations K] [--gpu N] [--per-class] [--confusion]\n"
-                            "  Builds the TEST phase of M, loads W, runs K batches (default 50) and prints\n"
-                            "  each output averaged over the batches; SegmentationMetric tops are summed\n"
-                            "  and printed as pixel accuracy, mean accuracy and mIoU per branch;\n"
+                            "  Builds the TEST phase of M, loads W (.weights or a Caffe .caffemodel), runs K\n"
+                            "  batches (default 50) and prints each output averaged over the batches;\n"
+                            "  SegmentationMetric tops are summed and printed as pixel accuracy, mean\n"
+                            "  accuracy and mIoU per branch;\n"
                             "  --per-class adds each class's IoU and accuracy, --confusion each\n"
                             "  branch's confusion matrix in percent of the ground-truth rows.",
                             test});
