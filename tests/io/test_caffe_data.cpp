@@ -295,6 +295,15 @@ TEST_CASE("Data layer: float_data and encoded (PNG, BGR as Caffe's OpenCV) recor
   huge.set_data("x");
   CHECK(error_of([&] { decode_datum(huge, ColorMode::kNative, "rec"); }).find("rec: a Datum of size") !=
         std::string::npos);
+  // A record of another size than the first: the batch holding it names it.
+  caffe::Datum small = f;
+  small.set_width(1);
+  small.mutable_float_data()->Truncate(2);
+  write_record_db(tmp / "mixed", RecordBackend::kLmdb, {{"a", f.SerializeAsString()}, {"b", small.SerializeAsString()}});
+  Built mixed = build(layer("mixed"), proto::TEST);
+  CHECK(mixed.batch(0)[1].to_vector<int32_t>() == std::vector<int32_t>{7});
+  CHECK(error_of([&] { mixed.batch(1); }).find("record 1 (key 'b'): 1 x 2 x 1 where the first record is 1 x 2 x 2") !=
+        std::string::npos);
   write_record_db(tmp / "junk", RecordBackend::kLmdb, {{"key1", "\xff\xff\xff"}});
   CHECK(error_of([&] { build(layer("junk"), proto::TEST); }).find("record 0 (key 'key1'): not a serialized Datum") !=
         std::string::npos);
