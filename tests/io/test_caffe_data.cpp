@@ -299,7 +299,8 @@ TEST_CASE("Data layer: float_data and encoded (PNG, BGR as Caffe's OpenCV) recor
   caffe::Datum small = f;
   small.set_width(1);
   small.mutable_float_data()->Truncate(2);
-  write_record_db(tmp / "mixed", RecordBackend::kLmdb, {{"a", f.SerializeAsString()}, {"b", small.SerializeAsString()}});
+  write_record_db(tmp / "mixed", RecordBackend::kLmdb,
+                  {{"a", f.SerializeAsString()}, {"b", small.SerializeAsString()}});
   Built mixed = build(layer("mixed"), proto::TEST);
   CHECK(mixed.batch(0)[1].to_vector<int32_t>() == std::vector<int32_t>{7});
   CHECK(error_of([&] { mixed.batch(1); }).find("record 1 (key 'b'): 1 x 2 x 1 where the first record is 1 x 2 x 2") !=
