@@ -154,7 +154,10 @@ proto::NetWeights caffemodel_weights(const Net& net, const std::string& path, st
       const std::string name = target.empty() ? *fl.name + ".blob" + std::to_string(i) : target;
       Tensor t = caffe_blob_to_tensor(b, path + ": layer '" + *fl.name + "' blob " + std::to_string(i));
       const Param* p = layer && !target.empty() ? find_param(*layer, target) : nullptr;
-      if (p && t.shape() != p->value.shape() && has_legacy_shape(b) && legacy_fits(t.shape(), p->value.shape()))
+      // Caffe's legacy 4-d shapes, and its 0-d blobs (a Scale over no axes) where mmfuse keeps [1].
+      if (p && t.shape() != p->value.shape() &&
+          ((has_legacy_shape(b) && legacy_fits(t.shape(), p->value.shape())) ||
+           (t.shape().empty() && p->value.shape() == Shape{1})))
         t = t.reshape(p->value.shape());
       at[static_cast<size_t>(i)] = out.param_size();
       proto::BlobProto* dst = out.add_param();

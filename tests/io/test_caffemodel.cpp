@@ -185,6 +185,25 @@ TEST_CASE("caffemodel: a layer sharing another's parameters (Caffe's siamese net
   CHECK(values(net, "ip_a.weight") == ramp(8, 0));
 }
 
+TEST_CASE("caffemodel: a 0-d blob (Caffe's Scale over no axes) fills mmfuse's [1]") {
+  TempDir tmp("caffemodel_scalar");
+  proto::NetParameter p;
+  parse_text("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 3 } } }\n"
+             "layer { name: 's' type: 'Scale' bottom: 'x' top: 'y' scale_param { axis: 0 num_axes: 0 } }\n",
+             "<net>", p);
+  Net net(p, proto::TEST);
+  caffe::NetParameter file;
+  auto* l = file.add_layer();
+  l->set_name("s");
+  auto* b = l->add_blobs();
+  b->mutable_shape();  // present, no dims
+  b->add_data(4.5f);
+  write(file, tmp / "scalar.caffemodel");
+  CopyReport r = load_weights(net, tmp / "scalar.caffemodel", /*strict=*/true);
+  CHECK(r.loaded == std::vector<std::string>{"s.gamma"});
+  CHECK(values(net, "s.gamma") == std::vector<float>{4.5f});
+}
+
 TEST_CASE("caffemodel: the report names missing layers and wrong shapes; errors name the file and blob") {
   TempDir tmp("caffemodel_report");
   caffe::NetParameter file = caffe_net(false);
