@@ -185,7 +185,8 @@ TEST_CASE("Data layer: LMDB and LevelDB records in key order, the transform's va
   for (auto backend : {RecordBackend::kLmdb, RecordBackend::kLevelDb}) {
     CAPTURE(backend_name(backend));
     if (!backend_available(backend)) {
-      MESSAGE("skipped: this build has no " << backend_name(backend) << " (install it: scripts/install-deps)");
+      MESSAGE("skipped: this build has no " << std::string(backend_name(backend))
+                                              << " (install it: scripts/install-deps)");
       continue;
     }
     const bool lmdb = backend == RecordBackend::kLmdb;
