@@ -113,8 +113,12 @@ bool looks_like_caffemodel(const std::string& path) {
 }
 
 proto::NetWeights caffemodel_weights(const Net& net, const std::string& path, std::string* summary) {
+  return caffemodel_weights_from_bytes(net, read_bytes(path), path, summary);
+}
+
+proto::NetWeights caffemodel_weights_from_bytes(const Net& net, const std::string& bytes, const std::string& path,
+                                                std::string* summary) {
   caffe::NetParameter file;
-  const std::string bytes = read_bytes(path);
   MMF_CHECK(!bytes.empty(), IOError, path, ": empty file (expected a .caffemodel, Caffe's binary NetParameter)");
   MMF_CHECK(parse_net(bytes, file), IOError, path,
             ": not a .caffemodel (not a binary Caffe NetParameter, or one whose layers hold no blobs: a "

@@ -29,5 +29,8 @@ bool looks_like_caffemodel(const std::string& path);
 // "<layer>.blob<i>" for blobs the net has no parameter for (reported unused). `summary` gets a
 // line on the file (format, layers, blobs).
 proto::NetWeights caffemodel_weights(const Net& net, const std::string& path, std::string* summary = nullptr);
+// The same from the file's bytes; `name` stands for the file in messages and the summary.
+proto::NetWeights caffemodel_weights_from_bytes(const Net& net, const std::string& bytes, const std::string& name,
+                                                std::string* summary = nullptr);
 
 }  // namespace mmfuse
