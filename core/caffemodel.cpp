@@ -61,6 +61,13 @@ std::string param_for_blob(const Layer& layer, int i) {
   return i < static_cast<int>(layer.params().size()) ? layer.params()[i].name : "";
 }
 
+// Caffe's CopyTrainedLayersFrom: the first layer of that name (names may repeat in Caffe).
+const Layer* first_layer(const Net& net, const std::string& name) {
+  for (const auto& l : net.layers())
+    if (l->name() == name) return l.get();
+  return nullptr;
+}
+
 const Param* find_param(const Layer& layer, const std::string& name) {
   for (const Param& p : layer.params())
     if (p.name == name) return &p;
@@ -145,7 +152,7 @@ proto::NetWeights caffemodel_weights_from_bytes(const Net& net, const std::strin
   for (const FileLayer& fl : layers) {
     if (fl.blobs->empty()) continue;
     ++with_blobs;
-    const Layer* layer = net.layer(*fl.name);
+    const Layer* layer = first_layer(net, *fl.name);
     std::vector<int> at(static_cast<size_t>(fl.blobs->size()), -1);  // blob i's place in `out`
     for (int i = 0; i < fl.blobs->size(); ++i) {
       ++blobs;

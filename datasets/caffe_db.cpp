@@ -119,8 +119,8 @@ bool backend_available(RecordBackend backend) {
 }
 
 std::shared_ptr<const RecordDb> open_record_db(const std::string& path, RecordBackend backend) {
-  MMF_CHECK(std::filesystem::is_directory(path), IOError, path, ": no such ", backend_name(backend),
-            " database (expected a folder)");
+  MMF_CHECK(std::filesystem::is_directory(path), IOError, path, ": not found (expected ",
+            backend == RecordBackend::kLmdb ? "an " : "a ", backend_name(backend), " database folder)");
   static std::mutex mutex;
   static std::map<std::pair<std::string, RecordBackend>, std::weak_ptr<const RecordDb>> open;
   const auto id = std::make_pair(std::filesystem::weakly_canonical(path).string(), backend);

@@ -309,7 +309,7 @@ TEST_CASE("Data layer: float_data and encoded (PNG, BGR as Caffe's OpenCV) recor
   write_record_db(tmp / "junk", RecordBackend::kLmdb, {{"key1", "\xff\xff\xff"}});
   CHECK(error_of([&] { build(layer("junk"), proto::TEST); }).find("record 0 (key 'key1'): not a serialized Datum") !=
         std::string::npos);
-  CHECK(error_of([&] { build(layer("absent"), proto::TEST); }).find("no such LMDB database") != std::string::npos);
+  CHECK(error_of([&] { build(layer("absent"), proto::TEST); }).find("absent: not found (expected an LMDB database folder)") != std::string::npos);
 }
 
 TEST_CASE("ImageData layer: list file, root_folder, is_color, new_height/new_width, shuffle") {
