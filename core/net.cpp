@@ -264,8 +264,9 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
                      (bottom_shapes.empty() ? "" : " with bottoms " + shapes_str(bottom_shapes)) + ": " + e.what());
   }
 
-  // Caffe accepts a layer name used twice (each layer has its own parameters; weights copied
-  // by layer name go to the first). Parameters are keyed by name in snapshots, so the k-th layer
+  // Caffe accepts a layer name used twice (each layer has its own parameters; its name index,
+  // layer_by_name, keeps the last; CopyTrainedLayersFrom copies a model's weights into the
+  // first). Parameters are keyed by name in snapshots, so the k-th layer
   // of a repeated name (k >= 2) names its parameters "<layer>#k.<param>".
   int64_t earlier = std::count_if(layers_.begin(), layers_.end(), [&](const auto& l) { return l->name() == lp.name(); });
   if (earlier > 0)
@@ -416,8 +417,9 @@ Tensor Net::blob(const std::string& name) const {
 }
 
 const Layer* Net::layer(const std::string& name) const {
-  for (const auto& l : layers_)
-    if (l->name() == name) return l.get();
+  // The last of a repeated name, as Caffe's layer_by_name (its name index keeps the last).
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
+    if ((*it)->name() == name) return it->get();
   return nullptr;
 }
 

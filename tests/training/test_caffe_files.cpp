@@ -164,7 +164,7 @@ layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "y" }
   REQUIRE(ps.size() == 4);
   CHECK(ps[0].name == "ip.weight");
   CHECK(ps[2].name == "ip#2.weight");
-  CHECK(net.layer("ip") == net.layers()[1].get());
+  CHECK(net.layer("ip") == net.layers()[2].get());  // the last, as Caffe's layer_by_name
   Generator gen(2);
   Tensor x = testing::random_input({2, 3}, gen), y = testing::random_input({2, 3}, gen);
   net.forward({{"x", x}, {"y", y}});
