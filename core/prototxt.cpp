@@ -15,6 +15,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <type_traits>
 
 #include "base/error.h"
 #include "core/caffe_upgrade.h"
@@ -224,24 +225,43 @@ void record_lines(pb::TextFormat::ParseInfoTree& tree, const char* field, google
 
 // An unknown field inside a layer is most often the *_param of a layer type mmfuse lacks
 // (python_param of a Python layer): when the layer holding the error has such a type, that
-// is the message, not the field.
+// is the message, not the field. `Root` is the file's message: a net, or a solver whose inline
+// nets (net_param, train_net_param, test_net_param) hold the layers.
+template <typename Root>
 void explain_unknown_layer_field(const std::string& text, const std::string& display_name, const ParseFailure& failure) {
   if (failure.unknown_field_in != proto::LayerParameter::descriptor()->full_name() &&
       failure.unknown_field_in != proto::V1LayerParameter::descriptor()->full_name())
     return;
-  proto::NetParameter net;
+  Root root;
   pb::TextFormat::ParseInfoTree tree;
-  if (!try_parse(text, display_name, net, &tree, nullptr, /*allow_unknown_fields=*/true)) return;
-  record_lines(tree, "layer", *net.mutable_layer());
-  record_lines(tree, "layers", *net.mutable_layers());
+  if (!try_parse(text, display_name, root, &tree, nullptr, /*allow_unknown_fields=*/true)) return;
+  std::vector<proto::NetParameter> nets;
+  auto add = [&](const proto::NetParameter& net, pb::TextFormat::ParseInfoTree* located) {
+    if (!located) return;
+    nets.push_back(net);
+    record_lines(*located, "layer", *nets.back().mutable_layer());
+    record_lines(*located, "layers", *nets.back().mutable_layers());
+  };
+  if constexpr (std::is_same_v<Root, proto::NetParameter>) {
+    add(root, &tree);
+  } else {
+    const pb::Descriptor* d = proto::SolverParameter::descriptor();
+    if (root.has_net_param()) add(root.net_param(), tree.GetTreeForNested(d->FindFieldByName("net_param"), -1));
+    if (root.has_train_net_param())
+      add(root.train_net_param(), tree.GetTreeForNested(d->FindFieldByName("train_net_param"), -1));
+    for (int i = 0; i < root.test_net_param_size(); ++i)
+      add(root.test_net_param(i), tree.GetTreeForNested(d->FindFieldByName("test_net_param"), i));
+  }
   // The layer that starts last at or before the error's line holds it.
   int best_line = 0;
   std::string name, type;
   auto consider = [&](int line, const std::string& n, const std::string& t) {
     if (line <= failure.line && line > best_line) best_line = line, name = n, type = t;
   };
-  for (const auto& l : net.layer()) consider(l.source_line(), l.name(), l.type());
-  for (const auto& l : net.layers()) consider(l.source_line(), l.name(), v1_layer_type_name(l.type()));
+  for (const proto::NetParameter& net : nets) {
+    for (const auto& l : net.layer()) consider(l.source_line(), l.name(), l.type());
+    for (const auto& l : net.layers()) consider(l.source_line(), l.name(), v1_layer_type_name(l.type()));
+  }
   if (best_line == 0 || type.empty() || layer_type_supported(type)) return;
   throw ParseError(display_name + ":" + std::to_string(best_line) + ": layer '" + name + "': " +
                    unsupported_layer_type(type));
@@ -258,7 +278,7 @@ proto::NetParameter read_net_text(const std::string& text, const std::string& di
   pb::TextFormat::ParseInfoTree tree;
   ParseFailure failure;
   if (!try_parse(text, display_name, net, &tree, &failure)) {
-    explain_unknown_layer_field(text, display_name, failure);
+    explain_unknown_layer_field<proto::NetParameter>(text, display_name, failure);
     // `layers { type: "Input" }`: a current layer under V1's `layers`, whose type is an enum.
     static const std::regex v1_string_type(R"re(^(.*): Expected integer or identifier, got: "(\w+)"$)re");
     std::smatch m;
@@ -279,7 +299,11 @@ proto::NetParameter read_net(const std::string& path) { return read_net_text(rea
 
 proto::SolverParameter read_solver_text(const std::string& text, const std::string& display_name) {
   proto::SolverParameter solver;
-  parse_text(text, display_name, solver);
+  ParseFailure failure;
+  if (!try_parse(text, display_name, solver, nullptr, &failure)) {
+    explain_unknown_layer_field<proto::SolverParameter>(text, display_name, failure);
+    throw ParseError(failure.message);
+  }
   upgrade_solver_type(solver, display_name);
   if (solver.has_net_param()) upgrade_v1_net(*solver.mutable_net_param(), display_name);
   if (solver.has_train_net_param()) upgrade_v1_net(*solver.mutable_train_net_param(), display_name);

@@ -137,6 +137,12 @@ TEST_CASE("a layer type mmfuse lacks is named as such, not as an unknown *_param
                   "w.prototxt");
   });
   CHECK(window.starts_with("w.prototxt:1: layer 'w': layer type 'WindowData' is not supported by mmfuse (R-CNN's"));
+  // In a solver's inline net (Caffe's lenet_consolidated_solver holds a V1 net so).
+  CHECK(error_of([] {
+          read_solver_text("base_lr: 0.1\nnet_param {\n  name: \"inline\"\n  layers {\n    name: \"py\"\n"
+                           "    type: WINDOW_DATA\n    window_data_param { source: \"w\" }\n  }\n}\n",
+                           "inline_solver.prototxt");
+        }).starts_with("inline_solver.prototxt:4: layer 'py': layer type 'WindowData' is not supported by mmfuse"));
   // Without a *_param the net names it when building.
   CHECK(error_of([&] {
           Net n(read_net_text(input + "layer { name: \"b\" type: \"BNLL\" bottom: \"data\" top: \"b\" }\n", "b.prototxt"),
