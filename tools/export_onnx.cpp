@@ -52,11 +52,11 @@ ExportSummary export_net(const Net& net, const std::string& source, onnx::ModelP
     changed = false;
     for (size_t i = 0; i < layers.size(); ++i) {
       if (roles[i] != ox::LayerRole::exported || layers[i]->type() != "ModalityTile") continue;
-      bool read = false;
+      bool read_exported = false, read_dropped = false;
       for (size_t j = i + 1; j < layers.size(); ++j)
         for (const auto& b : net.bottom_names(j))
-          read = read || (b == net.top_names(i)[0] && roles[j] == ox::LayerRole::exported);
-      if (!read) roles[i] = ox::LayerRole::dropped, changed = true;
+          if (b == net.top_names(i)[0]) (roles[j] == ox::LayerRole::dropped ? read_dropped : read_exported) = true;
+      if (read_dropped && !read_exported) roles[i] = ox::LayerRole::dropped, changed = true;
     }
   }
 

@@ -79,21 +79,25 @@ onnx::TensorProto* add_initializer(onnx::GraphProto& g, const std::string& name,
 }  // namespace
 
 std::string Graph::weight(const std::string& name, const Tensor& values, const Shape& shape) {
-  Tensor t = values.to(Device::cpu()).to(DType::f32);
-  const Shape& s = shape.empty() ? t.shape() : shape;
-  MMF_CHECK(shape_numel(s) == t.numel(), Error, "export-onnx: ", name, " ", shape_str(t.shape()), " cannot take shape ",
-            shape_str(s));
-  // A parameter shared by several layers is one initializer; the same one under another shape
-  // (a private BatchNorm's [M, 1, C, 1] view) gets a name of its own.
-  auto known = initializer_shapes_.find(name);
-  if (known != initializer_shapes_.end() && known->second == s) return name;
-  std::string n = name.empty() || known != initializer_shapes_.end() || used_.count(name) ? fresh(name.empty() ? "const" : name) : name;
-  used_[n] = 1;
-  initializer_shapes_[n] = s;
-  std::string bytes(t.nbytes(), '\0');
-  std::memcpy(bytes.data(), t.data<float>(), t.nbytes());  // ONNX raw_data: little-endian, as every host we build for
-  add_initializer(proto_, n, s, onnx::TensorProto::FLOAT)->set_raw_data(std::move(bytes));
-  return n;
+  // One initializer per parameter, with the parameter's own name and shape (a parameter shared
+  // by several layers once): the graph holds the .weights file's contents. Another shape is a
+  // Reshape of it (a private BatchNorm's [M, C] read as [M, 1, C, 1]).
+  if (!initializer_shapes_.count(name)) {
+    Tensor t = values.to(Device::cpu()).to(DType::f32);
+    MMF_CHECK(!used_.count(name), Error, "export-onnx: parameter '", name, "' has the name of another value");
+    used_[name] = 1;
+    initializer_shapes_[name] = t.shape();
+    std::string bytes(t.nbytes(), '\0');
+    std::memcpy(bytes.data(), t.data<float>(), t.nbytes());  // raw_data is little-endian, as every host we build for
+    onnx::TensorProto* init = add_initializer(proto_, name, t.shape(), onnx::TensorProto::FLOAT);
+    init->set_raw_data(std::move(bytes));
+    init->set_doc_string("mmfuse parameter");
+  }
+  const Shape& own = initializer_shapes_.at(name);
+  if (shape.empty() || shape == own) return name;
+  MMF_CHECK(shape_numel(shape) == shape_numel(own), Error, "export-onnx: parameter ", name, " ", shape_str(own),
+            " cannot take shape ", shape_str(shape));
+  return reshape(name, shape, name + "_view");
 }
 
 std::string Graph::floats(const std::string& hint, const std::vector<float>& values, const Shape& shape) {

@@ -39,8 +39,9 @@ class Graph {
   // The same with one output named fresh(hint); returns its name.
   std::string op(const std::string& op, const std::vector<std::string>& inputs, const std::string& hint,
                  std::vector<Attr> attrs = {});
-  // A float32 initializer holding `values` (any float tensor, any device) with `shape` (default:
-  // the tensor's own; same element count), named `name` exactly (a parameter's name) or fresh.
+  // The parameter `name` (float32 `values`, any device) as an initializer of that name and the
+  // parameter's shape, marked "mmfuse parameter" in its doc_string; returns the value to read,
+  // a Reshape of it to `shape` when that is given and differs.
   std::string weight(const std::string& name, const Tensor& values, const Shape& shape = {});
   std::string floats(const std::string& hint, const std::vector<float>& values, const Shape& shape);
   // An int64 1-d initializer (Reshape shapes, Slice bounds, Pad pads, Resize sizes).
@@ -54,7 +55,7 @@ class Graph {
  private:
   onnx::GraphProto& proto_;
   std::map<std::string, int> used_;
-  std::map<std::string, Shape> initializer_shapes_;  // those weight() wrote
+  std::map<std::string, Shape> initializer_shapes_;  // the parameters weight() wrote
 };
 
 // What an exporter sees of one layer: its ONNX input values and shapes, the names and shapes its

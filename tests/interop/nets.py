@@ -41,7 +41,7 @@ def deploy(prototxt, inputs, last_layer=None):
         " shape {" + "".join(f" dim: {d}" for d in shape) + " }" for _, shape in inputs) + " }\n}\n"
     for block in LAYER.findall(prototxt):
         kind = layer_field(block, "type")
-        if kind.endswith("Data") or kind in DROPPED_TYPES:
+        if kind.endswith("Data") or kind == "Input" or kind in DROPPED_TYPES:
             continue
         text += block
         if layer_field(block, "name") == last_layer:

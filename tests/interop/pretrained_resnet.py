@@ -99,7 +99,7 @@ def mmtm(mmfuse, work):
 
 
 def main():
-    mmfuse, work = sys.argv[1], sys.argv[2]
+    mmfuse, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     torch.set_num_threads(2)
