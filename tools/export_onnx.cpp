@@ -90,15 +90,17 @@ ExportSummary export_net(const Net& net, const std::string& source, onnx::ModelP
     if (it == ox::exporters().end()) {
       std::string known;
       for (const auto& [type, fn] : ox::exporters()) known += (known.empty() ? "" : ", ") + type;
-      throw Error("export-onnx: " + layer.describe() + ": layer type '" + layer.type() +
+      std::string loc = layer_location(net.net_param(), layer.layer_param());
+      throw Error("export-onnx: " + (loc.empty() ? "" : loc + ": ") + layer.describe() + ": layer type '" +
+                  layer.type() +
                   "' has no ONNX export (exported types: " + known + ")");
     }
-    ox::LayerExport e{layer, {}, {}, {}, {}, g};
+    ox::LayerExport e{layer, {}, {}, {}, {}, g, layer_location(net.net_param(), layer.layer_param())};
     for (const auto& b : net.bottom_names(i)) {
       auto v = current.find(b);
       if (v == current.end())
-        throw Error("export-onnx: " + layer.describe() + " reads blob '" + b +
-                    "', which only a left-out layer (a loss or metric) writes");
+        throw Error("export-onnx: " + (e.location.empty() ? "" : e.location + ": ") + layer.describe() +
+                    " reads blob '" + b + "', which only a left-out layer (a loss or metric) writes");
       e.bottoms.push_back(v->second);
       e.bottom_shapes.push_back(net.blob_shape(b));
     }

@@ -67,6 +67,7 @@ struct LayerExport {
   std::vector<std::string> tops;  // the value names to write, one per top
   std::vector<Shape> top_shapes;
   Graph& g;
+  std::string location;  // "file:line" of the layer in its prototxt, when known
 
   const proto::LayerParameter& param() const { return layer.layer_param(); }
   // Parameter i as an initializer named "<layer>.<param>", reshaped to `shape` when given.
@@ -75,7 +76,7 @@ struct LayerExport {
   void to_top(const std::string& op, const std::vector<std::string>& inputs, std::vector<Attr> attrs = {}) const {
     g.node(op, inputs, {tops.at(0)}, std::move(attrs));
   }
-  // "layer 'x' (T): <message>, bottoms [..]" as an Error: what has no ONNX form.
+  // "export-onnx: file:line: layer 'x' (T) (bottoms [..]): <why>" as an Error: what has no ONNX form.
   [[noreturn]] void unsupported(const std::string& why) const;
 };
 

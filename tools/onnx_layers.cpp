@@ -58,13 +58,16 @@ void pooling(LayerExport& e) {
   int64_t kh = p.has_kernel_h() ? p.kernel_h() : p.kernel_size(), kw = p.has_kernel_w() ? p.kernel_w() : p.kernel_size();
   int64_t ph = p.has_pad_h() ? p.pad_h() : p.pad(), pw = p.has_pad_w() ? p.pad_w() : p.pad();
   int64_t sh = p.has_stride_h() ? p.stride_h() : p.stride(), sw = p.has_stride_w() ? p.stride_w() : p.stride();
+  // ONNX's sizes have no rule dropping a last window that starts in the right padding (Caffe's
+  // and PyTorch's CEIL): where that rule drops one, the layer's windows are exactly ONNX's
+  // floor-mode ones. ceil_mode is the mode whose ONNX sizes are the ones the layer inferred.
+  auto fits = [&](bool ceil) {
+    return onnx_pool_size(x[2], kh, sh, ph, ceil) == y[2] && onnx_pool_size(x[3], kw, sw, pw, ceil) == y[3];
+  };
   bool ceil_mode = p.round_mode() == proto::PoolingParameter::CEIL;
-  // The sizes the layer computed must be ONNX's for the same attributes (they differ only when
-  // PyTorch's rule drops a last window).
-  if (onnx_pool_size(x[2], kh, sh, ph, ceil_mode) != y[2] || onnx_pool_size(x[3], kw, sw, pw, ceil_mode) != y[3])
-    e.unsupported("the pooled size " + shape_str(y) +
-                  " drops a last window that starts in the padding (Caffe's and PyTorch's rule); ONNX's ceil_mode "
-                  "keeps it");
+  if (!fits(ceil_mode)) ceil_mode = !ceil_mode;
+  if (!fits(ceil_mode))
+    e.unsupported("the pooled size " + shape_str(y) + " is ONNX's neither with ceil_mode 0 nor 1");
   std::vector<Attr> attrs = {Attr::ints("kernel_shape", {kh, kw}), Attr::ints("strides", {sh, sw}),
                              Attr::ints("pads", {ph, pw, ph, pw}), Attr::i("ceil_mode", ceil_mode ? 1 : 0)};
   if (!max) {
