@@ -392,7 +392,8 @@ const std::map<std::string, Exporter>& exporters() {
 
 LayerRole layer_role(const Layer& layer) {
   const std::string& type = layer.type();
-  if (layer.is_input() || (layer.layer_param().bottom_size() == 0 && type.size() > 4 &&
+  // Input, and the data layers: no bottoms and a type named *Data (Caffe's Data, ImageData, ...).
+  if (layer.is_input() || (layer.layer_param().bottom_size() == 0 && type.size() >= 4 &&
                            type.compare(type.size() - 4, 4, "Data") == 0))
     return LayerRole::source;
   if (layer.is_loss() || layer.sums_metric_state() || type == "Accuracy" || type == "Silence")
