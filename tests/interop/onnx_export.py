@@ -147,11 +147,18 @@ layer { name: "pool_drop" type: "Pooling" bottom: "ps_all" top: "pool_drop"
         pooling_param { pool: MAX kernel_size: 3 stride: 5 pad: 1 } }
 layer { name: "pools" type: "Eltwise" bottom: "pool_ave" bottom: "pool_pad" bottom: "pool_max" top: "pools"
         eltwise_param { operation: SUM coeff: 0.5 coeff: -1 coeff: 2 } }
+layer { name: "bn_caffe" type: "BatchNorm" bottom: "pools" top: "pools" }
+layer { name: "scale_caffe" type: "Scale" bottom: "pools" top: "pools" scale_param { bias_term: true } }
 layer { name: "deconv" type: "Deconvolution" bottom: "pools" top: "deconv"
         convolution_param { num_output: 6 kernel_size: 5 stride: 2 pad: 1 } }
 layer { name: "crop" type: "Crop" bottom: "deconv" bottom: "x" top: "crop" crop_param { axis: 2 offset: 1 } }
+layer { name: "gpool" type: "Pooling" bottom: "crop" top: "gpool" pooling_param { pool: MAX global_pooling: true } }
+layer { name: "gflat" type: "Flatten" bottom: "gpool" top: "gflat" }
+layer { name: "scale2" type: "Scale" bottom: "crop" bottom: "gflat" top: "scaled2" scale_param { axis: 0 } }
 layer { name: "sig" type: "Sigmoid" bottom: "crop" top: "sig" }
 layer { name: "tanh" type: "TanH" bottom: "crop" top: "tanh" }
+layer { name: "mmtm" type: "MMTM" bottom: "gflat" bottom: "tanh" top: "mm_vec" top: "mm_map"
+        mmtm_param { ratio: 2 gate_scale: 1.5 } }
 layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "tanh" bottom: "crop" top: "prod" eltwise_param { operation: PROD } }
 layer { name: "max" type: "Eltwise" bottom: "sig" bottom: "tanh" top: "max" eltwise_param { operation: MAX } }
 layer { name: "cat" type: "Concat" bottom: "prod" bottom: "max" top: "cat" }
