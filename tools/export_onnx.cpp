@@ -74,7 +74,7 @@ ExportSummary export_net(const Net& net, const std::string& source, onnx::ModelP
   for (const auto& s : sources) g.reserve(s);
 
   std::map<std::string, std::string> current;  // blob -> the name of its current ONNX value
-  std::vector<std::string> produced;     // blobs in order of their exported values
+  std::vector<std::string> produced;           // blobs in order of their exported values
   ExportSummary summary;
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& layer = *layers[i];
@@ -86,21 +86,19 @@ ExportSummary export_net(const Net& net, const std::string& source, onnx::ModelP
       for (const auto& t : net.top_names(i)) current[t] = t;
       continue;
     }
+    ox::LayerExport e{layer, {}, {}, {}, {}, g, layer_location(net.net_param(), layer.layer_param())};
     auto it = ox::exporters().find(layer.type());
     if (it == ox::exporters().end()) {
       std::string known;
       for (const auto& [type, fn] : ox::exporters()) known += (known.empty() ? "" : ", ") + type;
-      std::string loc = layer_location(net.net_param(), layer.layer_param());
-      throw Error("export-onnx: " + (loc.empty() ? "" : loc + ": ") + layer.describe() + ": layer type '" +
-                  layer.type() +
+      throw Error("export-onnx: " + e.where() + ": layer type '" + layer.type() +
                   "' has no ONNX export (exported types: " + known + ")");
     }
-    ox::LayerExport e{layer, {}, {}, {}, {}, g, layer_location(net.net_param(), layer.layer_param())};
     for (const auto& b : net.bottom_names(i)) {
       auto v = current.find(b);
       if (v == current.end())
-        throw Error("export-onnx: " + (e.location.empty() ? "" : e.location + ": ") + layer.describe() +
-                    " reads blob '" + b + "', which only a left-out layer (a loss or metric) writes");
+        throw Error("export-onnx: " + e.where() + " reads blob '" + b +
+                    "', which only a left-out layer (a loss or metric) writes");
       e.bottoms.push_back(v->second);
       e.bottom_shapes.push_back(net.blob_shape(b));
     }
@@ -132,7 +130,8 @@ ExportSummary export_net(const Net& net, const std::string& source, onnx::ModelP
     set_tensor_type(*graph.add_output(), v, net.blob_shape(blob));
     summary.outputs.push_back(v + " " + shape_str(net.blob_shape(blob)));
   }
-  MMF_CHECK(graph.output_size() > 0, Error, "export-onnx: ", source, " has no output once its losses and metrics are left out");
+  MMF_CHECK(graph.output_size() > 0, Error, "export-onnx: ", source,
+            " has no output once its losses and metrics are left out");
   summary.nodes = graph.node_size();
   summary.initializers = graph.initializer_size();
   for (const auto& t : graph.initializer()) {

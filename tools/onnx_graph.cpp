@@ -134,8 +134,7 @@ std::string LayerExport::weight(size_t i, const Shape& shape) const {
 void LayerExport::unsupported(const std::string& why) const {
   std::string shapes;
   for (const auto& s : bottom_shapes) shapes += (shapes.empty() ? "" : ", ") + shape_str(s);
-  throw Error("export-onnx: " + (location.empty() ? "" : location + ": ") + layer.describe() + " (bottoms " + shapes +
-              "): " + why);
+  throw Error("export-onnx: " + where() + " (bottoms " + shapes + "): " + why);
 }
 
 }  // namespace mmfuse::tools::onnx_export

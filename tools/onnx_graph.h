@@ -76,6 +76,8 @@ struct LayerExport {
   void to_top(const std::string& op, const std::vector<std::string>& inputs, std::vector<Attr> attrs = {}) const {
     g.node(op, inputs, {tops.at(0)}, std::move(attrs));
   }
+  // "file:line: layer 'x' (T)", the start of the exporter's messages.
+  std::string where() const { return (location.empty() ? "" : location + ": ") + layer.describe(); }
   // "export-onnx: file:line: layer 'x' (T) (bottoms [..]): <why>" as an Error: what has no ONNX form.
   [[noreturn]] void unsupported(const std::string& why) const;
 };

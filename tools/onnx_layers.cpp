@@ -55,7 +55,8 @@ void pooling(LayerExport& e) {
   bool max = p.pool() == proto::PoolingParameter::MAX;
   if (p.global_pooling()) return e.to_top(max ? "GlobalMaxPool" : "GlobalAveragePool", {e.bottoms[0]});
   const Shape &x = e.bottom_shapes[0], &y = e.top_shapes[0];
-  int64_t kh = p.has_kernel_h() ? p.kernel_h() : p.kernel_size(), kw = p.has_kernel_w() ? p.kernel_w() : p.kernel_size();
+  int64_t kh = p.has_kernel_h() ? p.kernel_h() : p.kernel_size();
+  int64_t kw = p.has_kernel_w() ? p.kernel_w() : p.kernel_size();
   int64_t ph = p.has_pad_h() ? p.pad_h() : p.pad(), pw = p.has_pad_w() ? p.pad_w() : p.pad();
   int64_t sh = p.has_stride_h() ? p.stride_h() : p.stride(), sw = p.has_stride_w() ? p.stride_w() : p.stride();
   // ONNX's sizes have no rule dropping a last window that starts in the right padding (Caffe's
@@ -88,7 +89,8 @@ void inner_product(LayerExport& e) {
   const Shape &x = e.bottom_shapes[0], &y = e.top_shapes[0];
   int64_t axis = canonical(p.axis(), rank(x));
   int64_t outer = shape_numel(Shape(x.begin(), x.begin() + axis)), k = shape_numel(x) / outer;
-  std::string flat = rank(x) == 2 && axis == 1 ? e.bottoms[0] : e.g.reshape(e.bottoms[0], {outer, k}, e.tops[0] + "_in");
+  std::string flat =
+      rank(x) == 2 && axis == 1 ? e.bottoms[0] : e.g.reshape(e.bottoms[0], {outer, k}, e.tops[0] + "_in");
   std::vector<std::string> inputs = {flat, e.weight(0)};
   if (p.bias_term()) inputs.push_back(e.weight(1));
   std::vector<Attr> attrs = {Attr::i("transB", p.transpose() ? 0 : 1)};
@@ -119,7 +121,10 @@ void batch_norm(LayerExport& e) {
                                                t + "_var_eps")},
                                t + "_std");
   std::string y = e.g.op("Div", {centred, std_dev}, t + "_normalised");
-  if (p.affine()) y = e.g.op("Add", {e.g.op("Mul", {y, e.weight(2, param)}, t + "_scaled"), e.weight(3, param)}, t + "_affine");
+  if (p.affine()) {
+    std::string scaled = e.g.op("Mul", {y, e.weight(2, param)}, t + "_scaled");
+    y = e.g.op("Add", {scaled, e.weight(3, param)}, t + "_affine");
+  }
   e.to_top("Reshape", {y, e.g.ints(t + "_shape", x)});
 }
 
@@ -127,8 +132,9 @@ void scale(LayerExport& e) {
   const auto& p = e.param().scale_param();
   const Shape& x = e.bottom_shapes[0];
   int64_t axis = canonical(p.axis(), rank(x));
-  Shape gamma = e.bottoms.size() == 2 ? e.bottom_shapes[1]
-                                      : Shape(x.begin() + axis, p.num_axes() == -1 ? x.end() : x.begin() + axis + p.num_axes());
+  Shape gamma = e.bottoms.size() == 2
+                    ? e.bottom_shapes[1]
+                    : Shape(x.begin() + axis, p.num_axes() == -1 ? x.end() : x.begin() + axis + p.num_axes());
   // gamma's dims at `axis`, ones after: numpy broadcasting aligns the trailing dims.
   Shape b = gamma;
   for (int64_t d = axis + rank(gamma); d < rank(x); ++d) b.push_back(1);
@@ -172,7 +178,9 @@ void identity(LayerExport& e) {
   for (const auto& top : e.tops) e.g.node("Identity", {e.bottoms[0]}, {top});
 }
 
-void reshape_to_top(LayerExport& e) { e.to_top("Reshape", {e.bottoms[0], e.g.ints(e.tops[0] + "_shape", e.top_shapes[0])}); }
+void reshape_to_top(LayerExport& e) {
+  e.to_top("Reshape", {e.bottoms[0], e.g.ints(e.tops[0] + "_shape", e.top_shapes[0])});
+}
 
 void crop(LayerExport& e) {
   const auto& p = e.param().crop_param();
@@ -187,7 +195,8 @@ void crop(LayerExport& e) {
     axes.push_back(d);
   }
   const std::string& t = e.tops[0];
-  e.to_top("Slice", {e.bottoms[0], e.g.ints(t + "_starts", starts), e.g.ints(t + "_ends", ends), e.g.ints(t + "_axes", axes)});
+  e.to_top("Slice",
+           {e.bottoms[0], e.g.ints(t + "_starts", starts), e.g.ints(t + "_ends", ends), e.g.ints(t + "_axes", axes)});
 }
 
 void interp(LayerExport& e) {
@@ -196,8 +205,9 @@ void interp(LayerExport& e) {
   const std::string& t = e.tops[0];
   std::string in = e.bottoms[0];
   if (p.pad_beg() || p.pad_end())  // DeepLab's negative pads crop before resizing
-    in = e.g.op("Slice", {in, e.g.ints(t + "_starts", {-p.pad_beg(), -p.pad_beg()}),
-                          e.g.ints(t + "_ends", {x[2] + p.pad_end(), x[3] + p.pad_end()}), e.g.ints(t + "_axes", {2, 3})},
+    in = e.g.op("Slice",
+                {in, e.g.ints(t + "_starts", {-p.pad_beg(), -p.pad_beg()}),
+                 e.g.ints(t + "_ends", {x[2] + p.pad_end(), x[3] + p.pad_end()}), e.g.ints(t + "_axes", {2, 3})},
                 t + "_cropped");
   bool nearest = p.mode() == proto::InterpParameter::NEAREST;
   std::vector<Attr> attrs;
@@ -218,7 +228,8 @@ void relu(LayerExport& e) {
 }
 
 void softmax(LayerExport& e) {
-  e.to_top("Softmax", {e.bottoms[0]}, {Attr::i("axis", canonical(e.param().softmax_param().axis(), rank(e.bottom_shapes[0])))});
+  int64_t axis = canonical(e.param().softmax_param().axis(), rank(e.bottom_shapes[0]));
+  e.to_top("Softmax", {e.bottoms[0]}, {Attr::i("axis", axis)});
 }
 
 // ---- fusion layers -----------------------------------------------------------------------------
@@ -229,9 +240,11 @@ std::string modality(Graph& g, const std::string& x, int64_t m, int64_t n, const
 }
 
 // For each modality m, rows of modality source[m] of x, stacked again.
-std::string route(Graph& g, const std::string& x, const std::vector<int64_t>& source, int64_t n, const std::string& hint) {
+std::string route(Graph& g, const std::string& x, const std::vector<int64_t>& source, int64_t n,
+                  const std::string& hint) {
   std::vector<std::string> parts;
-  for (size_t m = 0; m < source.size(); ++m) parts.push_back(modality(g, x, source[m], n, hint + "_m" + std::to_string(m)));
+  for (size_t m = 0; m < source.size(); ++m)
+    parts.push_back(modality(g, x, source[m], n, hint + "_m" + std::to_string(m)));
   return parts.size() == 1 ? parts[0] : g.op("Concat", parts, hint, {Attr::i("axis", 0)});
 }
 
@@ -294,9 +307,9 @@ void pixel_shift(LayerExport& e) {
   for (int64_t i = 0; i < m; ++i) {
     std::string hint = t + "_m" + std::to_string(i);
     std::string own = modality(e.g, e.bottoms[0], i, n, hint + "_y");
-    parts.push_back(receives[static_cast<size_t>(i)]
-                        ? e.g.op("Add", {own, modality(e.g, shifted, next[static_cast<size_t>(i)], n, hint + "_ps")}, hint)
-                        : own);
+    if (receives[static_cast<size_t>(i)])
+      own = e.g.op("Add", {own, modality(e.g, shifted, next[static_cast<size_t>(i)], n, hint + "_ps")}, hint);
+    parts.push_back(own);
   }
   e.to_top("Concat", parts, {Attr::i("axis", 0)});
 }
@@ -314,8 +327,8 @@ void mmtm(LayerExport& e) {
                                              {Attr::ints("axes", range(2, rank(x))), Attr::i("keepdims", 0)}));
   }
   std::string joint = e.g.op("Concat", squeezed, name + "_joint", {Attr::i("axis", 1)});
-  std::string z = e.g.op("Relu", {e.g.op("Gemm", {joint, e.weight(0), e.weight(1)}, name + "_z_linear", {Attr::i("transB", 1)})},
-                         name + "_z");
+  std::string linear = e.g.op("Gemm", {joint, e.weight(0), e.weight(1)}, name + "_z_linear", {Attr::i("transB", 1)});
+  std::string z = e.g.op("Relu", {linear}, name + "_z");
   std::string scale = e.g.floats(name + "_gate_scale", {p.gate_scale()}, {1});
   for (size_t i = 0; i < e.bottoms.size(); ++i) {
     const Shape& x = e.bottom_shapes[i];
@@ -339,8 +352,8 @@ void modality_ensemble(LayerExport& e) {
   std::vector<std::string> terms;
   for (int64_t i = 0; i < m; ++i) {
     std::string hint = t + "_m" + std::to_string(i);
-    terms.push_back(e.g.op("Mul", {modality(e.g, e.bottoms[0], i, n, hint + "_logits"), e.g.slice(weights, 0, i, i + 1, hint + "_weight")},
-                           hint));
+    std::string logits = modality(e.g, e.bottoms[0], i, n, hint + "_logits");
+    terms.push_back(e.g.op("Mul", {logits, e.g.slice(weights, 0, i, i + 1, hint + "_weight")}, hint));
   }
   e.to_top("Sum", terms);
 }
