@@ -170,7 +170,7 @@ layer { name: "half" type: "Interp" bottom: "part_b" top: "half" interp_param { 
 layer { name: "drop" type: "Dropout" bottom: "half" top: "half" }
 layer { name: "flat" type: "Flatten" bottom: "half" top: "flat" }
 layer { name: "ip" type: "InnerProduct" bottom: "flat" top: "ip" inner_product_param { num_output: 5 } }
-layer { name: "ip_axis" type: "InnerProduct" bottom: "near" top: "ip_axis" inner_product_param { num_output: 4 axis: 2 } }
+layer { name: "ip_axis" type: "InnerProduct" bottom: "near" top: "ip_axis" inner_product_param { num_output: 4 axis: 2 transpose: true } }
 layer { name: "reshape" type: "Reshape" bottom: "ip" top: "logits" reshape_param { shape { dim: 6 dim: 5 dim: 1 } } }
 layer { name: "softmax" type: "Softmax" bottom: "logits" top: "prob" }
 layer { name: "ensemble" type: "ModalityEnsemble" bottom: "logits" top: "ensemble" modality_ensemble_param { modalities: 3 } }
