@@ -14,6 +14,15 @@ import onnx
 from onnx import numpy_helper
 
 
+class Unsupported(Exception):
+    """An operator, attribute or input form that `mmfuse export-onnx` never writes."""
+
+
+def _need(condition, what):
+    if not condition:
+        raise Unsupported(what)
+
+
 def _attrs(node):
     out = {}
     for a in node.attribute:
@@ -45,6 +54,7 @@ def _explicit_pads(x, kernel, strides, pads, ceil_mode, value):
 
 
 def conv(x, w, b=None, **a):
+    _need(x.ndim == 4 and a.get("auto_pad", "NOTSET") == "NOTSET", "Conv beyond 2-d explicit pads")
     kernel = list(w.shape[2:])
     pads = a.get("pads", [0] * (2 * len(kernel)))
     xp, _ = _explicit_pads(x, kernel, a.get("strides", [1] * len(kernel)), pads, False, 0.0)
@@ -57,20 +67,28 @@ def conv_transpose(x, w, b=None, **a):
     # y[o] = sum over inputs i of x[i] * w at o = i * stride - pad_begin + k * dilation (spec's
     # shape: stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pads).
     pads = a.get("pads", [0, 0, 0, 0])
-    assert pads[0] == pads[2] and pads[1] == pads[3], "asymmetric ConvTranspose pads"
+    _need(x.ndim == 4 and pads[0] == pads[2] and pads[1] == pads[3] and "output_shape" not in a
+          and a.get("auto_pad", "NOTSET") == "NOTSET", "ConvTranspose beyond 2-d explicit symmetric pads")
     y = F.conv_transpose2d(_t(x), _t(w), None if b is None else _t(b), stride=a.get("strides", 1),
                            padding=(pads[0], pads[1]), output_padding=a.get("output_padding", 0),
                            groups=a.get("group", 1), dilation=a.get("dilations", 1))
     return y.numpy()
 
 
+def _pool_supported(x, a):
+    _need(x.ndim == 4 and a.get("auto_pad", "NOTSET") == "NOTSET" and a.get("dilations", [1, 1]) == [1, 1]
+          and a.get("storage_order", 0) == 0, "pooling beyond 2-d explicit pads")
+
+
 def max_pool(x, **a):
+    _pool_supported(x, a)
     k, s = a["kernel_shape"], a.get("strides", [1, 1])
     xp, _ = _explicit_pads(x, k, s, a.get("pads", [0, 0, 0, 0]), a.get("ceil_mode", 0), -np.inf)
     return F.max_pool2d(_t(xp), k, s).numpy()
 
 
 def average_pool(x, **a):
+    _pool_supported(x, a)
     k, s, pads = a["kernel_shape"], a.get("strides", [1, 1]), a.get("pads", [0, 0, 0, 0])
     ceil = a.get("ceil_mode", 0)
     total, _ = _explicit_pads(x, k, s, pads, ceil, 0.0)
@@ -95,6 +113,7 @@ def gemm(a_, b_, c_=None, **a):
 
 
 def batch_normalization(x, scale, bias, mean, var, **a):
+    _need(not a.get("training_mode", 0), "BatchNormalization training_mode")
     shape = (1, -1) + (1,) * (x.ndim - 2)
     r = lambda v: v.reshape(shape)  # noqa: E731
     return (x - r(mean)) / np.sqrt(r(var) + a.get("epsilon", 1e-5)) * r(scale) + r(bias)
@@ -103,28 +122,26 @@ def batch_normalization(x, scale, bias, mean, var, **a):
 def slice_(x, starts, ends, axes=None, steps=None):
     axes = list(range(len(starts))) if axes is None else [int(v) for v in axes]
     steps = [1] * len(starts) if steps is None else [int(v) for v in steps]
+    _need(all(step == 1 for step in steps), "Slice steps other than 1")
     index = [slice(None)] * x.ndim
     for start, end, axis, step in zip(starts, ends, axes, steps):
         axis = axis + x.ndim if axis < 0 else axis
         dim = x.shape[axis]
         start = int(start) + dim if start < 0 else int(start)
         end = int(end) + dim if end < 0 else int(end)
-        assert step == 1, "Slice steps other than 1"
         index[axis] = slice(min(max(start, 0), dim), min(max(end, 0), dim))
     return x[tuple(index)]
 
 
 def split(x, sizes=None, axis=0):
     axis = axis + x.ndim if axis < 0 else axis
-    if sizes is None:
-        raise AssertionError("Split without sizes is not written by mmfuse")
+    _need(sizes is not None, "Split without sizes")
     bounds = np.cumsum([0] + [int(s) for s in sizes])
     return [x.take(range(bounds[i], bounds[i + 1]), axis=axis) for i in range(len(sizes))]
 
 
-def _resize_matrix(n_in, n_out, mode, transform, nearest_mode):
-    """The [n_out, n_in] matrix of a 1-d resize (Resize is separable per axis)."""
-    scale = n_out / n_in
+def _resize_matrix(n_in, n_out, scale, mode, transform, nearest_mode):
+    """The [n_out, n_in] matrix of a 1-d resize (Resize is separable per axis); scale = n_out / n_in."""
     m = np.zeros((n_out, n_in))
     for o in range(n_out):
         if transform == "align_corners":
@@ -136,11 +153,12 @@ def _resize_matrix(n_in, n_out, mode, transform, nearest_mode):
         elif transform == "asymmetric":
             x = o / scale
         else:
-            raise AssertionError(f"coordinate_transformation_mode {transform}")
+            raise Unsupported(f"coordinate_transformation_mode {transform}")
         if mode == "nearest":
-            assert nearest_mode == "floor", nearest_mode
+            _need(nearest_mode == "floor", f"nearest_mode {nearest_mode}")
             m[o, min(max(int(np.floor(x)), 0), n_in - 1)] = 1.0
         else:  # linear: the coordinate clamped to the input, then the two neighbours
+            _need(mode == "linear", f"Resize mode {mode}")
             x = min(max(x, 0.0), n_in - 1)
             lo = int(np.floor(x))
             hi = min(lo + 1, n_in - 1)
@@ -150,12 +168,23 @@ def _resize_matrix(n_in, n_out, mode, transform, nearest_mode):
 
 
 def resize(x, roi=None, scales=None, sizes=None, **a):
-    assert sizes is not None and list(sizes[:2]) == list(x.shape[:2]), "Resize of H and W by sizes only"
+    _need(x.ndim == 4 and a.get("exclude_outside", 0) == 0, "Resize of other than 4-d, exclude_outside")
+    # mmfuse writes sizes; with scales, ONNX's coordinates use the unrounded in * scale.
+    _need(sizes is not None and len(sizes), "Resize by scales")
+    sizes = [int(v) for v in sizes]
+    scales = [sizes[d] / x.shape[d] for d in range(4)]
+    _need(sizes[:2] == list(x.shape[:2]), "Resize of N or C")
     mode = a.get("mode", "nearest")
     transform = a.get("coordinate_transformation_mode", "half_pixel")
-    mh = _resize_matrix(x.shape[2], int(sizes[2]), mode, transform, a.get("nearest_mode", "round_prefer_floor"))
-    mw = _resize_matrix(x.shape[3], int(sizes[3]), mode, transform, a.get("nearest_mode", "round_prefer_floor"))
+    nearest = a.get("nearest_mode", "round_prefer_floor")
+    mh = _resize_matrix(x.shape[2], sizes[2], scales[2], mode, transform, nearest)
+    mw = _resize_matrix(x.shape[3], sizes[3], scales[3], mode, transform, nearest)
     return np.einsum("oh,nchw,pw->ncop", mh, x, mw)
+
+
+def reshape(x, shape, allowzero=0):
+    _need(all(int(d) > 0 for d in shape), "Reshape with 0 or -1")  # mmfuse writes every dim
+    return x.reshape([int(d) for d in shape])
 
 
 def softmax(x, axis=-1):
@@ -164,7 +193,7 @@ def softmax(x, axis=-1):
 
 
 def pad(x, pads, value=None, mode="constant"):
-    assert mode == "constant", mode
+    _need(mode == "constant", f"Pad mode {mode}")
     n = x.ndim
     return np.pad(x, [(int(pads[d]), int(pads[d + n])) for d in range(n)],
                   constant_values=0.0 if value is None else float(value))
@@ -179,7 +208,7 @@ OPS = {
     "GlobalMaxPool": lambda x: x.max(axis=tuple(range(2, x.ndim)), keepdims=True),
     "Gemm": gemm,
     "BatchNormalization": batch_normalization,
-    "Reshape": lambda x, shape: x.reshape([int(d) for d in shape]),
+    "Reshape": reshape,
     "Identity": lambda x: x,
     "Add": lambda a, b: a + b,
     "Sub": lambda a, b: a - b,
@@ -211,7 +240,7 @@ def run(model, feeds):
     values.update({k: np.asarray(v, dtype=np.float64) for k, v in feeds.items()})
     for node in model.graph.node:
         if node.op_type not in OPS:
-            raise AssertionError(f"onnx_eval: operator {node.op_type} (node {node.name}) is not implemented")
+            raise Unsupported(f"operator {node.op_type} (node {node.name})")
         inputs = [values[i] if i else None for i in node.input]
         while inputs and inputs[-1] is None:
             inputs.pop()
@@ -225,6 +254,7 @@ def run(model, feeds):
         else:
             out = OPS[node.op_type](*inputs, **attrs)
         outs = out if isinstance(out, list) else [out]
+        _need(len([o for o in node.output if o]) <= len(outs), f"{node.op_type}'s optional outputs")
         for name, value in zip(node.output, outs):
             values[name] = value
     return {o.name: values[o.name] for o in model.graph.output}

@@ -41,12 +41,14 @@ try:
         names = [o.name for o in model.graph.output]
         return dict(zip(names, ReferenceEvaluator(model).run(None, feeds)))
     EVALUATOR = f"onnx.reference.ReferenceEvaluator (onnx {onnx.__version__})"
+    EVALUATE_REFERENCE = evaluate
 except ImportError:
     try:
         import onnx_eval
     except ImportError as e:
         nets.skip(f"onnx {onnx.__version__} has no onnx.reference and torch is absent ({e}): nothing evaluates ONNX")
     evaluate = onnx_eval.run
+    EVALUATE_REFERENCE = None
     EVALUATOR = f"tests/interop/onnx_eval.py (onnx {onnx.__version__} has no onnx.reference)"
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -194,11 +196,13 @@ REFUSED = [
 def refusals(mmfuse, work):
     print("--- refusals")
     for name, body, expected in REFUSED:
-        head = 'name: "refused"\nlayer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 dim: 6 dim: 6 } } }\n'
+        head = ('name: "refused"\n'
+                'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 1 dim: 2 dim: 6 dim: 6 } } }\n')
         path = nets.write(os.path.join(work, name + ".prototxt"), head + body)
         result = subprocess.run([mmfuse, "export-onnx", "--model", path, os.path.join(work, name + ".onnx")],
                                 capture_output=True, text=True)
-        if result.returncode == 0 or expected not in result.stderr or os.path.exists(os.path.join(work, name + ".onnx")):
+        written = os.path.exists(os.path.join(work, name + ".onnx"))
+        if result.returncode == 0 or expected not in result.stderr or written:
             sys.exit(f"FAILED: {name}: expected a refusal with '{expected}', got exit {result.returncode}:\n"
                      f"{result.stdout}{result.stderr}")
         print(f"{name}: {result.stderr.strip()}")
@@ -227,12 +231,51 @@ def committed_models(mmfuse, work):
         print(f"{rel}: {len(model.graph.node)} nodes, outputs {[o.name for o in model.graph.output]}: checker passed")
 
 
+def evaluator_self_check():
+    """tests/interop/onnx_eval.py against onnx's own node test cases (onnx.backend.test.case.node:
+    small models with ONNX's expected outputs): every case of an operator it implements either
+    matches or uses a form it refuses (Unsupported); each operator matches at least one case."""
+    import collections
+    import importlib
+    from onnx.backend.test.case import node as node_cases
+    for op in onnx_eval.OPS:  # the case modules are named after the operators, lower case
+        try:
+            module = {"BatchNormalization": "batchnorm"}.get(op, op.lower())
+            importlib.import_module("onnx.backend.test.case.node." + module)
+        except ImportError:
+            pass
+    matched = collections.Counter()
+    for case in node_cases._NodeTestCases:
+        ops = {n.op_type for n in case.model.graph.node}
+        if not ops <= set(onnx_eval.OPS):
+            continue
+        for inputs, outputs in case.data_sets:
+            if any(np.asarray(w).dtype.kind != "f" for w in outputs):
+                break  # integer arithmetic: mmfuse's graphs compute in float32 only
+            feeds = {i.name: v for i, v in zip(case.model.graph.input, inputs)}
+            try:
+                got = onnx_eval.run(case.model, feeds)
+            except onnx_eval.Unsupported:
+                break
+            for out, want in zip(case.model.graph.output, outputs):
+                if not np.allclose(got[out.name], want, rtol=1e-5, atol=1e-6):
+                    sys.exit(f"FAILED: onnx_eval disagrees with onnx's test case {case.name} on {out.name}")
+            matched.update(ops)
+    missing = sorted(set(onnx_eval.OPS) - set(matched))
+    if missing:
+        sys.exit(f"FAILED: onnx_eval's {missing} met no onnx test case in a form it implements")
+    print(f"onnx_eval: reproduces onnx's node test cases for each of its {len(matched)} operators "
+          f"({sum(matched.values())} operator uses)")
+
+
 def main():
     global WRITE_WEIGHTS
     mmfuse, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
     print(f"evaluator: {EVALUATOR}")
+    if evaluate is not EVALUATE_REFERENCE:
+        evaluator_self_check()
     WRITE_WEIGHTS = weights_writer()
     with open(os.path.join(ROOT, "models", "lenet", "lenet_train_val.prototxt")) as f:
         check(mmfuse, work, "lenet", f.read(), [("data", (64, 1, 28, 28))])
