@@ -86,9 +86,8 @@ using Exporter = std::function<void(LayerExport&)>;
 // The exporters by layer type (tools/onnx_layers.cpp).
 const std::map<std::string, Exporter>& exporters();
 
-// What happens to the layers that have no node: a data or Input layer's tops become graph
-// inputs; losses, metrics and Silence are left out (their tops and the blobs only they read go
-// with them). Empty: the layer is exported through exporters().
+// What a layer becomes: nodes through exporters() (exported); graph inputs, its tops (source:
+// Input and the data layers); nothing (dropped: losses, metrics, Silence).
 enum class LayerRole { exported, source, dropped };
 LayerRole layer_role(const Layer& layer);
 
