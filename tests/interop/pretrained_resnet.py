@@ -98,6 +98,26 @@ def mmtm(mmfuse, work):
         nets.close("MMTM stream depth (1 channel), logits", nets.blob(dump, "depth.fc"), want)
 
 
+def refusals(work):
+    """What is not a torchvision ResNet, or cannot be adapted, is refused with its reason."""
+    import subprocess
+    model = random_resnet(BasicBlock, [1, 1, 1, 1], 10, seed=3)
+    sd = model.state_dict()
+    sd["classifier.weight"] = torch.zeros(10, 512)
+    torch.save(sd, os.path.join(work, "not_resnet.pth"))
+    torch.save(model.state_dict(), os.path.join(work, "resnet.pth"))
+    for source, flags, expected in [
+            ("not_resnet.pth", [], "'classifier.weight' [10, 512] is not part of a torchvision ResNet"),
+            ("resnet.pth", ["--streams", "rgb,depth", "--in-channels", "3,2"], "--in-channels 2 is not 1 or 3"),
+            ("resnet.pth", ["--streams", "rgb,depth", "--in-channels", "3"], "gives 1 values for 2 stream(s)")]:
+        out = os.path.join(work, "refused.weights")
+        result = subprocess.run([sys.executable, CONVERT, "--state-dict", os.path.join(work, source), out, *flags],
+                                capture_output=True, text=True)
+        if result.returncode == 0 or expected not in result.stderr or os.path.exists(out):
+            sys.exit(f"FAILED: expected a refusal with '{expected}', got exit {result.returncode}:\n{result.stderr}")
+        print(f"refused: {result.stderr.strip().splitlines()[-1]}")
+
+
 def main():
     mmfuse, work = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
     shutil.rmtree(work, ignore_errors=True)
@@ -105,6 +125,7 @@ def main():
     torch.set_num_threads(2)
     asymfusion(mmfuse, work)
     mmtm(mmfuse, work)
+    refusals(work)
     print("pretrained_resnet: passed")
 
 
