@@ -248,6 +248,9 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
     prefix_ = solver_file.empty() ? std::string("mmfuse") : fs::path(solver_file).replace_extension().string();
   if (prefix_.back() == '/') prefix_ += net_->name().empty() ? "mmfuse" : net_->name();
   metrics_ = MetricsLog(param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl");
+  if (param_.snapshot_format() == proto::SolverParameter::HDF5)
+    note("note: snapshot_format HDF5: mmfuse writes its own binary protobuf snapshots (.weights, .solverstate) "
+         "whatever the format says");
   // Nothing is written (folders included) until training produces its first output.
   note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + format_number("%g", param_.base_lr()) +
        ", max_iter " + std::to_string(max_iter_) + ", iter_size " + std::to_string(param_.iter_size()) + ", device " +

@@ -28,7 +28,11 @@ int train(const std::vector<std::string>& argv) {
   std::string path = args.get("solver");
   Solver solver(read_solver(path), path, opt);
   if (args.has("snapshot")) solver.restore(args.get("snapshot"));
-  if (args.has("weights")) solver.load_weights(args.get("weights"));
+  // The solver's own `weights` (Caffe's field) start a run that --weights or --snapshot does not.
+  if (args.has("weights"))
+    solver.load_weights(args.get("weights"));
+  else if (!args.has("snapshot"))
+    for (const std::string& w : solver.param().weights()) solver.load_weights(w);
   switch (solver.solve()) {
     case Solver::Outcome::finished:
       return 0;
