@@ -543,3 +543,29 @@ TEST_CASE("Caffe's cifar10_quick layout: mmfuse train from LMDBs with a mean fil
                   out);
   CHECK(out.find("accuracy") != std::string::npos);
 }
+
+TEST_CASE("Caffe's V1 files: DATA, IMAGE_DATA, HDF5_DATA and DUMMY_DATA layers upgrade with their parameters") {
+  TempDir tmp("caffe_data_v1");
+  std::string data_layer;
+  if (backend_available(RecordBackend::kLmdb)) {
+    write_record_db(tmp / "lmdb", RecordBackend::kLmdb, records());
+    // Older files' transform fields sit in data_param; the upgrade keeps data_param as it is.
+    data_layer = "layers { name: 'mnist' type: DATA top: 'data' top: 'label' data_param { source: '" + (tmp / "lmdb") +
+                 "' backend: LMDB batch_size: 2 scale: 0.5 crop_size: 3 } }\n";
+  } else {
+    MESSAGE("no LMDB in this build: the V1 DATA layer is left out");
+  }
+  const proto::NetParameter net_param = read_net_text(
+      "name: 'old'\n" + data_layer +
+          "layers { name: 'noise' type: DUMMY_DATA top: 'noise' dummy_data_param { num: 2 channels: 1 height: 3 "
+          "width: 3 data_filler { type: 'constant' value: 2 } } }\n",
+      "old.prototxt");
+  Net net(net_param, proto::TEST);
+  auto out = net.forward({}, 0);
+  CHECK(out.at("noise").to_vector<float>() == std::vector<float>(18, 2.f));
+  if (!data_layer.empty()) {
+    CHECK(out.at("data").shape() == Shape{2, kC, 3, 3});
+    CHECK(slice(out.at("data"), 1) == expected(1, 3, 1, 1, false, {}, 0.5f));
+    CHECK(out.at("label").to_vector<int32_t>() == std::vector<int32_t>{0, 1});
+  }
+}
