@@ -185,6 +185,26 @@ TEST_CASE("caffemodel: a layer sharing another's parameters (Caffe's siamese net
   CHECK(values(net, "ip_a.weight") == ramp(8, 0));
 }
 
+TEST_CASE("caffemodel: where a layer name repeats, the blobs go to the first layer of that name, as in Caffe") {
+  TempDir tmp("caffemodel_repeat");
+  proto::NetParameter p;
+  parse_text("layer { name: 'in' type: 'Input' top: 'x' input_param { shape { dim: 2 dim: 4 } } }\n"
+             "layer { name: 'ip' type: 'InnerProduct' bottom: 'x' top: 'a' inner_product_param { num_output: 2 } }\n"
+             "layer { name: 'ip' type: 'InnerProduct' bottom: 'a' top: 'b' inner_product_param { num_output: 2 } }\n",
+             "<net>", p);
+  Net net(p, proto::TEST);
+  caffe::NetParameter file;
+  auto* l = file.add_layer();
+  l->set_name("ip");
+  add_blob(l->mutable_blobs(), {2, 4}, ramp(8, 0));
+  add_blob(l->mutable_blobs(), {2}, ramp(2, 10));
+  write(file, tmp / "repeat.caffemodel");
+  CopyReport r = load_weights(net, tmp / "repeat.caffemodel");
+  CHECK(r.loaded == std::vector<std::string>{"ip.weight", "ip.bias"});
+  CHECK(r.missing.size() == 2);  // the second 'ip' keeps its initial weights
+  CHECK(values(net, "ip.weight") == ramp(8, 0));
+}
+
 TEST_CASE("caffemodel: a 0-d blob (Caffe's Scale over no axes) fills mmfuse's [1]") {
   TempDir tmp("caffemodel_scalar");
   proto::NetParameter p;
