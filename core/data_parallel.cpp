@@ -40,6 +40,15 @@ void DataParallel::broadcast_parameters(const Net& net, const std::string& when)
   for (const Param& p : net.params()) broadcast_tensor(world_, p.value, "broadcast of " + p.name + " " + when);
 }
 
+void DataParallel::own_dropout_stream(Generator& generator) const {
+  if (world_.rank() == 0) return;
+  // splitmix64 of (seed, rank): a stream of its own for each rank.
+  uint64_t z = generator.seed() ^ (0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(world_.rank()));
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  generator.set_state(z ^ (z >> 31), generator.offset());
+}
+
 void DataParallel::broadcast_state(const Net& net, int64_t iter) {
   if (!world_.distributed()) return;
   for (const Param& p : net.params())

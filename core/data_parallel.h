@@ -14,6 +14,7 @@
 #include "core/distributed.h"
 #include "core/net.h"
 #include "core/optimizer.h"
+#include "core/random.h"
 
 namespace mmfuse {
 
@@ -24,6 +25,10 @@ class DataParallel {
   dist::World& world() const { return world_; }
   // Every parameter, learnable and state, from rank 0.
   void broadcast_parameters(const Net& net, const std::string& when);
+  // Gives rank r > 0 a Dropout stream of its own, (seed mixed with r, the same offset): masks
+  // independent across ranks, the generator's offset still advancing alike (rank 0 keeps the
+  // seed, which is what its snapshots record).
+  void own_dropout_stream(Generator& generator) const;
   // The state parameters only (BatchNorm statistics), from rank 0.
   void broadcast_state(const Net& net, int64_t iter);
   // Replaces each parameter's gradient by the average over the ranks. A parameter without a

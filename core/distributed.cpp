@@ -67,27 +67,73 @@ MPI_Comm comm_of(const World& w, void* comm) {
 }
 
 using Clock = std::chrono::steady_clock;
-constexpr int kAgreeTag = 7101;
+constexpr int kAgreeTag = 7101, kAliveTag = 7102;
 
-// Polls `requests` until all complete; past `timeout` seconds stops the job with a message
-// naming `what` and, through `missing`, the ranks that did not answer. The poll backs off to a
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Polls until `done()`, at most `seconds`; false when the time ran out. The poll backs off to a
 // 200 us sleep so that a waiting rank leaves its core to the others (2 ranks on 2 cores).
-template <typename Missing>
-void wait_all(World& w, std::vector<MPI_Request>& requests, const std::string& what, double timeout,
-              Missing missing) {
+template <typename Done>
+bool poll(Done done, double seconds) {
   const auto start = Clock::now();
   int pause_us = 0;
-  for (;;) {
-    int done = 0;
-    MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
-    if (done) return;
-    double waited = std::chrono::duration<double>(Clock::now() - start).count();
-    if (waited > timeout)
-      w.abort(what + " did not complete within " + format_number("%g", timeout) + " s (collective_timeout)" +
-              missing() + "; stopping every rank");
+  while (!done()) {
+    if (seconds_since(start) > seconds) return false;
     if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     pause_us = std::min(200, pause_us * 2 + 1);
   }
+  return true;
+}
+
+// After a collective timed out, the ranks that cannot say so: every rank still running sends
+// rank 0 a word; rank 0 names those it has not heard from after `grace` seconds (the other
+// ranks time out about when it does, give or take an iteration's work).
+std::string silent_ranks(World& w, MPI_Comm comm, double grace) {
+  std::vector<int> words(static_cast<size_t>(w.size()));
+  std::vector<MPI_Request> heard(static_cast<size_t>(w.size() - 1), MPI_REQUEST_NULL);
+  for (int r = 1; r < w.size(); ++r)
+    MPI_Irecv(&words[static_cast<size_t>(r)], 1, MPI_INT, r, kAliveTag, comm, &heard[static_cast<size_t>(r - 1)]);
+  std::vector<int> flags(heard.size(), 0);
+  poll([&] {
+    int all = 1;
+    for (size_t i = 0; i < heard.size(); ++i) {
+      if (!flags[i]) MPI_Test(&heard[i], &flags[i], MPI_STATUS_IGNORE);
+      all &= flags[i];
+    }
+    return all != 0;
+  }, grace);
+  std::string silent;
+  for (size_t i = 0; i < heard.size(); ++i)
+    if (!flags[i]) silent += (silent.empty() ? "" : ", ") + std::to_string(i + 1);
+  return silent;
+}
+
+// Polls `requests` until all complete. Past `timeout` seconds the job stops: rank 0 names
+// `what` and the ranks that did not answer (`missing`, or those silent_ranks finds); another
+// rank tells rank 0 it is alive and waits for rank 0 to stop the job, naming rank 0 itself if
+// that does not come.
+template <typename Missing>
+void wait_all(World& w, MPI_Comm comm, std::vector<MPI_Request>& requests, const std::string& what, double timeout,
+              Missing missing) {
+  auto complete = [&] {
+    int done = 0;
+    MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
+    return done != 0;
+  };
+  if (poll(complete, timeout)) return;
+  const std::string head = what + " did not complete within " + format_number("%g", timeout) + " s (collective_timeout)";
+  if (w.rank() == 0) {
+    std::string silent = missing();
+    if (silent.empty()) silent = silent_ranks(w, comm, timeout / 2 + 1);
+    w.abort(head + (silent.empty() ? std::string(": every rank is alive but one did not join (mismatched collectives?)")
+                                   : ": rank " + silent + " did not answer (dead or stalled)") +
+            "; stopping every rank");
+  }
+  int word = w.rank();
+  MPI_Request alive = MPI_REQUEST_NULL;
+  MPI_Isend(&word, 1, MPI_INT, 0, kAliveTag, comm, &alive);
+  poll([] { return false; }, timeout);  // rank 0 stops the job meanwhile
+  w.abort(head + ": rank 0 did not answer (dead or stalled); stopping every rank");
 }
 
 std::string no_ranks() { return ""; }
@@ -145,7 +191,7 @@ void World::allreduce_sum(const std::vector<std::pair<float*, size_t>>& buffers,
   for (size_t i = 0; i < buffers.size(); ++i)
     MPI_Iallreduce(MPI_IN_PLACE, buffers[i].first, static_cast<int>(buffers[i].second), MPI_FLOAT, MPI_SUM,
                    comm_of(*this, comm_), &requests[i]);
-  wait_all(*this, requests, what, timeout_, no_ranks);
+  wait_all(*this, comm_of(*this, comm_), requests, what, timeout_, no_ranks);
 }
 
 void World::allreduce_sum(float* data, size_t n, const std::string& what) { allreduce_sum({{data, n}}, what); }
@@ -154,14 +200,14 @@ void World::allreduce_sum(double* data, size_t n, const std::string& what) {
   if (size_ <= 1 || n == 0) return;
   std::vector<MPI_Request> request(1, MPI_REQUEST_NULL);
   MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_DOUBLE, MPI_SUM, comm_of(*this, comm_), &request[0]);
-  wait_all(*this, request, what, timeout_, no_ranks);
+  wait_all(*this, comm_of(*this, comm_), request, what, timeout_, no_ranks);
 }
 
 void World::broadcast(void* data, size_t bytes, const std::string& what) {
   if (size_ <= 1 || bytes == 0) return;
   std::vector<MPI_Request> request(1, MPI_REQUEST_NULL);
   MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, 0, comm_of(*this, comm_), &request[0]);
-  wait_all(*this, request, what, timeout_, no_ranks);
+  wait_all(*this, comm_of(*this, comm_), request, what, timeout_, no_ranks);
 }
 
 std::vector<double> World::agree_sum(std::vector<double> values, const std::string& what) {
@@ -173,7 +219,7 @@ std::vector<double> World::agree_sum(std::vector<double> values, const std::stri
     std::vector<MPI_Request> requests(static_cast<size_t>(size_ - 1), MPI_REQUEST_NULL);
     for (int r = 1; r < size_; ++r)
       MPI_Irecv(got[r].data(), n, MPI_DOUBLE, r, kAgreeTag, comm, &requests[static_cast<size_t>(r - 1)]);
-    wait_all(*this, requests, what, timeout_, [&] {
+    wait_all(*this, comm, requests, what, timeout_, [&] {
       std::string silent;
       for (int r = 1; r < size_; ++r) {
         int done = 1;
@@ -181,7 +227,7 @@ std::vector<double> World::agree_sum(std::vector<double> values, const std::stri
           MPI_Test(&requests[static_cast<size_t>(r - 1)], &done, MPI_STATUS_IGNORE);
         if (!done) silent += (silent.empty() ? "" : ", ") + std::to_string(r);
       }
-      return silent.empty() ? std::string() : ": rank " + silent + " did not answer (dead or stalled)";
+      return silent;
     });
     // Summed in rank order: the same bits on every run.
     for (int r = 1; r < size_; ++r)
@@ -189,15 +235,14 @@ std::vector<double> World::agree_sum(std::vector<double> values, const std::stri
     std::vector<MPI_Request> sends(static_cast<size_t>(size_ - 1), MPI_REQUEST_NULL);
     for (int r = 1; r < size_; ++r)
       MPI_Isend(values.data(), n, MPI_DOUBLE, r, kAgreeTag, comm, &sends[static_cast<size_t>(r - 1)]);
-    wait_all(*this, sends, what + " (sending the result)", timeout_, no_ranks);
+    wait_all(*this, comm, sends, what + " (sending the result)", timeout_, no_ranks);
     return values;
   }
   std::vector<double> result(values.size());
   std::vector<MPI_Request> requests(2, MPI_REQUEST_NULL);
   MPI_Isend(values.data(), n, MPI_DOUBLE, 0, kAgreeTag, comm, &requests[0]);
   MPI_Irecv(result.data(), n, MPI_DOUBLE, 0, kAgreeTag, comm, &requests[1]);
-  // Longer than rank 0's own wait, so that rank 0, which can name the silent rank, speaks first.
-  wait_all(*this, requests, what, 2 * timeout_ + 5, [] { return std::string(": rank 0 did not answer"); });
+  wait_all(*this, comm, requests, what, timeout_, no_ranks);
   return result;
 }
 

@@ -8,9 +8,10 @@
 //
 // No collective waits forever: each polls its request and, after the timeout
 // (SolverParameter.collective_timeout), stops the whole job with MPI_Abort and a message naming
-// the operation and, where it can tell, the ranks that did not answer. The small per-iteration
-// exchange (agree_sum) goes through rank 0 point to point for exactly that reason: rank 0
-// knows which ranks it has not heard from.
+// the operation and the ranks that did not answer. Rank 0 finds those: in the per-iteration
+// exchange (agree_sum, point to point through rank 0) they are the ranks it has not heard
+// from; after any other collective every rank still running sends rank 0 a word, and the
+// silent ones are named. A rank other than 0 that hears nothing more names rank 0.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -468,7 +468,10 @@ Solver::Outcome Solver::solve() {
   auto last_display = start;
   int64_t last_display_iter = iter_;
   int64_t snapshot_iter = -1;
-  if (data_parallel_) data_parallel_->broadcast_parameters(*net_, "at the start (from rank 0)");
+  if (data_parallel_) {
+    data_parallel_->broadcast_parameters(*net_, "at the start (from rank 0)");
+    data_parallel_->own_dropout_stream(net_->generator());
+  }
   note("Solving " + (net_->name().empty() ? std::string("the net") : net_->name()) + " from iteration " +
        std::to_string(iter_) + " to " + std::to_string(max_iter_) + " (batch " + std::to_string(batch_size_) +
        " from blob '" + batch_blob_ + "' x iter_size " + std::to_string(iter_size) + ")");

@@ -19,7 +19,7 @@ struct BatchNormOptions {
   // process's batch (the mean first, then the variance about it: two calls in forward) and
   // backward sums the two per-group reductions the input gradient needs (one call). Every
   // process must run the same layers in the same order. CPU tensors only.
-  std::function<void(double* values, size_t count)> sum_over_processes;
+  std::function<void(double* values, size_t count)> sum_over_processes = {};
 };
 
 // Batch norm over a modality-stacked batch. x is [M*N, C, ...] (rank >= 2); modality m is the
