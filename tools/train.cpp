@@ -30,7 +30,7 @@ std::optional<Device> pick_device(const Args& args, const proto::SolverParameter
     std::string item = text.substr(start, comma - start);
     char* end = nullptr;
     long v = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || v < 0) throw Error("train: --gpu takes N or a list N,M,... of device numbers, got '" + text + "'");
+    if (item.empty() || *end != '\0' || v < 0) throw Error("train: --gpu takes an integer device number or a list N,M,... of them, got '" + text + "'");
     list.push_back(static_cast<int>(v));
     start = comma + 1;
   }
