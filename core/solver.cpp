@@ -39,6 +39,8 @@ class SignalScope {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, &old_int_);
     sigaction(SIGTERM, &sa, &old_term_);  // what mpirun and Slurm send the ranks on Ctrl-C
+    // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
+    sigaction(SIGUSR1, &sa, &old_usr1_);
     sa.sa_handler = on_sighup;
     sigaction(SIGHUP, &sa, &old_hup_);
   }
@@ -46,12 +48,13 @@ class SignalScope {
     if (!enabled_) return;
     sigaction(SIGINT, &old_int_, nullptr);
     sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGUSR1, &old_usr1_, nullptr);
     sigaction(SIGHUP, &old_hup_, nullptr);
   }
 
  private:
   bool enabled_;
-  struct sigaction old_int_ {}, old_term_ {}, old_hup_ {};
+  struct sigaction old_int_ {}, old_term_ {}, old_usr1_ {}, old_hup_ {};
 };
 
 using Clock = std::chrono::steady_clock;
@@ -585,7 +588,7 @@ Solver::Outcome Solver::solve() {
     if (want_stop) {
       if (snapshot_iter != iter_) pending_ = capture();
       if (!write_checked_snapshot()) return Outcome::diverged;
-      message_ = "interrupted (SIGINT/SIGTERM) at iteration " + std::to_string(iter_) + "; resume with --snapshot " +
+      message_ = "interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration " + std::to_string(iter_) + "; resume with --snapshot " +
                  last_snapshot_;
       note(message_);
       write_curve();

@@ -290,6 +290,18 @@ pid_t find_rank(int rank, const std::string& marker) {
   return -1;
 }
 
+// The pid of this test's mpirun running `marker`, or -1.
+pid_t find_launcher(const std::string& marker) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path().string() + "/cmdline");
+    if (cmdline.rfind("mpirun", 0) == 0 && cmdline.find(marker) != std::string::npos)
+      return static_cast<pid_t>(std::stoi(name));
+  }
+  return -1;
+}
+
 // Waits for `pid` at most `seconds`; its exit code, or -1 (then it is killed).
 int wait_for(pid_t pid, double seconds, double& took) {
   const auto start = std::chrono::steady_clock::now();
@@ -358,21 +370,31 @@ TEST_CASE("distributed: a stalled or killed rank stops the others with an error 
   }
 }
 
-TEST_CASE("distributed: SIGTERM to one rank stops every rank at one iteration with one snapshot") {
+TEST_CASE("distributed: a stop signal to one rank or to mpirun stops every rank with one snapshot") {
   MPI_OR_SKIP();
-  TempDir dir("dist_stop");
-  pid_t run_pid = start_long_run(dir, "stop", "collective_timeout: 20\n");
-  pid_t rank1 = find_rank(1, "stop.prototxt");
-  REQUIRE(rank1 > 0);
-  ::kill(rank1, SIGTERM);  // what mpirun and srun send every rank on Ctrl-C
-  double took = 0;
-  int code = wait_for(run_pid, 30, took);
-  std::string log = read_file(dir / "stop.log");
-  INFO(log);
-  CHECK(code == 0);
-  CHECK(log.find("interrupted (SIGINT/SIGTERM) at iteration") != std::string::npos);
-  int snapshots = 0;
-  for (const auto& e : fs::directory_iterator(dir / "out"))
-    if (e.path().extension() == ".solverstate") ++snapshots;
-  CHECK(snapshots == 1);
+  // SIGTERM to rank 1 alone (what srun sends every rank on Ctrl-C); SIGUSR1 to mpirun, which
+  // OpenMPI forwards to every rank.
+  for (const std::string marker : {"stop_rank", "stop_launcher"}) {
+    TempDir dir("dist_" + marker);
+    pid_t run_pid = start_long_run(dir, marker, "collective_timeout: 20\n");
+    if (marker == "stop_rank") {
+      pid_t rank1 = find_rank(1, marker + ".prototxt");
+      REQUIRE(rank1 > 0);
+      ::kill(rank1, SIGTERM);
+    } else {
+      pid_t launcher = find_launcher(marker + ".prototxt");
+      REQUIRE(launcher > 0);
+      ::kill(launcher, SIGUSR1);
+    }
+    double took = 0;
+    int code = wait_for(run_pid, 30, took);
+    std::string log = read_file(dir / (marker + ".log"));
+    INFO(marker, ": ", log);
+    CHECK(code == 0);
+    CHECK(log.find("interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration") != std::string::npos);
+    int snapshots = 0;
+    for (const auto& e : fs::directory_iterator(dir / "out"))
+      if (e.path().extension() == ".solverstate") ++snapshots;
+    CHECK(snapshots == 1);
+  }
 }
