@@ -219,6 +219,24 @@ TEST_CASE("distributed: AsymFusion with frozen BatchNorm, 2 ranks x 2 against 1 
   one_against_two(dir, fusion(dir, 4, "frozen"), fusion(dir, 2, "frozen"), 4);
   check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
   CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
+  // `mmfuse test` under 2 ranks scores the samples of 1 process of twice the batch: the
+  // confusion matrices summed over the ranks give the same scores.
+  REQUIRE(run(dir, 1, "test --model one.prototxt --weights out/one_iter_4.weights --iterations 3 --confusion", "t1.log") == 0);
+  REQUIRE(run(dir, 2, "test --model two.prototxt --weights out/one_iter_4.weights --iterations 3 --confusion", "t2.log") == 0);
+  auto scores = [](const std::string& log) {
+    std::string out;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);)
+      if (line.find("mIoU") != std::string::npos || line.find("% of each") != std::string::npos ||
+          (line.find("    ") == 0 && line.find("output") == std::string::npos))
+        out += line + "\n";
+    return out;
+  };
+  const std::string one = read_file(dir / "t1.log"), two = read_file(dir / "t2.log");
+  INFO(one, "\n", two);
+  CHECK(two.find("Tested 3 batches on each of 2 ranks") != std::string::npos);
+  CHECK(scores(one).find("mIoU") != std::string::npos);
+  CHECK(scores(two) == scores(one));
 }
 
 TEST_CASE("distributed: SyncBN over 2 ranks equals the 1-process batch; per-rank BN is each rank's own") {
