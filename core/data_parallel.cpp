@@ -1,6 +1,9 @@
 #include "core/data_parallel.h"
 
 #include <algorithm>
+#include <climits>
+#include <map>
+#include <utility>
 
 #include "core/autograd.h"
 #include "core/ops.h"
@@ -18,6 +21,7 @@ namespace {
 // Rank 0's values of `t` on every rank: MPI for host tensors, NCCL for CUDA ones.
 void broadcast_tensor(dist::World& world, const Tensor& t, const std::string& what) {
   const size_t bytes = static_cast<size_t>(t.numel()) * dtype_size(t.dtype());
+  MMF_CHECK(bytes <= static_cast<size_t>(INT_MAX), Error, what, ": ", bytes, " bytes in one message; MPI counts are int");
   if (!t.is_cuda()) return world.broadcast(t.raw_data(), bytes, what);
 #ifdef MMFUSE_WITH_NCCL
   const int device = t.device().index;
@@ -51,9 +55,23 @@ void DataParallel::own_dropout_stream(Generator& generator) const {
 
 void DataParallel::broadcast_state(const Net& net, int64_t iter) {
   if (!world_.distributed()) return;
+  // One message per (device, dtype): the state tensors packed, sent, unpacked (a ResNet-101
+  // has some 300 of them; one collective each would cost a latency, and on a GPU a wait, each).
+  autograd::NoGradGuard no_grad;
+  std::map<std::pair<std::string, DType>, std::vector<Tensor>> groups;
   for (const Param& p : net.params())
-    if (!p.learnable)
-      broadcast_tensor(world_, p.value, "broadcast of " + p.name + " at iteration " + std::to_string(iter));
+    if (!p.learnable) groups[{p.value.device().str(), p.value.dtype()}].push_back(p.value);
+  for (const auto& [key, tensors] : groups) {
+    TensorList flat;
+    for (const Tensor& t : tensors) flat.push_back(t.detach().reshape({t.numel()}));
+    Tensor packed = flat.size() == 1 ? flat[0].clone() : concat(flat, 0);
+    broadcast_tensor(world_, packed, "broadcast of the BatchNorm statistics at iteration " + std::to_string(iter));
+    int64_t offset = 0;
+    for (const Tensor& t : tensors) {
+      t.copy_(packed.narrow(offset, t.numel()).reshape(t.shape()));
+      offset += t.numel();
+    }
+  }
 }
 
 void DataParallel::plan_buckets(const std::vector<OptimParam>& params) {

@@ -61,10 +61,7 @@ World& world() {
 
 namespace {
 
-MPI_Comm comm_of(const World& w, void* comm) {
-  (void)w;
-  return *static_cast<MPI_Comm*>(comm);
-}
+MPI_Comm comm_of(const World&, void* comm) { return *static_cast<MPI_Comm*>(comm); }
 
 using Clock = std::chrono::steady_clock;
 constexpr int kAgreeTag = 7101, kAliveTag = 7102;
