@@ -419,6 +419,8 @@ std::string Solver::divergence(const std::string& what) {
 }
 
 std::vector<TestResult> Solver::test_all() {
+  // Every rank tests with rank 0's BatchNorm statistics (the test nets share the train net's).
+  if (data_parallel_) data_parallel_->broadcast_state(*net_, iter_);
   std::vector<TestResult> results;
   for (size_t i = 0; i < test_nets_.size(); ++i) {
     note("Iteration " + std::to_string(iter_) + ", Testing net #" + std::to_string(i));

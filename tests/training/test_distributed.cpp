@@ -265,6 +265,26 @@ TEST_CASE("distributed: SyncBN over 2 ranks equals the 1-process batch; per-rank
   CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b4_iter_1.weights", ".mean") > 1);
 }
 
+TEST_CASE("distributed: the test phase uses rank 0's BatchNorm statistics on every rank") {
+  MPI_OR_SKIP();
+  // Per-rank statistics differ between the ranks after training; the test at the end of the
+  // run must use rank 0's (those the snapshot holds) on both, so that it scores what
+  // `mmfuse test` of the snapshot under 2 ranks scores.
+  TempDir dir("dist_teststats");
+  write(dir, "net.prototxt", fusion(dir, 2, ""));
+  write(dir, "s.prototxt", solver("net.prototxt", "s", 2, "test_iter: 2\ntest_interval: 2\ntest_initialization: false\n"));
+  REQUIRE(run(dir, 2, "train --solver s.prototxt", "train.log") == 0);
+  REQUIRE(run(dir, 2, "test --model net.prototxt --weights out/s_iter_2.weights --iterations 2", "test.log") == 0);
+  auto test_loss = [](const std::string& log) {
+    size_t at = log.find("output #0: loss = ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(log.substr(at + 18));
+  };
+  const std::string trained = read_file(dir / "train.log"), tested = read_file(dir / "test.log");
+  INFO(trained, "\n", tested);
+  CHECK(test_loss(trained.substr(trained.find("Testing net #0"))) == test_loss(tested));
+}
+
 TEST_CASE("distributed: snapshot and resume under 2 ranks reproduce the uninterrupted run") {
   MPI_OR_SKIP();
   TempDir dir("dist_resume");
