@@ -227,6 +227,28 @@ void relu(LayerExport& e) {
   e.to_top("LeakyRelu", {e.bottoms[0]}, {Attr::f("alpha", slope)});
 }
 
+// LRN: across channels it is ONNX's LRN (the same formula: bias k, alpha / n times the windowed
+// sum of squares); within a channel, x * (1 + alpha * AveragePool(x^2, n x n, zero padding
+// counted))^-beta, as layers/lrn.cpp computes it.
+void lrn(LayerExport& e) {
+  const auto& p = e.param().lrn_param();
+  const int64_t n = p.local_size(), half = (n - 1) / 2;
+  if (p.norm_region() == proto::LRNParameter::ACROSS_CHANNELS)
+    return e.to_top("LRN", {e.bottoms[0]}, {Attr::i("size", n), Attr::f("alpha", p.alpha()), Attr::f("beta", p.beta()),
+                                            Attr::f("bias", p.k())});
+  Graph& g = e.g;
+  const std::string& x = e.bottoms[0];
+  std::string square = g.op("Mul", {x, x}, e.tops[0] + "_square");
+  std::string mean = g.op("AveragePool", {square}, e.tops[0] + "_window",
+                          {Attr::ints("kernel_shape", {n, n}), Attr::ints("strides", {1, 1}),
+                           Attr::ints("pads", {half, half, half, half}), Attr::i("count_include_pad", 1)});
+  std::string scale = g.op("Add", {g.op("Mul", {mean, g.floats("alpha", {p.alpha()}, {})}, e.tops[0] + "_scaled"),
+                                   g.floats("one", {1.0f}, {})},
+                           e.tops[0] + "_scale");
+  std::string factor = g.op("Pow", {scale, g.floats("minus_beta", {-p.beta()}, {})}, e.tops[0] + "_factor");
+  e.to_top("Mul", {x, factor});
+}
+
 void softmax(LayerExport& e) {
   int64_t axis = canonical(e.param().softmax_param().axis(), rank(e.bottom_shapes[0]));
   e.to_top("Softmax", {e.bottoms[0]}, {Attr::i("axis", axis)});
@@ -392,6 +414,7 @@ const std::map<std::string, Exporter>& exporters() {
       {"Sigmoid", [](LayerExport& e) { e.to_top("Sigmoid", {e.bottoms[0]}); }},
       {"TanH", [](LayerExport& e) { e.to_top("Tanh", {e.bottoms[0]}); }},
       {"Softmax", softmax},
+      {"LRN", lrn},
       {"ChannelShuffle", channel_shuffle},
       {"PixelShift", pixel_shift},
       {"MMTM", mmtm},

@@ -192,6 +192,14 @@ def softmax(x, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def lrn(x, size, alpha=1e-4, beta=0.75, bias=1.0):
+    # The sum of squares over channels [c - floor((size-1)/2), c + ceil((size-1)/2)], zero
+    # beyond the edges: y = x / (bias + alpha / size * sum)^beta.
+    sq = np.pad(x * x, [(0, 0), ((size - 1) // 2, size // 2)] + [(0, 0)] * (x.ndim - 2))
+    window = sum(sq[:, i:i + x.shape[1]] for i in range(size))
+    return x / (bias + alpha / size * window) ** beta
+
+
 def pad(x, pads, value=None, mode="constant"):
     _need(mode == "constant", f"Pad mode {mode}")
     n = x.ndim
@@ -215,6 +223,8 @@ OPS = {
     "Mul": lambda a, b: a * b,
     "Div": lambda a, b: a / b,
     "Sqrt": np.sqrt,
+    "Pow": lambda a, b: np.power(a, b),
+    "LRN": lrn,
     "Sum": lambda *xs: sum(xs[1:], xs[0]),
     "Max": lambda *xs: np.maximum.reduce(xs),
     "Relu": lambda x: np.maximum(x, 0),

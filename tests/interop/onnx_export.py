@@ -158,7 +158,10 @@ layer { name: "gpool" type: "Pooling" bottom: "crop" top: "gpool" pooling_param 
 layer { name: "gflat" type: "Flatten" bottom: "gpool" top: "gflat" }
 layer { name: "scale2" type: "Scale" bottom: "crop" bottom: "gflat" top: "scaled2" scale_param { axis: 0 } }
 layer { name: "sig" type: "Sigmoid" bottom: "crop" top: "sig" }
-layer { name: "tanh" type: "TanH" bottom: "crop" top: "tanh" }
+layer { name: "lrn_across" type: "LRN" bottom: "crop" top: "lrn_across" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 } }
+layer { name: "lrn_within" type: "LRN" bottom: "lrn_across" top: "lrn_within"
+        lrn_param { local_size: 3 alpha: 0.3 beta: 0.6 norm_region: WITHIN_CHANNEL } }
+layer { name: "tanh" type: "TanH" bottom: "lrn_within" top: "tanh" }
 layer { name: "mmtm" type: "MMTM" bottom: "gflat" bottom: "tanh" top: "mm_vec" top: "mm_map"
         mmtm_param { ratio: 2 gate_scale: 1.5 } }
 layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "tanh" bottom: "crop" top: "prod" eltwise_param { operation: PROD } }
