@@ -29,29 +29,6 @@ std::atomic<bool> g_snapshot{false};
 extern "C" void on_sigint(int) { g_stop.store(true); }
 extern "C" void on_sighup(int) { g_snapshot.store(true); }
 
-// Installs the handlers for the life of solve() and puts the previous ones back.
-class SignalScope {
- public:
-  explicit SignalScope(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sa.sa_handler = on_sighup;
-    sigaction(SIGHUP, &sa, &old_hup_);
-  }
-  ~SignalScope() {
-    if (!enabled_) return;
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGHUP, &old_hup_, nullptr);
-  }
-
- private:
-  bool enabled_;
-  struct sigaction old_int_ {}, old_hup_ {};
-};
-
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -86,6 +63,31 @@ int visible_gpus() {
 
 void request_snapshot() { g_snapshot.store(true); }
 void request_stop() { g_stop.store(true); }
+bool stop_requested() { return g_stop.load(); }
+bool take_snapshot_request() { return g_snapshot.exchange(false); }
+
+struct SignalScope::Saved {
+  struct sigaction old_int {}, old_hup {};
+};
+
+SignalScope::SignalScope(bool enabled) {
+  g_stop.store(false);
+  g_snapshot.store(false);
+  if (!enabled) return;
+  saved_ = std::make_unique<Saved>();
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &saved_->old_int);
+  sa.sa_handler = on_sighup;
+  sigaction(SIGHUP, &sa, &saved_->old_hup);
+}
+
+SignalScope::~SignalScope() {
+  if (!saved_) return;
+  sigaction(SIGINT, &saved_->old_int, nullptr);
+  sigaction(SIGHUP, &saved_->old_hup, nullptr);
+}
 
 // ---- the solver ------------------------------------------------------------------------------
 
@@ -440,8 +442,6 @@ void Solver::progress(double loss) {
 
 Solver::Outcome Solver::solve() {
   SignalScope signals(options_.handle_signals);
-  g_stop.store(false);
-  g_snapshot.store(false);
   message_.clear();
   const int iter_size = param_.iter_size();
   const int display_every = param_.display();

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "core/prototxt.h"
+#include "core/multi_solver.h"
 #include "core/solver.h"
 #include "tools/command.h"
 
@@ -26,7 +27,18 @@ int train(const std::vector<std::string>& argv) {
   if (args.has("max-iter") && opt.max_iter < 0)
     throw Error("train: --max-iter must be >= 0, got " + args.get("max-iter"));
   std::string path = args.get("solver");
-  Solver solver(read_solver(path), path, opt);
+  proto::SolverParameter param = read_solver(path);
+  if (is_multi_net(param)) {  // several nets, one schedule (core/multi_solver.h)
+    if (args.has("weights"))
+      throw Error("train: --weights is for single-net solvers; " + path + " trains `player`s (resume with --snapshot)");
+    MultiSolver multi(param, path, opt);
+    if (args.has("snapshot")) multi.restore(args.get("snapshot"));
+    Solver::Outcome outcome = multi.solve();
+    if (outcome != Solver::Outcome::diverged) return 0;
+    std::fprintf(stderr, "mmfuse: error: %s\n", multi.message().c_str());
+    return 3;
+  }
+  Solver solver(param, path, opt);
   if (args.has("snapshot")) solver.restore(args.get("snapshot"));
   if (args.has("weights")) solver.load_weights(args.get("weights"));
   switch (solver.solve()) {
@@ -57,7 +69,8 @@ CommandRegistrar registrar(
      "  SIGINT snapshots and stops (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss or\n"
      "  gradient stops without a snapshot (exit 3): snapshots are written only from weights that\n"
      "  gave a finite loss and finite gradients. Writes <prefix>_iter_N.{weights,solverstate},\n"
-     "  <prefix>_metrics.jsonl and <prefix>_curve.svg.",
+     "  <prefix>_metrics.jsonl and <prefix>_curve.svg. A solver with `player`s (several nets, e.g. a GAN's\n"
+     "  generator and discriminator, docs/translation.md) writes one <prefix>_iter_N.<player>.weights each.",
      train});
 
 }  // namespace
