@@ -103,6 +103,8 @@ std::string resolve_path(const std::string& path, const std::string& dir) {
 void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
   auto bad = [](const std::string& what) { throw Error(what); };
   int nets = p.has_net() + p.has_net_param() + p.has_train_net() + p.has_train_net_param();
+  if (p.player_size() > 0)
+    bad("this solver trains several nets (`player`s): `mmfuse train` runs it (core/multi_solver.h, docs/translation.md)");
   if (nets == 0) bad("no net given (set one of net, net_param, train_net, train_net_param)");
   if (nets > 1) bad("more than one train net given (net, net_param, train_net, train_net_param: set exactly one)");
   if (!std::isfinite(p.base_lr()) || p.base_lr() < 0) bad("base_lr must be >= 0, got " + format_number("%g", p.base_lr()));

@@ -267,6 +267,13 @@ TEST_CASE("MultiSolver: a bad solver is refused naming the field") {
   p = solver_param(dir, "e", 1);
   p.mutable_adversarial()->add_grid("nothing");
   has(construction_error(p), "grid blob 'nothing'");
+  // A single-net Solver given players says where they are trained.
+  try {
+    Solver s(solver_param(dir, "e", 1), "gan_solver.prototxt", quiet());
+    FAIL("a Solver accepted `player`s");
+  } catch (const Error& e) {
+    has(e.what(), "`mmfuse train` runs it");
+  }
 }
 
 TEST_CASE("models/translation: every generator builds on scene-sized inputs, with fusion only in AsymFusion") {
