@@ -162,9 +162,7 @@ class AdversarialGame : public Game {
     }
     r.loss = lg;
     r.outputs = {{"G_total", lg}, {"G_gan", l_gan.item()}, {"D_real", d_real}, {"D_fake", d_fake}};
-    for (const auto& [name, w] : g.net->loss_weights())
-      r.outputs.emplace_back(name + (w != 1 ? " (x" + format_number("%g", w) + ")" : std::string()),
-                             mean(blobs.at(name)).item());
+    for (const auto& l : g.net->loss_weights()) r.outputs.emplace_back(l.first, mean(blobs.at(l.first)).item());
     return r;
   }
 

@@ -130,6 +130,16 @@ MultiSolver::MultiSolver(const proto::SolverParameter& param, const std::string&
     p.optimizer = std::make_unique<Optimizer>(p.optim, std::move(ps));
     players_.push_back(std::move(p));
   }
+  // Samples per iteration: the smallest leading dim among the first player's first layer's tops
+  // (its data layer; a modality-stacked top is [M*N, ...], its label [N, ...]), as Solver.
+  const Net& first = *players_[0].net;
+  if (!first.layers().empty())
+    for (const auto& top : first.top_names(0)) {
+      const Shape& shape = first.blob_shape(top);
+      int64_t n = shape.empty() ? 1 : shape[0];
+      if (batch_size_ == 0 || n < batch_size_) batch_size_ = n;
+    }
+  if (batch_size_ == 0) batch_size_ = 1;
   try {
     game_ = make_adversarial_game(param_.adversarial(), players_);
   } catch (const Error& e) {
@@ -368,19 +378,22 @@ Solver::Outcome MultiSolver::solve() {
     if (param_.display() > 0 && iter_ % param_.display() == 0) {
       double secs = seconds_since(last_display), elapsed = seconds_since(start);
       double ips = secs > 0 ? static_cast<double>(iter_ + 1 - last_display_iter) / secs : 0;
+      double sps = ips * static_cast<double>(batch_size_);
       double lr = players_[0].lr(iter_);
-      std::string line = "Iteration " + std::to_string(iter_) + " (" + format_number("%.4g", ips) +
-                         " iter/s), loss = " + format_number("%.6g", smoothed_loss());
+      std::string line = "Iteration " + std::to_string(iter_) + " (" + format_number("%.4g", sps) +
+                         " samples/s), loss = " + format_number("%.6g", smoothed_loss());
       for (const Player& p : players_) line += ", lr " + p.name + " = " + format_number("%.6g", p.lr(iter_));
-      for (size_t i = 0; i < r.outputs.size(); ++i)
+      for (size_t i = 0; i < r.outputs.size(); ++i) {
+        float w = loss_weight_of(*players_[0].net, r.outputs[i].first);
         line += "\n    Train output #" + std::to_string(i) + ": " + r.outputs[i].first + " = " +
-                format_number("%.6g", r.outputs[i].second);
+                format_number("%.6g", r.outputs[i].second) + (w != 0 && w != 1 ? " (* " + format_number("%g", w) + ")" : "");
+      }
       note(line);
       std::vector<std::pair<std::string, std::vector<double>>> figures;
       for (const Player& p : players_)
         for (const auto& layer : p.net->layers())
           if (auto f = layer->logged_figures(); !f.empty()) figures.emplace_back(p.name + "/" + layer->name(), std::move(f));
-      metrics_.write_train(iter_, lr, smoothed_loss(), r.outputs, r.grad_norm, ips, elapsed, figures);
+      metrics_.write_train(iter_, lr, smoothed_loss(), r.outputs, r.grad_norm, sps, elapsed, figures);
       curve_.add_train(iter_, smoothed_loss());
       last_display = Clock::now();
       last_display_iter = iter_ + 1;

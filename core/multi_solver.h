@@ -108,6 +108,7 @@ class MultiSolver {
   std::vector<Player> players_;
   std::unique_ptr<Game> game_;
   int64_t iter_ = 0;
+  int64_t batch_size_ = 0;  // samples per iteration (the display's samples/s)
   std::vector<double> losses_;
   size_t losses_pos_ = 0;
   std::string prefix_, last_snapshot_, message_;
