@@ -7,6 +7,7 @@
 
 #include "base/format.h"
 #include "core/autograd.h"
+#include "core/distributed.h"
 
 namespace mmfuse {
 
@@ -150,6 +151,12 @@ TestResult evaluate(Net& net, int iterations, const std::string& label, const Ne
       for (size_t i = 0; i < v.size(); ++i) acc[i] += v[i];
     }
   }
+  // Data-parallel: every rank ran its shard of the same test batches; the sums (the confusion
+  // counts among them) are summed over the ranks, in the order of `names` on every rank, and
+  // the averages are over all ranks' batches.
+  dist::World& world = dist::world();
+  for (const auto& n : names) world.allreduce_sum(sums[n].data(), sums[n].size(), "the test sums of '" + n + "'");
+  const double batches = static_cast<double>(iterations) * world.size();
   TestResult r;
   r.net = label;
   for (const auto& n : names) {
@@ -166,10 +173,10 @@ TestResult evaluate(Net& net, int iterations, const std::string& label, const Ne
       continue;
     }
     if (acc.size() == 1) {
-      r.outputs.emplace_back(n, acc[0] / iterations);
+      r.outputs.emplace_back(n, acc[0] / batches);
     } else {
       for (size_t i = 0; i < acc.size(); ++i)
-        r.outputs.emplace_back(n + "[" + std::to_string(i) + "]", acc[i] / iterations);
+        r.outputs.emplace_back(n + "[" + std::to_string(i) + "]", acc[i] / batches);
     }
   }
   return r;

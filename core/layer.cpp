@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "core/caffe_upgrade.h"
 #include "core/evaluate.h"
 #include "core/filler.h"
 #ifdef MMFUSE_WITH_CUDA
@@ -120,10 +121,7 @@ std::vector<std::string> layer_types() {
 
 std::unique_ptr<Layer> create_layer(const proto::LayerParameter& param) {
   auto it = layer_registry().find(param.type());
-  if (it == layer_registry().end()) {
-    if (param.type().empty()) throw ParseError("no type given");
-    throw ParseError("unknown type '" + param.type() + "'" + did_you_mean(param.type(), layer_types()));
-  }
+  if (it == layer_registry().end()) throw ParseError(unsupported_layer_type(param.type()));
   return it->second(param);
 }
 

@@ -171,11 +171,9 @@ Net::Net(const proto::NetParameter& param, proto::Phase phase, Device device, ui
 
   std::map<std::string, std::pair<Tensor, std::string>> shared_by_name;
   LayerContext ctx{init_gen_, device_, dtype_, phase_};
-  std::set<std::string> names;
   for (const auto& lp : param_.layer()) {
     if (!layer_included(lp, state)) continue;
     MMF_CHECK(!lp.name().empty(), ParseError, where(lp), ": a layer has no name");
-    MMF_CHECK(names.insert(lp.name()).second, ParseError, where(lp), ": duplicate layer name '", lp.name(), "'");
     add_layer(lp, ctx, share_with, shared_by_name);
   }
 
@@ -209,6 +207,12 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
   std::unique_ptr<Layer> layer;
   try {
     layer = create_layer(lp);
+    // Caffe's AutoTopBlobs: a loss layer given no top gets one (named "<layer> (automatic)"
+    // here; Caffe calls it "(automatic)"), whose loss counts as usual.
+    if (layer->is_loss() && lp.top_size() == 0 && layer->arity().min_tops == 1) {
+      lp.add_top(lp.name() + " (automatic)");
+      layer = create_layer(lp);
+    }
   } catch (const ParseError& e) {
     throw ParseError(where(lp) + ": " + e.what());
   }
@@ -259,6 +263,15 @@ void Net::add_layer(const proto::LayerParameter& given, LayerContext& ctx, const
     throw ParseError(at + layer->describe() +
                      (bottom_shapes.empty() ? "" : " with bottoms " + shapes_str(bottom_shapes)) + ": " + e.what());
   }
+
+  // Caffe accepts a layer name used twice (each layer has its own parameters; its name index,
+  // layer_by_name, keeps the last; CopyTrainedLayersFrom copies a model's weights into the
+  // first). Parameters are keyed by name in snapshots, so the k-th layer
+  // of a repeated name (k >= 2) names its parameters "<layer>#k.<param>".
+  int64_t earlier = std::count_if(layers_.begin(), layers_.end(), [&](const auto& l) { return l->name() == lp.name(); });
+  if (earlier > 0)
+    for (Param& p : layer->params())
+      p.name = lp.name() + "#" + std::to_string(earlier + 1) + p.name.substr(lp.name().size());
 
   // Parameter sharing: by `param { name }` within the net, and by full name with share_with.
   std::map<std::string, Tensor> other;
@@ -404,8 +417,9 @@ Tensor Net::blob(const std::string& name) const {
 }
 
 const Layer* Net::layer(const std::string& name) const {
-  for (const auto& l : layers_)
-    if (l->name() == name) return l.get();
+  // The last of a repeated name, as Caffe's layer_by_name (its name index keeps the last).
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it)
+    if ((*it)->name() == name) return it->get();
   return nullptr;
 }
 

@@ -57,7 +57,7 @@ class Net {
   const proto::NetParameter& net_param() const { return param_; }
 
   const std::vector<std::unique_ptr<Layer>>& layers() const { return layers_; }
-  const Layer* layer(const std::string& name) const;  // null if absent
+  const Layer* layer(const std::string& name) const;  // null if absent; the last of a repeated name
   // Blob names of each layer's bottoms and tops, by layer index.
   const std::vector<std::string>& bottom_names(size_t layer) const { return bottoms_.at(layer); }
   const std::vector<std::string>& top_names(size_t layer) const { return tops_.at(layer); }

@@ -53,12 +53,33 @@ double learning_rate(const proto::SolverParameter& s, int64_t iter) {
   return lr;
 }
 
+namespace {
+
+// The state slots of each type: SGD {velocity}, AdaGrad / RMSProp {h}, AdaDelta {h, u},
+// Adam {m, v}.
+int slot_count(const std::string& type) {
+  return type == "Adam" || type == "AdamW" || type == "AdaDelta" ? 2 : 1;
+}
+
+bool is_adaptive(const std::string& type) { return type == "AdaGrad" || type == "RMSProp" || type == "AdaDelta"; }
+
+rules::Adaptive::Kind adaptive_kind(const std::string& type) {
+  return type == "AdaGrad" ? rules::Adaptive::adagrad
+                           : type == "RMSProp" ? rules::Adaptive::rmsprop : rules::Adaptive::adadelta;
+}
+
+}  // namespace
+
 void check_solver_type(const proto::SolverParameter& s) {
-  const std::vector<std::string> types = {"SGD", "Nesterov", "Adam", "AdamW"};
+  const std::vector<std::string> types = {"SGD", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam", "AdamW"};
   MMF_CHECK(std::find(types.begin(), types.end(), s.type()) != types.end(), Error, "unknown solver type '",
-            s.type(), "' (SGD, Nesterov, Adam, AdamW)");
+            s.type(), "' (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam, AdamW)");
   MMF_CHECK(s.regularization_type() == "L2", Error, "regularization_type '", s.regularization_type(),
             "' is not supported (L2)");
+  // Caffe's constructor checks of the adaptive solvers.
+  MMF_CHECK(!(s.type() == "AdaGrad" || s.type() == "RMSProp") || s.momentum() == 0, Error, "momentum cannot be used with ",
+            s.type(), " (got ", s.momentum(), "; set it to 0 or leave it out)");
+  MMF_CHECK(s.rms_decay() >= 0 && s.rms_decay() <= 1, Error, "rms_decay must be in [0, 1], got ", s.rms_decay());
 }
 
 Optimizer::Optimizer(const proto::SolverParameter& s, std::vector<OptimParam> params)
@@ -72,10 +93,12 @@ Optimizer::Optimizer(const proto::SolverParameter& s, std::vector<OptimParam> pa
   check_solver_type(s);
   bool adam = type_ == "Adam" || type_ == "AdamW";
   if (adam && !s.has_momentum()) momentum_ = 0.9;  // beta1, as PyTorch's default
+  if (type_ == "RMSProp") decay_ = s.rms_decay();
+  if (type_ == "AdaDelta") decay_ = s.momentum();  // Caffe's AdaDelta decays by `momentum`
   for (const OptimParam& p : params_) {
     MMF_CHECK(is_floating(p.value.dtype()), Error, "optimizer: parameter ", p.name, " is ", p.value.str());
     std::vector<Tensor> slots;
-    for (int i = 0; i < (adam ? 2 : 1); ++i) slots.push_back(Tensor::zeros(p.value.shape(), p.value.dtype(), p.value.device()));
+    for (int i = 0; i < slot_count(type_); ++i) slots.push_back(Tensor::zeros(p.value.shape(), p.value.dtype(), p.value.device()));
     slots_.push_back(std::move(slots));
   }
 }
@@ -163,12 +186,17 @@ double Optimizer::step(double lr) {
     double plr = lr * p.lr_mult, wd = weight_decay_ * p.decay_mult;
     const rules::Sgd sgd{plr, wd, momentum_, nesterov};
     const rules::Adam adam_rule{plr, wd, momentum_, beta2_, eps_, bias1, bias2, type_ == "AdamW"};
+    const rules::Adaptive adaptive_rule{adaptive_kind(type_), plr, wd, decay_, eps_};
     if (p.value.is_cuda()) {
 #ifdef MMFUSE_WITH_CUDA
       // One fused kernel per parameter, the same rules.
       ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
         const int64_t n = p.value.numel();
-        if (!adam)
+        if (is_adaptive(type_))
+          cuda::adaptive_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(),
+                                   slots_[k].size() > 1 ? slots_[k][1].data<T>() : nullptr, n, adaptive_rule,
+                                   device_scale, device);
+        else if (!adam)
           cuda::sgd_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), n, sgd, device_scale, device);
         else
           cuda::adam_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), slots_[k][1].data<T>(), n,
@@ -183,7 +211,14 @@ double Optimizer::step(double lr) {
       const int64_t n = p.value.numel();
       // Element by element, so any split among threads gives the same bits; the rules are
       // copied into each chunk so that their fields stay in registers.
-      if (!adam) {
+      if (is_adaptive(type_)) {
+        T* h = slots_[k][0].data<T>();
+        T* u = slots_[k].size() > 1 ? slots_[k][1].data<T>() : nullptr;
+        cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
+          const rules::Adaptive rule = adaptive_rule;
+          for (int64_t i = b; i < e; ++i) rule.update(w, gr, h, u, i, grad_scale);
+        });
+      } else if (!adam) {
         T* v = slots_[k][0].data<T>();
         cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
           const rules::Sgd rule = sgd;
@@ -223,8 +258,9 @@ void Optimizer::save_state(proto::SolverState& state) const {
 }
 
 void Optimizer::load_state(const proto::SolverState& state) {
-  // A state without a type predates the field: its slot names tell SGD (one) from Adam (two).
-  bool adam = type_ == "Adam" || type_ == "AdamW";
+  // A state without a type predates the field (and AdaGrad, RMSProp, AdaDelta): its slot names
+  // tell SGD (one) from Adam (two).
+  bool adam = slot_count(type_) == 2;
   MMF_CHECK(!state.has_type() || state.type() == type_, IOError, "solver state written by a ", state.type(),
             " solver; this solver is ", type_, " (its history does not carry over: fine-tune from its weights)");
   MMF_CHECK(state.current_step() >= 0, IOError, "solver state: current_step ", state.current_step(),

@@ -31,8 +31,9 @@ void check_solver_type(const proto::SolverParameter& solver);
 
 class Optimizer {
  public:
-  // type: SGD, Nesterov, Adam, AdamW (SolverParameter.type); momentum, momentum2 (beta2),
-  // delta (epsilon), weight_decay and clip_gradients from the solver.
+  // type: SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam, AdamW (SolverParameter.type);
+  // momentum, momentum2 (beta2), rms_decay, delta (epsilon), weight_decay and clip_gradients
+  // from the solver (base/optimizer_rules.h has each formula).
   Optimizer(const proto::SolverParameter& solver, std::vector<OptimParam> params);
 
   // One update with learning rate `lr`, from the gradients currently in the params. A param
@@ -52,8 +53,9 @@ class Optimizer {
  private:
   std::string type_;
   double momentum_, beta2_, eps_, weight_decay_, clip_;
+  double decay_ = 0;  // RMSProp: rms_decay; AdaDelta: momentum
   std::vector<OptimParam> params_;
-  std::vector<std::vector<Tensor>> slots_;  // per param: SGD {velocity}, Adam {m, v}
+  std::vector<std::vector<Tensor>> slots_;  // per param: SGD {velocity}, Adam {m, v}, AdaDelta {h, u}, ...
   int64_t steps_ = 0;                       // Adam bias correction
 };
 

@@ -15,8 +15,10 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <type_traits>
 
 #include "base/error.h"
+#include "core/caffe_upgrade.h"
 
 namespace mmfuse {
 
@@ -93,13 +95,14 @@ std::vector<std::string> enum_values_for_field(const pb::Descriptor* root, const
 
 // Rewrites protobuf's messages into ours and adds the suggestion. `name` receives the unknown
 // name, if any, so that the collector can point at it rather than at the token after it.
-std::string explain(const std::string& message, const pb::Descriptor* root, std::string& name) {
+std::string explain(const std::string& message, const pb::Descriptor* root, std::string& name, std::string& in_type) {
   static const std::regex unknown_field(R"re(Message type "([\w.]+)" has no field named "(\w+)"\.?)re");
   static const std::regex unknown_enum(R"re(Unknown enumeration value of "(\w+)" for field "(\w+)"\.?)re");
   std::smatch m;
   if (std::regex_search(message, m, unknown_field)) {
     std::string type = m[1];
     name = m[2];
+    in_type = type;
     const pb::Descriptor* d = pb::DescriptorPool::generated_pool()->FindMessageTypeByName(type);
     std::string short_type = type.substr(type.rfind('.') + 1);
     std::string out = "unknown field '" + name + "' in " + short_type;
@@ -131,11 +134,16 @@ class Collector : public pb::io::ErrorCollector {
   void AddError(int line, pb::io::ColumnNumber column, const std::string& message) override {
     if (!first_.empty()) return;  // the first error is the one to fix; the rest often follow from it
     std::string name;
-    std::string text = explain(message, root_, name);
+    std::string text = explain(message, root_, name, unknown_field_in_);
     if (!name.empty()) locate(name, line, column);
     first_ = file_ + ":" + std::to_string(line + 1) + ":" + std::to_string(column + 1) + ": " + text;
+    line_ = line + 1;
   }
   const std::string& first() const { return first_; }
+  int line() const { return line_; }  // 1-based line of the first error
+  // The full message type ("mmfuse.proto.LayerParameter") of the first error when it is an
+  // unknown field, else "".
+  const std::string& unknown_field_in() const { return unknown_field_in_; }
 
  private:
   // protobuf reports an unknown name at the token after it: move (line, column) back to the
@@ -159,6 +167,8 @@ class Collector : public pb::io::ErrorCollector {
   const std::string& text_;
   const pb::Descriptor* root_;
   std::string first_;
+  std::string unknown_field_in_;
+  int line_ = 0;
 };
 
 std::string read_file(const std::string& path) {
@@ -173,17 +183,88 @@ std::string read_file(const std::string& path) {
   return os.str();
 }
 
-void parse_with_locations(const std::string& text, const std::string& display_name, pb::Message& message,
-                          pb::TextFormat::ParseInfoTree* tree) {
+// A parse failure: the message to throw, where, and what kind.
+struct ParseFailure {
+  std::string message;
+  int line = 0;
+  std::string unknown_field_in;
+};
+
+bool try_parse(const std::string& text, const std::string& display_name, pb::Message& message,
+               pb::TextFormat::ParseInfoTree* tree, ParseFailure* failure, bool allow_unknown_fields = false) {
   Collector collector(display_name, text, message.GetDescriptor());
   pb::TextFormat::Parser parser;
   parser.RecordErrorsTo(&collector);
+  parser.AllowUnknownField(allow_unknown_fields);
   if (tree) parser.WriteLocationsTo(tree);
-  if (!parser.ParseFromString(text, &message)) {
-    throw ParseError(collector.first().empty() ? display_name + ": cannot parse " +
-                                                     message.GetDescriptor()->name()
-                                               : collector.first());
+  if (parser.ParseFromString(text, &message)) return true;
+  if (failure) {
+    failure->message = collector.first().empty() ? display_name + ": cannot parse " + message.GetDescriptor()->name()
+                                                 : collector.first();
+    failure->line = collector.line();
+    failure->unknown_field_in = collector.unknown_field_in();
   }
+  return false;
+}
+
+void parse_with_locations(const std::string& text, const std::string& display_name, pb::Message& message,
+                          pb::TextFormat::ParseInfoTree* tree) {
+  ParseFailure failure;
+  if (!try_parse(text, display_name, message, tree, &failure)) throw ParseError(failure.message);
+}
+
+// Copies each parsed layer's 1-based line into its source_line (`field`: "layer" or "layers").
+template <typename L>
+void record_lines(pb::TextFormat::ParseInfoTree& tree, const char* field, google::protobuf::RepeatedPtrField<L>& layers) {
+  const pb::FieldDescriptor* f = proto::NetParameter::descriptor()->FindFieldByName(field);
+  for (int i = 0; i < layers.size(); ++i) {
+    pb::TextFormat::ParseLocation loc = tree.GetLocation(f, i);
+    if (loc.line >= 0 && !layers.Get(i).has_source_line()) layers.Mutable(i)->set_source_line(loc.line + 1);
+  }
+}
+
+// An unknown field inside a layer is most often the *_param of a layer type mmfuse lacks
+// (python_param of a Python layer): when the layer holding the error has such a type, that
+// is the message, not the field. `Root` is the file's message: a net, or a solver whose inline
+// nets (net_param, train_net_param, test_net_param) hold the layers.
+template <typename Root>
+void explain_unknown_layer_field(const std::string& text, const std::string& display_name, const ParseFailure& failure) {
+  if (failure.unknown_field_in != proto::LayerParameter::descriptor()->full_name() &&
+      failure.unknown_field_in != proto::V1LayerParameter::descriptor()->full_name())
+    return;
+  Root root;
+  pb::TextFormat::ParseInfoTree tree;
+  if (!try_parse(text, display_name, root, &tree, nullptr, /*allow_unknown_fields=*/true)) return;
+  std::vector<proto::NetParameter> nets;
+  auto add = [&](const proto::NetParameter& net, pb::TextFormat::ParseInfoTree* located) {
+    if (!located) return;
+    nets.push_back(net);
+    record_lines(*located, "layer", *nets.back().mutable_layer());
+    record_lines(*located, "layers", *nets.back().mutable_layers());
+  };
+  if constexpr (std::is_same_v<Root, proto::NetParameter>) {
+    add(root, &tree);
+  } else {
+    const pb::Descriptor* d = proto::SolverParameter::descriptor();
+    if (root.has_net_param()) add(root.net_param(), tree.GetTreeForNested(d->FindFieldByName("net_param"), -1));
+    if (root.has_train_net_param())
+      add(root.train_net_param(), tree.GetTreeForNested(d->FindFieldByName("train_net_param"), -1));
+    for (int i = 0; i < root.test_net_param_size(); ++i)
+      add(root.test_net_param(i), tree.GetTreeForNested(d->FindFieldByName("test_net_param"), i));
+  }
+  // The layer that starts last at or before the error's line holds it.
+  int best_line = 0;
+  std::string name, type;
+  auto consider = [&](int line, const std::string& n, const std::string& t) {
+    if (line <= failure.line && line > best_line) best_line = line, name = n, type = t;
+  };
+  for (const proto::NetParameter& net : nets) {
+    for (const auto& l : net.layer()) consider(l.source_line(), l.name(), l.type());
+    for (const auto& l : net.layers()) consider(l.source_line(), l.name(), v1_layer_type_name(l.type()));
+  }
+  if (best_line == 0 || type.empty() || layer_type_supported(type)) return;
+  throw ParseError(display_name + ":" + std::to_string(best_line) + ": layer '" + name + "': " +
+                   unsupported_layer_type(type));
 }
 
 }  // namespace
@@ -195,13 +276,22 @@ void parse_text(const std::string& text, const std::string& display_name, pb::Me
 proto::NetParameter read_net_text(const std::string& text, const std::string& display_name) {
   proto::NetParameter net;
   pb::TextFormat::ParseInfoTree tree;
-  parse_with_locations(text, display_name, net, &tree);
-  const pb::FieldDescriptor* layer_field = proto::NetParameter::descriptor()->FindFieldByName("layer");
-  for (int i = 0; i < net.layer_size(); ++i) {
-    pb::TextFormat::ParseLocation loc = tree.GetLocation(layer_field, i);
-    if (loc.line >= 0 && !net.layer(i).has_source_line()) net.mutable_layer(i)->set_source_line(loc.line + 1);
+  ParseFailure failure;
+  if (!try_parse(text, display_name, net, &tree, &failure)) {
+    explain_unknown_layer_field<proto::NetParameter>(text, display_name, failure);
+    // `layers { type: "Input" }`: a current layer under V1's `layers`, whose type is an enum.
+    static const std::regex v1_string_type(R"re(^(.*): Expected integer or identifier, got: "(\w+)"$)re");
+    std::smatch m;
+    if (std::regex_match(failure.message, m, v1_string_type) && text.find("layers") != std::string::npos)
+      throw ParseError(m[1].str() + ": type \"" + m[2].str() +
+                       "\" in a `layers` entry: `layers` is Caffe's V1 format, whose type is an enum (CONVOLUTION); "
+                       "write a layer with a string type as `layer { ... }`");
+    throw ParseError(failure.message);
   }
+  record_lines(tree, "layer", *net.mutable_layer());
+  record_lines(tree, "layers", *net.mutable_layers());
   if (!net.has_source_file()) net.set_source_file(display_name);
+  upgrade_v1_net(net, display_name);
   return net;
 }
 
@@ -209,7 +299,15 @@ proto::NetParameter read_net(const std::string& path) { return read_net_text(rea
 
 proto::SolverParameter read_solver_text(const std::string& text, const std::string& display_name) {
   proto::SolverParameter solver;
-  parse_text(text, display_name, solver);
+  ParseFailure failure;
+  if (!try_parse(text, display_name, solver, nullptr, &failure)) {
+    explain_unknown_layer_field<proto::SolverParameter>(text, display_name, failure);
+    throw ParseError(failure.message);
+  }
+  upgrade_solver_type(solver, display_name);
+  if (solver.has_net_param()) upgrade_v1_net(*solver.mutable_net_param(), display_name);
+  if (solver.has_train_net_param()) upgrade_v1_net(*solver.mutable_train_net_param(), display_name);
+  for (proto::NetParameter& inline_net : *solver.mutable_test_net_param()) upgrade_v1_net(inline_net, display_name);
   return solver;
 }
 

@@ -67,7 +67,7 @@ bool stop_requested() { return g_stop.load(); }
 bool take_snapshot_request() { return g_snapshot.exchange(false); }
 
 struct SignalScope::Saved {
-  struct sigaction old_int {}, old_hup {};
+  struct sigaction old_int {}, old_term {}, old_usr1 {}, old_hup {};
 };
 
 SignalScope::SignalScope(bool enabled) {
@@ -79,6 +79,9 @@ SignalScope::SignalScope(bool enabled) {
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, &saved_->old_int);
+  sigaction(SIGTERM, &sa, &saved_->old_term);  // what mpirun and Slurm send the ranks on Ctrl-C
+  // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
+  sigaction(SIGUSR1, &sa, &saved_->old_usr1);
   sa.sa_handler = on_sighup;
   sigaction(SIGHUP, &sa, &saved_->old_hup);
 }
@@ -86,6 +89,8 @@ SignalScope::SignalScope(bool enabled) {
 SignalScope::~SignalScope() {
   if (!saved_) return;
   sigaction(SIGINT, &saved_->old_int, nullptr);
+  sigaction(SIGTERM, &saved_->old_term, nullptr);
+  sigaction(SIGUSR1, &saved_->old_usr1, nullptr);
   sigaction(SIGHUP, &saved_->old_hup, nullptr);
 }
 
@@ -158,6 +163,14 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
     check_solver(param_, options_.max_iter);
   } catch (const Error& e) {
     throw Error(where + ": " + e.what());
+  }
+  if (dist::world().distributed()) {
+    MMF_CHECK(param_.collective_timeout() > 0, Error, where, ": collective_timeout must be > 0, got ",
+              param_.collective_timeout());
+    dist::world().set_timeout(param_.collective_timeout());
+    data_parallel_ = std::make_unique<DataParallel>(dist::world(), param_.allreduce_bucket_mb());
+    root_ = dist::world().is_root();
+    if (!root_) options_.out = nullptr, tty_ = false;  // rank 0 alone prints
   }
   precision_ = options_.precision.empty() ? param_.precision() : options_.precision;
   MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "--precision must be fp32 or tf32, got '",
@@ -252,11 +265,17 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
     prefix_ = solver_file.empty() ? std::string("mmfuse") : fs::path(solver_file).replace_extension().string();
   if (prefix_.back() == '/') prefix_ += net_->name().empty() ? "mmfuse" : net_->name();
   metrics_ = MetricsLog(param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl");
+  if (param_.snapshot_format() == proto::SolverParameter::HDF5)
+    note("note: snapshot_format HDF5: mmfuse writes its own binary protobuf snapshots (.weights, .solverstate) "
+         "whatever the format says");
   // Nothing is written (folders included) until training produces its first output.
   note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + format_number("%g", param_.base_lr()) +
        ", max_iter " + std::to_string(max_iter_) + ", iter_size " + std::to_string(param_.iter_size()) + ", device " +
        device_.str() + ", precision " + precision_ + ", random_seed " + std::to_string(seed_) +
-       (param_.random_seed() < 0 ? " (random_seed -1 means 1: runs reproduce)" : ""));
+       (param_.random_seed() < 0 ? " (random_seed -1 means 1: runs reproduce)" : "") +
+       (data_parallel_ ? ", data-parallel over " + std::to_string(dist::world().size()) + " ranks (global batch " +
+                             std::to_string(batch_size_ * dist::world().size()) + ")"
+                       : std::string()));
 }
 
 Solver::~Solver() = default;
@@ -335,6 +354,7 @@ Solver::Pending Solver::capture() const {
 
 std::string Solver::write_snapshot(const Pending& s) {
   std::string base = prefix_ + "_iter_" + std::to_string(s.iter);
+  if (!root_) return last_snapshot_ = base + ".solverstate";  // rank 0 writes it
   create_parent(base);
   write_binary_atomic(base + ".weights", s.weights);
   proto::SolverState st = s.state;
@@ -384,6 +404,9 @@ std::string Solver::check_weights(const Pending& current) {
 bool Solver::write_checked_snapshot() {
   if (!pending_) return true;
   std::string bad = check_weights(*pending_);
+  if (data_parallel_ && data_parallel_->any(!bad.empty(), "the check of the snapshot at iteration " + std::to_string(iter_)) &&
+      bad.empty())
+    bad = "another rank's check failed";
   if (!bad.empty()) {
     divergence(bad + " on the weights of iteration " + std::to_string(iter_));
     return false;
@@ -403,6 +426,8 @@ std::string Solver::divergence(const std::string& what) {
 }
 
 std::vector<TestResult> Solver::test_all() {
+  // Every rank tests with rank 0's BatchNorm statistics (the test nets share the train net's).
+  if (data_parallel_) data_parallel_->broadcast_state(*net_, iter_);
   std::vector<TestResult> results;
   for (size_t i = 0; i < test_nets_.size(); ++i) {
     note("Iteration " + std::to_string(iter_) + ", Testing net #" + std::to_string(i));
@@ -410,7 +435,7 @@ std::vector<TestResult> Solver::test_all() {
     std::string text = r.format_with_loss_weights(*test_nets_[i]);
     if (!text.empty()) text.pop_back();
     note(text);
-    metrics_.write_test(iter_, i, r);
+    if (root_) metrics_.write_test(iter_, i, r);
     curve_.add_test(iter_, i, test_nets_.size(), r);
     results.push_back(std::move(r));
   }
@@ -419,6 +444,7 @@ std::vector<TestResult> Solver::test_all() {
 }
 
 void Solver::write_curve() {
+  if (!root_) return;
   try {
     curve_.write(curve_path());
   } catch (const std::exception& e) {
@@ -452,6 +478,10 @@ Solver::Outcome Solver::solve() {
   auto last_display = start;
   int64_t last_display_iter = iter_;
   int64_t snapshot_iter = -1;
+  if (data_parallel_) {
+    data_parallel_->broadcast_parameters(*net_, "at the start (from rank 0)");
+    data_parallel_->own_dropout_stream(net_->generator());
+  }
   note("Solving " + (net_->name().empty() ? std::string("the net") : net_->name()) + " from iteration " +
        std::to_string(iter_) + " to " + std::to_string(max_iter_) + " (batch " + std::to_string(batch_size_) +
        " from blob '" + batch_blob_ + "' x iter_size " + std::to_string(iter_size) + ")");
@@ -465,6 +495,7 @@ Solver::Outcome Solver::solve() {
       last_display += Clock::now() - t0;  // throughput counts training only
     }
     bool show = display_every > 0 && iter_ % display_every == 0;
+    if (data_parallel_) data_parallel_->broadcast_state(*net_, iter_);
     double loss = 0;
     std::vector<std::pair<std::string, double>> outputs;
     for (int k = 0; k < iter_size; ++k) {
@@ -479,6 +510,8 @@ Solver::Outcome Solver::solve() {
             break;
           }
         divergence(std::string("the loss is ") + non_finite(lv) + " (output '" + culprit + "')");
+        // The other ranks saw a finite loss and wait for this one: stop the job.
+        if (data_parallel_) data_parallel_->world().abort(message_, 3);
         return Outcome::diverged;
       }
       loss += lv / iter_size;
@@ -489,6 +522,17 @@ Solver::Outcome Solver::solve() {
           for (const auto& n : outs) outputs.emplace_back(n, 0.0);
         for (size_t i = 0; i < outs.size(); ++i) outputs[i].second += mean_of(blobs.at(outs[i])) / iter_size;
       }
+    }
+    // The signals as seen now; under data parallelism the ranks agree on them (and average the
+    // loss and the gradients), so that all stop or snapshot at the same iteration.
+    bool want_stop = g_stop.load(), want_snapshot = g_snapshot.exchange(false);
+    if (data_parallel_) {
+      std::vector<double> shown;
+      for (const auto& o : outputs) shown.push_back(o.second);
+      DataParallel::Agreed a = data_parallel_->agree(loss, shown, want_stop, want_snapshot, iter_);
+      loss = a.loss, want_stop = a.stop, want_snapshot = a.snapshot;
+      for (size_t i = 0; i < outputs.size(); ++i) outputs[i].second = a.outputs[i];
+      data_parallel_->average_gradients(optimizer_->params(), iter_);
     }
     double lr = learning_rate(param_, iter_);
     double grad_norm = optimizer_->step(lr);
@@ -516,7 +560,8 @@ Solver::Outcome Solver::solve() {
     if (show) {
       double secs = seconds_since(last_display);
       int64_t iters = iter_ + 1 - last_display_iter;
-      double sps = secs > 0 ? static_cast<double>(iters * batch_size_ * iter_size) / secs : 0;
+      // Samples of the global batch: every rank's.
+      double sps = secs > 0 ? static_cast<double>(iters * batch_size_ * iter_size * dist::world().size()) / secs : 0;
       std::string line = "Iteration " + std::to_string(iter_) + " (" + format_number("%.4g", sps) + " samples/s), loss = " +
                          format_number("%.6g", smoothed) + ", lr = " + format_number("%.6g", lr) + ", elapsed " + duration_str(elapsed) +
                          ", ETA " + eta_;
@@ -530,7 +575,7 @@ Solver::Outcome Solver::solve() {
       std::vector<std::pair<std::string, std::vector<double>>> figures;
       for (const auto& layer : net_->layers())
         if (auto f = layer->logged_figures(); !f.empty()) figures.emplace_back(layer->name(), std::move(f));
-      metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed, figures);
+      if (root_) metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed, figures);
       curve_.add_train(iter_, smoothed);
       last_display = Clock::now();
       last_display_iter = iter_ + 1;
@@ -542,15 +587,15 @@ Solver::Outcome Solver::solve() {
       pending_ = capture();
       snapshot_iter = iter_;
     }
-    if (g_snapshot.exchange(false) && snapshot_iter != iter_) {
+    if (want_snapshot && snapshot_iter != iter_) {
       note("SIGHUP: snapshot, then training continues");
       pending_ = capture();
       snapshot_iter = iter_;
     }
-    if (g_stop.load()) {
+    if (want_stop) {
       if (snapshot_iter != iter_) pending_ = capture();
       if (!write_checked_snapshot()) return Outcome::diverged;
-      message_ = "interrupted (SIGINT) at iteration " + std::to_string(iter_) + "; resume with --snapshot " +
+      message_ = "interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration " + std::to_string(iter_) + "; resume with --snapshot " +
                  last_snapshot_;
       note(message_);
       write_curve();

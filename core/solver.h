@@ -5,13 +5,15 @@
 // (each loss scaled by 1/iter_size), an optimizer step at learning_rate(solver, iter), display
 // lines (a progress bar in place between them on a terminal), JSONL metrics, tests every
 // test_interval, snapshots every `snapshot` iterations and at the end, a training-curve SVG.
-// SIGINT snapshots and stops, SIGHUP snapshots and continues (the handlers only set flags,
+// SIGINT and SIGTERM snapshot and stop, SIGHUP snapshots and continues (the handlers only set flags,
 // read between iterations). A snapshot is written only from weights shown good: those of
 // iteration k are captured in memory and go to disk once iteration k's forward and backward
 // gave a finite loss and finite gradients (at the end of a run, one checking forward and
 // backward decides, and the net is put back as it was). A NaN/Inf loss or gradient stops
 // training; every snapshot on disk is then one the message can truly call good. The test phase
 // is evaluate() (core/evaluate.h); the metrics log and the curve are core/metrics_log.h.
+// Under an MPI launcher (dist::world().distributed()) the solver trains data-parallel
+// (core/data_parallel.h, docs/distributed.md): rank 0 alone prints, logs and snapshots.
 #pragma once
 #include <cstdio>
 #include <memory>
@@ -20,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/data_parallel.h"
 #include "core/evaluate.h"
 #include "core/metrics_log.h"
 #include "core/net.h"
@@ -35,7 +38,7 @@ struct SolverOptions {
   std::string precision;         // --precision; empty: the solver's
   int64_t max_iter = -1;         // --max-iter; -1: the solver's
   std::FILE* out = stdout;       // display, test results, notes
-  bool handle_signals = true;    // install SIGINT/SIGHUP handlers during solve()
+  bool handle_signals = true;    // install SIGINT/SIGTERM/SIGHUP handlers during solve()
 };
 
 class Solver {
@@ -120,13 +123,15 @@ class Solver {
   double last_bar_ = 0;
   bool tty_ = false;
   std::string message_;
+  std::unique_ptr<DataParallel> data_parallel_;  // set under a launcher with more than one rank
+  bool root_ = true;                             // rank 0 (or a single process): writes files
   MetricsLog metrics_;   // the JSONL records (core/metrics_log.h)
   TrainingCurve curve_;  // the points of the training curve (SVG)
 };
 
 // Signal flags (set by the handlers solve() installs; exposed for tests and tools).
 void request_snapshot();  // as SIGHUP
-void request_stop();      // as SIGINT
+void request_stop();      // as SIGINT or SIGTERM
 // For other training loops (core/multi_solver.h): the flags, read between iterations
 // (take_snapshot_request clears its flag), and the handlers, installed for a scope's life (the
 // flags cleared at its start, the previous handlers put back at its end).

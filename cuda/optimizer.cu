@@ -79,6 +79,13 @@ __global__ void adam_kernel(T* __restrict__ w, const T* __restrict__ g, T* __res
   for (int64_t i = global_thread(); i < n; i += grid_threads()) rule.update(w, g, m, v, i, scale);
 }
 
+template <typename T>
+__global__ void adaptive_kernel(T* __restrict__ w, const T* __restrict__ g, T* __restrict__ h, T* __restrict__ u,
+                                int64_t n, rules::Adaptive rule, const double* __restrict__ grad_scale) {
+  const double scale = *grad_scale;
+  for (int64_t i = global_thread(); i < n; i += grid_threads()) rule.update(w, g, h, u, i, scale);
+}
+
 }  // namespace
 
 int64_t sumsq_partials(int64_t n) {
@@ -116,10 +123,19 @@ void adam_update(T* w, const T* g, T* m, T* v, int64_t n, const rules::Adam& rul
   MMF_CUDA_CHECK_LAUNCH("adam_update", n, " elements on cuda:", device);
 }
 
+template <typename T>
+void adaptive_update(T* w, const T* g, T* h, T* u, int64_t n, const rules::Adaptive& rule, const double* grad_scale,
+                     int device) {
+  if (n <= 0) return;
+  adaptive_kernel<T><<<grid_for(n), kBlockThreads, 0, stream(device)>>>(w, g, h, u, n, rule, grad_scale);
+  MMF_CUDA_CHECK_LAUNCH("adaptive_update", n, " elements on cuda:", device);
+}
+
 #define MMF_OPTIM(T)                                                                                           \
   template void grad_sumsq<T>(const T*, int64_t, double*, int);                                                \
   template void sgd_update<T>(T*, const T*, T*, int64_t, const rules::Sgd&, const double*, int); \
-  template void adam_update<T>(T*, const T*, T*, T*, int64_t, const rules::Adam&, const double*, int);
+  template void adam_update<T>(T*, const T*, T*, T*, int64_t, const rules::Adam&, const double*, int);  \
+  template void adaptive_update<T>(T*, const T*, T*, T*, int64_t, const rules::Adaptive&, const double*, int);
 MMF_OPTIM(float)
 MMF_OPTIM(double)
 #undef MMF_OPTIM

@@ -30,4 +30,9 @@ template <typename T>
 void adam_update(T* w, const T* g, T* m, T* v, int64_t n, const rules::Adam& rule, const double* grad_scale,
                  int device);
 
+// AdaGrad, RMSProp, AdaDelta (rules::Adaptive); u is read by AdaDelta only (may be null).
+template <typename T>
+void adaptive_update(T* w, const T* g, T* h, T* u, int64_t n, const rules::Adaptive& rule, const double* grad_scale,
+                     int device);
+
 }  // namespace mmfuse::cuda

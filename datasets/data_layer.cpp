@@ -6,6 +6,8 @@
 
 #include <utility>
 
+#include "core/distributed.h"
+
 namespace mmfuse::datasets {
 namespace {
 
@@ -17,6 +19,11 @@ uint64_t splitmix64(uint64_t x) {
 }
 
 }  // namespace
+
+BatchShard batch_shard() {
+  const dist::World& w = dist::world();
+  return BatchShard{w.rank(), w.size()};
+}
 
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b) {
   return splitmix64(splitmix64(splitmix64(seed) ^ a) ^ (b * 0xd1b54a32d192ed03ULL));

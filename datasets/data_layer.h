@@ -5,7 +5,8 @@
 // The contract: batch b of a data layer is a pure function of (seed, b, phase). Epoch e's order
 // is a permutation drawn from (seed, e); sample j of batch b augments with a generator seeded by
 // (seed, b, j). So any number of prefetch threads gives the same batches, and resuming at batch
-// k needs no saved loader state. See docs/datasets.md ("Data layers").
+// k needs no saved loader state. See docs/datasets.md ("Data layers"). Under data-parallel
+// training each rank makes its shard of every global batch (BatchShard, docs/distributed.md).
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -49,6 +50,20 @@ class EpochOrder {
   mutable std::mutex mutex_;
   mutable std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> cache_;
 };
+
+// This process's share of each global batch under data-parallel training: with R ranks of
+// batch B, global batch b holds R*B samples and rank r takes its samples [r*B, (r+1)*B),
+// augmentation included (the per-sample generator's j is the global one), so that R ranks of
+// batch B see exactly the samples one process of batch R*B sees. One process: rank 0 of 1.
+struct BatchShard {
+  int64_t rank = 0, ranks = 1;
+  // The position in the endless sample sequence of sample j of this rank's batch b (of B).
+  int64_t position(int64_t b, int64_t batch, int64_t j) const { return (b * ranks + rank) * batch + j; }
+  // Sample j's index within the global batch: the j of sample_generator(seed, b, j).
+  int64_t global_index(int64_t batch, int64_t j) const { return rank * batch + j; }
+};
+// The shard of this process (core/distributed.h's world()).
+BatchShard batch_shard();
 
 // A batch on the host: one float or int32 buffer per top.
 struct HostBlob {

@@ -16,12 +16,17 @@
 //   eps (1e-5), affine (false: Caffe's BatchNorm, followed by a Scale layer),
 //   modalities M (1): the bottom is [M*N, C, ...]; each modality has its own statistics and
 //                     gamma/beta,
-//   scale_filler (constant 1), bias_filler (constant 0) }.
+//   scale_filler (constant 1), bias_filler (constant 0),
+//   sync (false)      data-parallel training (docs/distributed.md): the training statistics of
+//                     the union of all ranks' batches (SyncBN; per modality with modalities),
+//                     instead of each rank's own (PyTorch DDP's default). No effect in one
+//                     process. CPU only for now. }.
 // Parameters, in this order: mean, variance (learnable = false; initialised 0 and 1), then with
 // affine gamma, beta, then scale_factor (state, [1], initialised 0; Caffe's third blob). Shape [C] when M = 1 (Caffe's and PyTorch's), [M, C] when M > 1 (row m
 // for modality m).
 #include <cmath>
 
+#include "core/distributed.h"
 #include "core/filler.h"
 #include "core/layer.h"
 #include "core/ops.h"
@@ -73,6 +78,10 @@ class BatchNormLayer : public Layer {
     }
     o.eps = p.eps();
     o.modalities = p.modalities();
+    if (p.sync() && o.training && dist::world().distributed())
+      o.sum_over_processes = [what = "the SyncBN statistics of layer '" + name() + "'"](double* v, size_t n) {
+        dist::world().allreduce_sum(v, n, what);
+      };
     Tensor gamma = p.affine() ? param(2) : Tensor(), beta = p.affine() ? param(3) : Tensor();
     return {batch_norm(bottoms[0], gamma, beta, param(0), param(1), o)};
   }

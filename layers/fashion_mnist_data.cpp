@@ -33,6 +33,7 @@ class FashionMnistDataLayer : public Layer {
            layer_param().top_size());
     if (p.batch_size() == 0) fail("batch_size must be positive");
     batch_ = p.batch_size();
+    shard_ = datasets::batch_shard();
     scale_ = p.scale();
     dtype_ = ctx.dtype;
     const std::string split = p.train() ? "train" : "test";
@@ -81,7 +82,7 @@ class FashionMnistDataLayer : public Layer {
     batch[views].shape = {batch_};
     batch[views].is_int = true;
     for (int64_t j = 0; j < batch_; ++j) {
-      const int64_t i = order_->sample_at(b * batch_ + j);
+      const int64_t i = order_->sample_at(shard_.position(b, batch_, j));
       if (two_view_) {
         datasets::TwoViewSample s = two_view_data_->sample(i);
         for (size_t k = 0; k < kPixels; ++k) {
@@ -100,6 +101,7 @@ class FashionMnistDataLayer : public Layer {
 
   bool two_view_ = false;
   int64_t batch_ = 64;
+  datasets::BatchShard shard_;
   float scale_ = 1;
   DType dtype_ = DType::f32;
   std::unique_ptr<datasets::FashionMnist> data_;

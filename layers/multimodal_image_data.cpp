@@ -54,6 +54,7 @@ class MultimodalImageDataLayer : public Layer {
     if (p.modality_size() == 0) fail("multimodal_data_param needs at least one modality { }");
     if (p.batch_size() == 0) fail("batch_size must be positive");
     batch_ = p.batch_size();
+    shard_ = datasets::batch_shard();
     stacked_ = p.stacked();
     segmentation_ = p.task() == proto::MultimodalDataParameter::SEGMENTATION;
     ignore_label_ = p.ignore_label();
@@ -267,8 +268,8 @@ class MultimodalImageDataLayer : public Layer {
     const int64_t N = batch_, M = static_cast<int64_t>(modalities_.size());
     std::vector<Sample> samples;
     for (int64_t j = 0; j < N; ++j) {
-      const auto& e = entries_[order_->sample_at(b * N + j)];
-      Generator gen = datasets::sample_generator(seed_, b, j);
+      const auto& e = entries_[order_->sample_at(shard_.position(b, N, j))];
+      Generator gen = datasets::sample_generator(seed_, b, shard_.global_index(N, j));
       samples.push_back(load(e, train_ ? &gen : nullptr));
       const Sample& s = samples.back();
       if (!vary_ok_ && (s.height != height_ || s.width != width_))
@@ -320,6 +321,7 @@ class MultimodalImageDataLayer : public Layer {
   std::unique_ptr<datasets::EpochOrder> order_;
   std::string source_;
   int64_t batch_ = 1, height_ = 0, width_ = 0;
+  datasets::BatchShard shard_;
   bool stacked_ = true, segmentation_ = true, train_ = true, vary_ok_ = false;
   int ignore_label_ = 255, num_classes_ = 0;
   uint64_t seed_ = 0;

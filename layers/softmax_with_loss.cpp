@@ -18,6 +18,7 @@
 
 #include "core/layer.h"
 #include "core/ops.h"
+#include "layers/loss_normalization.h"
 
 namespace mmfuse {
 namespace {
@@ -74,24 +75,7 @@ class SoftmaxWithLossLayer : public Layer {
   // Caffe's SoftmaxWithLossLayer::get_normalizer, for one modality's positions (`valid` of
   // them are not ignored: cross_entropy counted them where the label is, no host copy).
   double normalizer(int64_t valid, const Shape& shape) const {
-    const auto& p = layer_param().loss_param();
-    auto mode = p.normalization();
-    if (p.has_normalize()) mode = p.normalize() ? proto::LossParameter::VALID : proto::LossParameter::BATCH_SIZE;
-    double n = 1;
-    switch (mode) {
-      case proto::LossParameter::FULL: n = static_cast<double>(shape_numel(shape)); break;
-      case proto::LossParameter::BATCH_SIZE: n = static_cast<double>(shape[0]); break;
-      case proto::LossParameter::NONE: n = 1; break;
-      case proto::LossParameter::VALID: {
-        if (!p.has_ignore_label()) {
-          n = static_cast<double>(shape_numel(shape));
-          break;
-        }
-        n = static_cast<double>(valid);
-        break;
-      }
-    }
-    return std::max(1.0, n);
+    return loss_normalizer(layer_param().loss_param(), proto::LossParameter::VALID, valid, shape_numel(shape), shape[0]);
   }
 };
 

@@ -40,6 +40,7 @@ class SyntheticRgbdDataLayer : public Layer {
     if (p.batch_size() == 0) fail("batch_size must be positive");
     if (p.size() < 8 || p.size() > 4096) fail("size must be in [8, 4096], got ", p.size());
     batch_ = p.batch_size();
+    shard_ = datasets::batch_shard();
     size_ = p.size();
     spec_.height = spec_.width = static_cast<int>(size_);
     seed_ = p.seed();
@@ -73,7 +74,7 @@ class SyntheticRgbdDataLayer : public Layer {
     label.is_int = true;
     label.shape = classification_ ? Shape{N} : Shape{N, S, S};
     for (int64_t j = 0; j < N; ++j) {
-      const int64_t position = b * N + j;
+      const int64_t position = shard_.position(b, N, j);
       const int64_t index = first_index_ + (order_ ? order_->sample_at(position) : position);
       if (index >= (int64_t(1) << 31))
         throw Error(describe() + ": sample index " + std::to_string(index) + " is past the generator's range 2^31");
@@ -81,7 +82,7 @@ class SyntheticRgbdDataLayer : public Layer {
                                                         : datasets::make_synthetic_rgbd(spec_, seed_, index);
       bool flip = false;
       if (mirror_) {
-        Generator gen = datasets::sample_generator(seed_, b, j);
+        Generator gen = datasets::sample_generator(seed_, b, shard_.global_index(N, j));
         flip = gen.uniform() < 0.5;
       }
       for (int64_t y = 0; y < S; ++y) {
@@ -116,6 +117,7 @@ class SyntheticRgbdDataLayer : public Layer {
   datasets::SyntheticRgbdSpec spec_;
   int64_t batch_ = 8, size_ = 64, first_index_ = 0, num_samples_ = 0;
   uint64_t seed_ = 1;
+  datasets::BatchShard shard_;
   bool stacked_ = true, classification_ = false, train_ = true, mirror_ = false;
   DType dtype_ = DType::f32;
   std::unique_ptr<datasets::EpochOrder> order_;

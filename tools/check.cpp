@@ -1,17 +1,31 @@
 // mmfuse check MODEL.prototxt [--phase train|test] [--stage S]... [--level N]: builds the net
 // (shape inference and parameter initialisation, no compute) and prints its summary; exits 1
-// with the error (file:line, layer, shapes) otherwise.
+// with the error (file:line, layer, shapes) otherwise. mmfuse check --solver SOLVER.prototxt
+// does the same for a solver: its settings, its train and test nets, its optimizer.
 #include <cstdio>
 
 #include "core/net.h"
 #include "core/prototxt.h"
+#include "core/solver.h"
 #include "tools/command.h"
 
 namespace mmfuse::tools {
 namespace {
 
 int check(const std::vector<std::string>& argv) {
-  Args args("check", argv, {"phase", "stage", "level"});
+  Args args("check", argv, {"phase", "stage", "level", "solver"});
+  if (args.has("solver")) {
+    if (!args.positional().empty()) throw Error("check: give either MODEL.prototxt or --solver SOLVER.prototxt");
+    const std::string path = args.get("solver", "");
+    SolverOptions options;
+    options.max_iter = 0;
+    options.handle_signals = false;
+    Solver solver(read_solver(path), path, options);  // every check a training run makes first
+    std::fputs(solver.net().summary().c_str(), stdout);
+    std::printf("%s: %s solver, train net '%s', %zu test net(s): ok\n", path.c_str(), solver.param().type().c_str(),
+                solver.net().name().c_str(), solver.test_nets().size());
+    return 0;
+  }
   if (args.positional().size() != 1) throw Error("check: expected one MODEL.prototxt (see `mmfuse help check`)");
   std::string phase_name = args.get("phase", "train");
   proto::Phase phase;
@@ -31,9 +45,12 @@ int check(const std::vector<std::string>& argv) {
 
 CommandRegistrar registrar({"check", "validate a model prototxt and print its summary without running it",
                             "mmfuse check MODEL.prototxt [--phase train|test] [--stage NAME]... [--level N]\n"
+                            "mmfuse check --solver SOLVER.prototxt\n"
                             "  Parses the model, builds the net for the phase (shape inference, no compute)\n"
                             "  and prints each layer, its type, top shapes and parameter count, with totals.\n"
-                            "  Exits 1 with file:line and the layer named when the model is wrong.",
+                            "  Exits 1 with file:line and the layer named when the model is wrong.\n"
+                            "  With --solver: checks the solver's settings and builds its train and test nets\n"
+                            "  and its optimizer, as `mmfuse train` does before the first iteration.",
                             check});
 
 }  // namespace

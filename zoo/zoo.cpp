@@ -602,7 +602,11 @@ std::map<std::string, std::string> committed_models() {
   // 795 training images / batch 6 = 132 iterations an epoch; 3 x 100 epochs (ResNet-101).
   // Encoder lr 5e-4 (x1, x0.5, x0.2), decoder x6 through lr_mult on the decoder layers.
   files["models/asymfusion/nyudv2_solver.prototxt"] = solver(
-      "nyudv2_resnet101.prototxt", "AsymFusion ResNet-101 on NYUDv2: the schedule of the official code.",
+      "nyudv2_resnet101.prototxt",
+      "AsymFusion ResNet-101 on NYUDv2: the schedule of the official code.\n"
+      "# Start from ImageNet-pretrained weights, as the paper does (docs/interop.md):\n"
+      "#   /usr/bin/python3 scripts/convert-torchvision-resnet --arch resnet101 --modalities 2 resnet101_m2.weights\n"
+      "#   mmfuse train --solver models/asymfusion/nyudv2_solver.prototxt --weights resnet101_m2.weights",
       "type: \"SGD\"\nbase_lr: 0.0005\nmomentum: 0.9\nweight_decay: 0.00001\nlr_policy: \"multistep\"\n"
       "stepvalue: 13200\nstepvalue: 26400\nstep_factor: 0.5\nstep_factor: 0.2\nmax_iter: 39600\n"
       "test_iter: 654\ntest_interval: 660\ndisplay: 20\naverage_loss: 20\n"

@@ -65,6 +65,35 @@ Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias
 
 }  // namespace
 
+namespace {
+
+// SyncBN's statistics: this process's per-group mean and biased variance (from count values
+// each) become those of all processes' values, combined as Chan et al.'s parallel variance —
+// the mean first, then each process's spread about it — so that no sum of squares of large
+// values is differenced. Returns the count of all; `share` = count / that.
+int64_t sync_batch_stats(const std::function<void(double*, size_t)>& sum_over_processes,
+                         const cpu::BatchNormGeometry& geo, double* mean, double* var, double& share) {
+  const int64_t groups = geo.groups();
+  const double n = static_cast<double>(geo.count());
+  std::vector<double> sums(static_cast<size_t>(groups) + 1);
+  for (int64_t g = 0; g < groups; ++g) sums[g] = n * mean[g];
+  sums[groups] = n;
+  sum_over_processes(sums.data(), sums.size());
+  const double total = sums[groups];
+  std::vector<double> spread(static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g) {
+    const double global_mean = sums[g] / total;
+    spread[g] = n * (var[g] + (mean[g] - global_mean) * (mean[g] - global_mean));
+    mean[g] = global_mean;
+  }
+  sum_over_processes(spread.data(), spread.size());
+  for (int64_t g = 0; g < groups; ++g) var[g] = spread[g] / total;
+  share = n / total;
+  return static_cast<int64_t>(total);
+}
+
+}  // namespace
+
 Shape batch_norm_param_shape(const Shape& x, int64_t modalities) {
   const char* op = "batch_norm";
   MMF_CHECK(x.size() >= 2, OpError, op, ": x must be [M*N, C, ...] with rank >= 2, got ", shape_str(x));
@@ -105,8 +134,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
             ": expected more than 1 value per (modality, channel) when training; got ", args, " with modalities ",
             modalities);
   const bool batch_stats = options.training || !running_mean.defined();
+  const bool sync = batch_stats && options.sum_over_processes != nullptr;
 
   if (x.is_cuda()) {
+    MMF_CHECK(!sync, OpError, op, ": synchronised statistics (BatchNorm sync) are implemented for CPU tensors only; "
+              "got ", args, " on ", x.device().str());
 #ifdef MMFUSE_WITH_CUDA
     return batch_norm_cuda(x, weight, bias, running_mean, running_var, options, geo, batch_stats);
 #else
@@ -120,12 +152,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   double* mean = save_mean.data<double>();
   double* invstd = save_invstd.data<double>();
   std::vector<double> var(groups);
+  double count_share = 1;  // this process's values per group over all processes' (sync)
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
     if (batch_stats) {
       cpu::batch_norm_stats<T>(x.data<T>(), geo, mean, var.data());
-      if (options.training && running_mean.defined() && geo.count() > 0)
+      int64_t count = geo.count();
+      if (sync) count = sync_batch_stats(options.sum_over_processes, geo, mean, var.data(), count_share);
+      if (options.training && running_mean.defined() && count > 0)
         cpu::batch_norm_update_running<T>(running_mean.data<T>(), running_var.data<T>(), mean, var.data(), groups,
-                                          geo.count(), options.momentum);
+                                          count, options.momentum);
     } else {
       const T* rm = running_mean.data<T>();
       const T* rv = running_var.data<T>();
@@ -145,7 +180,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   autograd::record(op, {x, weight, bias}, {y},
                    [x = x.detach(), weight = weight.defined() ? weight.detach() : Tensor(),
                     bias_shape = bias.defined() ? bias.shape() : Shape(), save_mean, save_invstd, geo,
-                    batch_stats, gx, gw, gb](const TensorList& g) -> TensorList {
+                    batch_stats, gx, gw, gb, sync, count_share,
+                    sum_over_processes = options.sum_over_processes](const TensorList& g) -> TensorList {
                      const Tensor& dy = g[0];
                      const int64_t groups = geo.groups();
                      std::vector<double> sum_dy(groups), sum_dy_xmu(groups);
@@ -157,11 +193,25 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                          cpu::batch_norm_backward_reduce<T>(dy.data<T>(), x.data<T>(), geo, mean, sum_dy.data(),
                                                             sum_dy_xmu.data());
                        if (gx) {
+                         // SyncBN: the statistics' share of dx comes from every process's
+                         // gradients, scaled so that the kernel's division by this process's
+                         // count divides by the count of all; weight and bias keep their own
+                         // sums (the solver averages parameter gradients).
+                         std::vector<double> all_dy, all_dy_xmu;
+                         const double *pdy = sum_dy.data(), *pdy_xmu = sum_dy_xmu.data();
+                         if (sync) {
+                           std::vector<double> both(sum_dy);
+                           both.insert(both.end(), sum_dy_xmu.begin(), sum_dy_xmu.end());
+                           sum_over_processes(both.data(), both.size());
+                           for (double& v : both) v *= count_share;
+                           all_dy.assign(both.begin(), both.begin() + groups);
+                           all_dy_xmu.assign(both.begin() + groups, both.end());
+                           pdy = all_dy.data(), pdy_xmu = all_dy_xmu.data();
+                         }
                          dx = Tensor::empty(x.shape(), x.dtype(), x.device());
                          cpu::batch_norm_backward_input<T>(dy.data<T>(), x.data<T>(), geo, mean, invstd,
                                                            weight.defined() ? weight.data<T>() : nullptr,
-                                                           sum_dy.data(), sum_dy_xmu.data(), batch_stats,
-                                                           dx.data<T>());
+                                                           pdy, pdy_xmu, batch_stats, dx.data<T>());
                        }
                        if (gw) {
                          dw = Tensor::empty(weight.shape(), x.dtype(), x.device());

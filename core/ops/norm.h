@@ -1,6 +1,8 @@
 // Normalisation and dropout: modality-aware batch norm, Philox inverted dropout.
 #pragma once
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "core/random.h"
 #include "core/tensor.h"
@@ -12,6 +14,12 @@ struct BatchNormOptions {
   double momentum = 0.1;
   double eps = 1e-5;
   int64_t modalities = 1;  // M: x is a modality-stacked batch [M*N, C, ...]
+  // SyncBN (data-parallel training, docs/distributed.md): element-wise sums of host doubles
+  // over the processes. When set, training statistics are those of the union of every
+  // process's batch (the mean first, then the variance about it: two calls in forward) and
+  // backward sums the two per-group reductions the input gradient needs (one call). Every
+  // process must run the same layers in the same order. CPU tensors only.
+  std::function<void(double* values, size_t count)> sum_over_processes = {};
 };
 
 // Batch norm over a modality-stacked batch. x is [M*N, C, ...] (rank >= 2); modality m is the

@@ -402,6 +402,41 @@ MMF_CUDA_TEST("network parity: one AsymFusion training step, float64") {
   asymfusion_step_parity(Device::cuda(0), DType::f64);
 }
 
+namespace {
+
+// Caffe's LRN (both regions), SigmoidCrossEntropyLoss and ContrastiveLoss in one float64 net.
+void caffe_layers_step_parity(Device device) {
+  Fp32Switches fp32;
+  proto::NetParameter param = read_net_text(R"(name: "caffe_layers"
+layer { name: "in" type: "Input" top: "x" top: "t" top: "s"
+        input_param { shape { dim: 4 dim: 3 dim: 5 dim: 5 } shape { dim: 4 dim: 3 } shape { dim: 4 } } }
+layer { name: "conv" type: "Convolution" bottom: "x" top: "c"
+        convolution_param { num_output: 6 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "across" type: "LRN" bottom: "c" top: "a" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 } }
+layer { name: "within" type: "LRN" bottom: "a" top: "w" lrn_param { local_size: 3 alpha: 0.5 norm_region: WITHIN_CHANNEL } }
+layer { name: "logits" type: "InnerProduct" bottom: "w" top: "z" inner_product_param { num_output: 3 } }
+layer { name: "bce" type: "SigmoidCrossEntropyLoss" bottom: "z" bottom: "t" top: "bce" }
+layer { name: "f1" type: "InnerProduct" bottom: "w" top: "f1" inner_product_param { num_output: 2 } }
+layer { name: "f2" type: "InnerProduct" bottom: "a" top: "f2" inner_product_param { num_output: 2 } }
+layer { name: "pair" type: "ContrastiveLoss" bottom: "f1" bottom: "f2" bottom: "s" top: "pair" }
+)",
+                                            "caffe_layers.prototxt");
+  Net cpu(param, proto::TRAIN, Device::cpu(), 7, nullptr, DType::f64),
+      gpu(param, proto::TRAIN, device, 7, nullptr, DType::f64);
+  copy_params(cpu, gpu);
+  Generator gen(23);
+  std::map<std::string, Tensor> batch{{"x", Tensor::randn({4, 3, 5, 5}, gen, 0, 1, DType::f64)},
+                                      {"t", Tensor::rand({4, 3}, gen, 0, 1, DType::f64)},
+                                      {"s", Tensor::from_vector<double>({1, 0, 1, 0}, {4})}};
+  check_step(cpu, gpu, batch, {1e-9, 1e-9, 1e-9, 1e-9, 1e-9}, "Caffe's LRN and losses, float64");
+}
+
+}  // namespace
+
+MMF_CUDA_TEST("network parity: Caffe's LRN, SigmoidCrossEntropyLoss and ContrastiveLoss, float64") {
+  caffe_layers_step_parity(Device::cuda(0));
+}
+
 MMF_CUDA_TEST("network parity: one AsymFusion training step (fp32 switches)") {
   asymfusion_step_parity(Device::cuda(0), DType::f32);
 }
@@ -415,6 +450,7 @@ TEST_CASE("network parity harness: a CPU net against its CPU copy passes every c
   lenet_step_parity(Device::cpu());
   asymfusion_step_parity(Device::cpu(), DType::f32);
   lenet_curve_parity(Device::cpu());
+  caffe_layers_step_parity(Device::cpu());
 }
 
 // ---- (a), (b): GEMM with an empty sum -----------------------------------------------------

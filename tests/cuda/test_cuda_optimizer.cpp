@@ -1,5 +1,5 @@
 // The optimizer on CUDA against the CPU optimizer fed the same gradients, over several steps:
-// SGD with and without momentum, Nesterov, Adam and AdamW, weight decay with decay_mult,
+// SGD with and without momentum, Nesterov, Adam and AdamW, AdaGrad, RMSProp and AdaDelta, weight decay with decay_mult,
 // lr_mult (0 included), gradient clipping active and not, float32 and float64 parameters, a
 // parameter without a gradient, and an optimizer holding parameters on both devices.
 // Tolerance 1e-6 relative (the update rules are the same double arithmetic on both sides, up
@@ -109,7 +109,8 @@ MMF_CUDA_TEST("optimizer on CUDA follows the CPU optimizer step by step") {
   std::vector<Device> gpu(specs().size(), Device::cuda(0));
   struct Case { const char* type; double momentum, wd; };
   for (Case c : {Case{"SGD", 0, 0}, Case{"SGD", 0.9, 1e-3}, Case{"Nesterov", 0.9, 5e-4}, Case{"Adam", 0.9, 1e-2},
-                 Case{"AdamW", 0.9, 1e-2}}) {
+                 Case{"AdamW", 0.9, 1e-2}, Case{"AdaGrad", 0, 1e-3}, Case{"RMSProp", 0, 1e-3},
+                 Case{"AdaDelta", 0.95, 1e-3}}) {
     for (double clip : {0.0, 1.0, 1e6}) {  // off, active (norms are ~6), inactive
       INFO(c.type << " momentum " << c.momentum << " weight decay " << c.wd << " clip " << clip);
       compare(solver(c.type, c.momentum, c.wd, clip), gpu);
@@ -119,8 +120,8 @@ MMF_CUDA_TEST("optimizer on CUDA follows the CPU optimizer step by step") {
 
 MMF_CUDA_TEST("optimizer with parameters on the CPU and on CUDA") {
   std::vector<Device> mixed = {Device::cuda(0), Device::cpu(), Device::cuda(0), Device::cpu(), Device::cuda(0)};
-  for (const char* type : {"SGD", "Adam"}) {
+  for (const char* type : {"SGD", "Adam", "AdaDelta"}) {
     INFO(type);
-    compare(solver(type, 0.9, 1e-3, 1.0), mixed);
+    compare(solver(type, std::string(type) == "AdaDelta" ? 0.95 : 0.9, 1e-3, 1.0), mixed);
   }
 }

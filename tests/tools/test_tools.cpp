@@ -130,6 +130,10 @@ TEST_CASE("tools: time, forward (with --backward), export/import-weights, errors
     int rc = run("train --solver solver.prototxt", out, tmp);
     CHECK(rc != 0);
     CHECK(out.find("no tensor given for input 'x'") != std::string::npos);
+    // Caffe's solver field `weights` is loaded at the start, as --weights (which replaces it).
+    tmp.write("solver_w.prototxt", solver + "weights: 'absent.weights'\n");
+    CHECK(run("train --solver solver_w.prototxt", out, tmp) != 0);
+    CHECK(out.find("absent.weights") != std::string::npos);
   }
 }
 

@@ -189,18 +189,24 @@ TEST_CASE("solver: iter_size 2 equals one batch twice as large") {
 }
 
 TEST_CASE("solver: N straight and N/2 + resume + N/2 give bit-identical weights") {
-  for (std::string type : {"SGD", "Adam"}) {
+  for (std::string type : {"SGD", "Adam", "RMSProp", "AdaDelta"}) {
     CAPTURE(type);
     TempDir tmp("resume" + type);
     std::string extra = "type: '" + type + "' lr_policy: 'step' gamma: 0.5 stepsize: 3 average_loss: 3 display: 1";
-    Solver straight(solver_param(tmp.path("s"), 8, extra), "", quiet());
+    // RMSProp takes no momentum (Caffe's rule); AdaDelta decays by it.
+    auto param = [&](const std::string& prefix) {
+      proto::SolverParameter p = solver_param(prefix, 8, extra);
+      if (type == "RMSProp") p.set_momentum(0);
+      return p;
+    };
+    Solver straight(param(tmp.path("s")), "", quiet());
     straight.solve();
     SolverOptions half = quiet();
     half.max_iter = 4;
-    Solver first(solver_param(tmp.path("h"), 8, extra), "", half);
+    Solver first(param(tmp.path("h")), "", half);
     first.solve();
     REQUIRE(fs::exists(tmp.path("h_iter_4.solverstate")));
-    Solver second(solver_param(tmp.path("h"), 8, extra), "", quiet());
+    Solver second(param(tmp.path("h")), "", quiet());
     second.restore(tmp.path("h_iter_4.solverstate"));
     CHECK(second.iter() == 4);
     second.solve();

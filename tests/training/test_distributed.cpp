@@ -1,0 +1,438 @@
+// Data-parallel training under OpenMPI's launcher (docs/distributed.md): 2 ranks of batch B
+// against 1 process of batch 2B (LeNet; a small AsymFusion net with frozen, synchronised and
+// per-rank BatchNorm), resume under 2 ranks, a stalled and a killed rank, Ctrl-C. Each case
+// runs `mpirun -np 2 mmfuse train` on a few iterations of a tiny net. Skipped, with a message,
+// where mpirun or this build's MPI support is missing; CTest entry `distributed`, label `mpi`.
+//
+// Tolerance: 2 ranks sum two half-batch gradients where one process sums the whole batch in
+// one product, so the float32 results agree to rounding, not to the bit: losses to a relative
+// 1e-5, weights to 1e-6 + 1e-5 |w| after 4 steps (seen: ~1 ulp). Where the reduction order is
+// the same (per-rank BatchNorm statistics against a 1-process run of batch B, resume against
+// the uninterrupted run) the comparison is bit-exact.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "core/distributed.h"
+#include "core/snapshot.h"
+#include "datasets/fashion_mnist.h"
+#include "doctest/doctest.h"
+#include "tests/temp_dir.h"
+
+namespace fs = std::filesystem;
+using mmfuse::testing::TempDir;
+
+namespace {
+
+std::string binary() { return (fs::read_symlink("/proc/self/exe").parent_path() / "mmfuse").string(); }
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+}
+
+// Why the MPI cases cannot run here; empty when they can.
+std::string skip_reason() {
+  if (!mmfuse::dist::built_with_mpi()) return "this build has no MPI (apt-get install libopenmpi-dev, reconfigure)";
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) return "no mpirun on PATH (apt-get install openmpi-bin)";
+  return "";
+}
+#define MPI_OR_SKIP()                                        \
+  if (std::string why = skip_reason(); !why.empty()) {       \
+    MESSAGE("skipped: ", why);                               \
+    return;                                                  \
+  }
+
+// `mmfuse args` in `dir` under `ranks` processes (mpirun; 1: no launcher); output in <log>.
+std::string command(const TempDir& dir, int ranks, const std::string& args, const std::string& log) {
+  std::string launcher = ranks > 1 ? "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " : "";
+  return "cd '" + dir.path.string() + "' && OMP_NUM_THREADS=1 " + launcher + "'" + binary() + "' " + args + " > '" +
+         (dir / log) + "' 2>&1";
+}
+int run(const TempDir& dir, int ranks, const std::string& args, const std::string& log) {
+  int status = std::system(command(dir, ranks, args, log).c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The "loss" of each train record of a metrics file, by iteration.
+std::map<int, double> losses(const std::string& path) {
+  std::map<int, double> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("\"test\"") != std::string::npos) continue;
+    size_t i = line.find("\"iter\":"), l = line.find("\"loss\":");
+    if (i == std::string::npos || l == std::string::npos) continue;
+    out[std::stoi(line.substr(i + 7))] = std::stod(line.substr(l + 7));
+  }
+  return out;
+}
+
+// Each parameter of a .weights file by name.
+std::map<std::string, std::vector<float>> weights(const std::string& path) {
+  std::map<std::string, std::vector<float>> out;
+  const mmfuse::proto::NetWeights file = mmfuse::read_weights(path);
+  for (const auto& b : file.param()) {
+    std::vector<float> v(b.data().begin(), b.data().end());
+    for (double d : b.double_data()) v.push_back(static_cast<float>(d));
+    out[b.name()] = v;
+  }
+  return out;
+}
+
+// The largest |a - b| / (1e-6 + 1e-5 |b|) over the parameters whose name contains `only`
+// (all when empty): <= 1 means equal to the tolerance; 0 means bit-exact.
+double weight_gap(const std::string& a_path, const std::string& b_path, const std::string& only = "") {
+  auto a = weights(a_path), b = weights(b_path);
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (const auto& [name, va] : a) {
+    if (!only.empty() && name.find(only) == std::string::npos) continue;
+    REQUIRE_MESSAGE(b.count(name), name);
+    const auto& vb = b.at(name);
+    REQUIRE(va.size() == vb.size());
+    for (size_t i = 0; i < va.size(); ++i) {
+      double d = std::fabs(static_cast<double>(va[i]) - vb[i]);
+      if (d > 0) worst = std::max(worst, d / (1e-6 + 1e-5 * std::fabs(vb[i])));
+    }
+  }
+  return worst;
+}
+
+void check_same_losses(const std::string& a_path, const std::string& b_path, int iterations) {
+  auto a = losses(a_path), b = losses(b_path);
+  REQUIRE(static_cast<int>(a.size()) == iterations);
+  REQUIRE(static_cast<int>(b.size()) == iterations);
+  for (const auto& [it, la] : a) {
+    INFO("iteration ", it, ": ", la, " against ", b.at(it));
+    CHECK(std::fabs(la - b.at(it)) <= 1e-5 * std::fabs(b.at(it)));
+  }
+}
+
+// A solver of `iterations` steps with a loss record each, snapshots under out/<name>: SGD for
+// LeNet, Adam (base_lr 0.001) for the fusion net, whose loss sums its pixels.
+std::string solver(const std::string& net, const std::string& name, int iterations, const std::string& extra = "") {
+  const bool lenet = net.find("lenet") != std::string::npos;
+  return "net: \"" + net + "\"\ntype: \"" + (lenet ? "SGD" : "Adam") + "\"\nbase_lr: " + (lenet ? "0.01" : "0.001") +
+         "\nmomentum: 0.9\nweight_decay: 0.0005\ndisplay: 1\n"
+         "average_loss: 1\nmax_iter: " + std::to_string(iterations) + "\nsnapshot_prefix: \"out/" + name +
+         "\"\nsolver_mode: CPU\nrandom_seed: 1\n" + extra;
+}
+
+void write(const TempDir& dir, const std::string& name, const std::string& text) { std::ofstream(dir / name) << text; }
+
+// LeNet (models/lenet) with train and test batch `batch`.
+std::string lenet(int batch) {
+  std::string net = read_file((mmfuse::testing::source_root() / "models/lenet/lenet_train_val.prototxt").string());
+  replace_all(net, "batch_size: 64", "batch_size: " + std::to_string(batch));
+  return net;
+}
+
+// A tiny AsymFusion net (channel shuffle and pixel shift in stages 1 and 2, modality-specific
+// BatchNorm, the learned ensemble) on the synthetic RGB-D set at 32x32, batch `batch`. `bn`:
+// "frozen" (use_global_stats: no batch statistics in play), "sync" or "" (per rank). Dropout
+// off (each rank draws its own masks) and the loss normalised by the batch (with VALID each
+// rank divides by its own count of labelled pixels: docs/distributed.md).
+std::string fusion(const TempDir& dir, int batch, const std::string& bn) {
+  std::string zoo = "zoo asymfusion --dataset synthetic --blocks 1,1,1,1 --width 4 --decoder-width 4 --stages 1,2 "
+                    "--batch " + std::to_string(batch) + " --crop 32" + (bn == "frozen" ? " --frozen-bn" : "");
+  REQUIRE(run(dir, 1, zoo, "zoo.prototxt") == 0);
+  std::string net = read_file(dir / "zoo.prototxt");
+  replace_all(net, "dropout_ratio: 0.5", "dropout_ratio: 0");
+  replace_all(net, "loss_param { ignore_label: 255", "loss_param { normalization: BATCH_SIZE ignore_label: 255");
+  if (bn == "sync") replace_all(net, "modalities: 2 moving_average_fraction", "modalities: 2 sync: true moving_average_fraction");
+  REQUIRE(net.find("SyntheticRgbdData") != std::string::npos);
+  return net;
+}
+
+// 1 process of batch 2B and 2 ranks of batch B, `iterations` steps each; their outputs are
+// out/one_* and out/two_*.
+void one_against_two(const TempDir& dir, const std::string& one_net, const std::string& two_net, int iterations,
+                     const std::string& extra = "") {
+  const std::string kind = one_net.find("LeNet") != std::string::npos ? "lenet_" : "";
+  write(dir, kind + "one.prototxt", one_net);
+  write(dir, kind + "two.prototxt", two_net);
+  write(dir, "one_solver.prototxt", solver(kind + "one.prototxt", "one", iterations, extra));
+  write(dir, "two_solver.prototxt", solver(kind + "two.prototxt", "two", iterations, extra));
+  REQUIRE_MESSAGE(run(dir, 1, "train --solver one_solver.prototxt", "one.log") == 0, read_file(dir / "one.log"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_file(dir / "two.log"));
+}
+
+}  // namespace
+
+TEST_CASE("distributed: the launcher's process count is read from its environment") {
+  const char* names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"};
+  for (const char* name : names) {
+    std::string saved = std::getenv(name) ? std::getenv(name) : "";
+    ::setenv(name, "3", 1);
+    CHECK(mmfuse::dist::launcher_world_size() == 3);
+    if (saved.empty())
+      ::unsetenv(name);
+    else
+      ::setenv(name, saved.c_str(), 1);
+  }
+  // The test binary is no rank of a job: one process of one, every collective the identity.
+  CHECK(mmfuse::dist::world().size() == 1);
+  double v[2] = {1.5, -2};
+  mmfuse::dist::world().allreduce_sum(v, 2, "test");
+  CHECK(v[0] == 1.5);
+  CHECK(mmfuse::dist::world().agree_sum({4.0}, "test")[0] == 4.0);
+}
+
+TEST_CASE("distributed: LeNet, 2 ranks x 8 against 1 process x 16") {
+  MPI_OR_SKIP();
+  if (!fs::exists(mmfuse::datasets::fashion_mnist_dir())) {
+    MESSAGE("skipped: Fashion-MNIST not found in ", mmfuse::datasets::fashion_mnist_dir(),
+            " (apt-get install dataset-fashion-mnist)");
+    return;
+  }
+  TempDir dir("dist_lenet");
+  one_against_two(dir, lenet(16), lenet(8), 4);
+  const std::string log = read_file(dir / "two.log");
+  CHECK(log.find("data-parallel over 2 ranks (global batch 16)") != std::string::npos);
+  check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
+  CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
+  // Rank 0 alone writes: one snapshot, one metrics file, one set of progress lines.
+  CHECK(fs::exists(dir / "out/two_iter_4.solverstate"));
+  size_t lines = 0;
+  for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
+  CHECK(lines == 1);
+}
+
+TEST_CASE("distributed: AsymFusion with frozen BatchNorm, 2 ranks x 2 against 1 process x 4") {
+  MPI_OR_SKIP();
+  TempDir dir("dist_fusion");
+  one_against_two(dir, fusion(dir, 4, "frozen"), fusion(dir, 2, "frozen"), 4);
+  check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
+  CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
+  // `mmfuse test` under 2 ranks scores the samples of 1 process of twice the batch: the
+  // confusion matrices summed over the ranks give the same scores.
+  REQUIRE(run(dir, 1, "test --model one.prototxt --weights out/one_iter_4.weights --iterations 3 --confusion", "t1.log") == 0);
+  REQUIRE(run(dir, 2, "test --model two.prototxt --weights out/one_iter_4.weights --iterations 3 --confusion", "t2.log") == 0);
+  auto scores = [](const std::string& log) {
+    std::string out;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);)
+      if (line.find("mIoU") != std::string::npos || line.find("% of each") != std::string::npos ||
+          (line.find("    ") == 0 && line.find("output") == std::string::npos))
+        out += line + "\n";
+    return out;
+  };
+  const std::string one = read_file(dir / "t1.log"), two = read_file(dir / "t2.log");
+  INFO(one, "\n", two);
+  CHECK(two.find("Tested 3 batches on each of 2 ranks") != std::string::npos);
+  CHECK(scores(one).find("mIoU") != std::string::npos);
+  CHECK(scores(two) == scores(one));
+}
+
+TEST_CASE("distributed: SyncBN over 2 ranks equals the 1-process batch; per-rank BN is each rank's own") {
+  MPI_OR_SKIP();
+  TempDir dir("dist_syncbn");
+  // sync: the statistics (running ones included) and the whole training run equal the
+  // 1-process run of the global batch.
+  one_against_two(dir, fusion(dir, 4, ""), fusion(dir, 2, "sync"), 4);
+  check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
+  CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
+
+  // Per rank (the default): after one step of a fresh net, the running statistics (which the
+  // first update sets to the batch's) are rank 0's batch alone — exactly those of 1 process of
+  // batch B, whose batch 0 is rank 0's shard — and differ from the global batch's.
+  TempDir per("dist_perrank");
+  write(per, "b2.prototxt", fusion(per, 2, ""));
+  write(per, "b4.prototxt", fusion(per, 4, ""));
+  write(per, "b2_solver.prototxt", solver("b2.prototxt", "b2", 1));
+  write(per, "b4_solver.prototxt", solver("b4.prototxt", "b4", 1));
+  write(per, "two_solver.prototxt", solver("b2.prototxt", "two", 1));
+  REQUIRE(run(per, 1, "train --solver b2_solver.prototxt", "b2.log") == 0);
+  REQUIRE(run(per, 1, "train --solver b4_solver.prototxt", "b4.log") == 0);
+  REQUIRE_MESSAGE(run(per, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_file(per / "two.log"));
+  CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b2_iter_1.weights", ".mean") == 0);
+  CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b2_iter_1.weights", ".variance") == 0);
+  CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b4_iter_1.weights", ".mean") > 1);
+}
+
+TEST_CASE("distributed: the test phase uses rank 0's BatchNorm statistics on every rank") {
+  MPI_OR_SKIP();
+  // Per-rank statistics differ between the ranks after training; the test at the end of the
+  // run must use rank 0's (those the snapshot holds) on both, so that it scores what
+  // `mmfuse test` of the snapshot under 2 ranks scores.
+  TempDir dir("dist_teststats");
+  write(dir, "net.prototxt", fusion(dir, 2, ""));
+  write(dir, "s.prototxt", solver("net.prototxt", "s", 2, "test_iter: 2\ntest_interval: 2\ntest_initialization: false\n"));
+  REQUIRE(run(dir, 2, "train --solver s.prototxt", "train.log") == 0);
+  REQUIRE(run(dir, 2, "test --model net.prototxt --weights out/s_iter_2.weights --iterations 2", "test.log") == 0);
+  auto test_loss = [](const std::string& log) {
+    size_t at = log.find("output #0: loss = ");
+    REQUIRE(at != std::string::npos);
+    return std::stod(log.substr(at + 18));
+  };
+  const std::string trained = read_file(dir / "train.log"), tested = read_file(dir / "test.log");
+  INFO(trained, "\n", tested);
+  CHECK(test_loss(trained.substr(trained.find("Testing net #0"))) == test_loss(tested));
+}
+
+TEST_CASE("distributed: snapshot and resume under 2 ranks reproduce the uninterrupted run") {
+  MPI_OR_SKIP();
+  TempDir dir("dist_resume");
+  write(dir, "net.prototxt", fusion(dir, 2, "sync"));
+  write(dir, "full.prototxt", solver("net.prototxt", "full", 4));
+  write(dir, "cut.prototxt", solver("net.prototxt", "cut", 4, "snapshot: 2\n"));
+  REQUIRE(run(dir, 2, "train --solver full.prototxt", "full.log") == 0);
+  REQUIRE(run(dir, 2, "train --solver cut.prototxt --max-iter 2", "cut.log") == 0);
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver cut.prototxt --snapshot out/cut_iter_2.solverstate", "resume.log") == 0,
+                  read_file(dir / "resume.log"));
+  CHECK(weight_gap(dir / "out/cut_iter_4.weights", dir / "out/full_iter_4.weights") == 0);
+  auto full = losses(dir / "out/full_metrics.jsonl"), cut = losses(dir / "out/cut_metrics.jsonl");
+  REQUIRE(cut.size() == 4);
+  for (int it = 0; it < 4; ++it) CHECK(cut.at(it) == full.at(it));
+}
+
+namespace {
+
+// Starts `cmd` in the background (its own process group); returns the shell's pid.
+pid_t spawn(const std::string& cmd) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);
+    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+// The pid of the process whose environment says OMPI_COMM_WORLD_RANK=<rank> and whose
+// command line runs `marker` (one of this test's ranks), or -1.
+pid_t find_rank(int rank, const std::string& marker) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path().string() + "/cmdline"), env = read_file(e.path().string() + "/environ");
+    if (cmdline.find(marker) == std::string::npos || cmdline.find("mpirun") != std::string::npos) continue;
+    if (env.find(std::string("OMPI_COMM_WORLD_RANK=") + std::to_string(rank) + '\0') != std::string::npos)
+      return static_cast<pid_t>(std::stoi(name));
+  }
+  return -1;
+}
+
+// The pid of this test's mpirun running `marker`, or -1.
+pid_t find_launcher(const std::string& marker) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(e.path().string() + "/cmdline");
+    if (cmdline.rfind("mpirun", 0) == 0 && cmdline.find(marker) != std::string::npos)
+      return static_cast<pid_t>(std::stoi(name));
+  }
+  return -1;
+}
+
+// Waits for `pid` at most `seconds`; its exit code, or -1 (then it is killed).
+int wait_for(pid_t pid, double seconds, double& took) {
+  const auto start = std::chrono::steady_clock::now();
+  for (;;) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      took = seconds;
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+// Starts a long 2-rank run of `marker`.prototxt and waits until it has trained a few iterations.
+pid_t start_long_run(const TempDir& dir, const std::string& marker, const std::string& extra) {
+  write(dir, "net.prototxt", fusion(dir, 2, "frozen"));
+  write(dir, marker + ".prototxt", solver("net.prototxt", marker, 100000, extra));
+  pid_t pid = spawn(command(dir, 2, "train --solver " + marker + ".prototxt", marker + ".log"));
+  for (int i = 0; i < 600 && read_file(dir / (marker + ".log")).find("Iteration 3 ") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return pid;
+}
+
+}  // namespace
+
+TEST_CASE("distributed: a stalled or killed rank stops the others with an error naming it") {
+  MPI_OR_SKIP();
+  TempDir dir("dist_dead");
+  {
+    // Stalled (SIGSTOP): rank 0 names it after collective_timeout (2 s) and stops the job.
+    pid_t run_pid = start_long_run(dir, "stall", "collective_timeout: 2\n");
+    pid_t rank1 = find_rank(1, "stall.prototxt");
+    REQUIRE(rank1 > 0);
+    ::kill(rank1, SIGSTOP);
+    double took = 0;
+    int code = wait_for(run_pid, 30, took);
+    ::kill(rank1, SIGKILL);
+    std::string log = read_file(dir / "stall.log");
+    INFO(log);
+    CHECK(code != 0);
+    CHECK(code != -1);
+    CHECK(took < 20);
+    CHECK(log.find("rank 1 did not answer") != std::string::npos);
+    CHECK(log.find("collective_timeout") != std::string::npos);
+  }
+  {
+    // Killed (SIGKILL): the launcher sees it die and ends the job, naming the rank.
+    pid_t run_pid = start_long_run(dir, "kill", "collective_timeout: 2\n");
+    pid_t rank1 = find_rank(1, "kill.prototxt");
+    REQUIRE(rank1 > 0);
+    ::kill(rank1, SIGKILL);
+    double took = 0;
+    int code = wait_for(run_pid, 30, took);
+    std::string log = read_file(dir / "kill.log");
+    INFO(log);
+    CHECK(code != 0);
+    CHECK(code != -1);
+    CHECK(took < 20);
+    CHECK(log.find("rank 1") != std::string::npos);
+  }
+}
+
+TEST_CASE("distributed: a stop signal to one rank or to mpirun stops every rank with one snapshot") {
+  MPI_OR_SKIP();
+  // SIGTERM to rank 1 alone (what srun sends every rank on Ctrl-C); SIGUSR1 to mpirun, which
+  // OpenMPI forwards to every rank.
+  for (const std::string marker : {"stop_rank", "stop_launcher"}) {
+    TempDir dir("dist_" + marker);
+    pid_t run_pid = start_long_run(dir, marker, "collective_timeout: 20\n");
+    if (marker == "stop_rank") {
+      pid_t rank1 = find_rank(1, marker + ".prototxt");
+      REQUIRE(rank1 > 0);
+      ::kill(rank1, SIGTERM);
+    } else {
+      pid_t launcher = find_launcher(marker + ".prototxt");
+      REQUIRE(launcher > 0);
+      ::kill(launcher, SIGUSR1);
+    }
+    double took = 0;
+    int code = wait_for(run_pid, 30, took);
+    std::string log = read_file(dir / (marker + ".log"));
+    INFO(marker, ": ", log);
+    CHECK(code == 0);
+    CHECK(log.find("interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration") != std::string::npos);
+    int snapshots = 0;
+    for (const auto& e : fs::directory_iterator(dir / "out"))
+      if (e.path().extension() == ".solverstate") ++snapshots;
+    CHECK(snapshots == 1);
+  }
+}
