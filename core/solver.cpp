@@ -29,34 +29,6 @@ std::atomic<bool> g_snapshot{false};
 extern "C" void on_sigint(int) { g_stop.store(true); }
 extern "C" void on_sighup(int) { g_snapshot.store(true); }
 
-// Installs the handlers for the life of solve() and puts the previous ones back.
-class SignalScope {
- public:
-  explicit SignalScope(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);  // what mpirun and Slurm send the ranks on Ctrl-C
-    // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
-    sigaction(SIGUSR1, &sa, &old_usr1_);
-    sa.sa_handler = on_sighup;
-    sigaction(SIGHUP, &sa, &old_hup_);
-  }
-  ~SignalScope() {
-    if (!enabled_) return;
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGUSR1, &old_usr1_, nullptr);
-    sigaction(SIGHUP, &old_hup_, nullptr);
-  }
-
- private:
-  bool enabled_;
-  struct sigaction old_int_ {}, old_term_ {}, old_usr1_ {}, old_hup_ {};
-};
-
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -91,6 +63,36 @@ int visible_gpus() {
 
 void request_snapshot() { g_snapshot.store(true); }
 void request_stop() { g_stop.store(true); }
+bool stop_requested() { return g_stop.load(); }
+bool take_snapshot_request() { return g_snapshot.exchange(false); }
+
+struct SignalScope::Saved {
+  struct sigaction old_int {}, old_term {}, old_usr1 {}, old_hup {};
+};
+
+SignalScope::SignalScope(bool enabled) {
+  g_stop.store(false);
+  g_snapshot.store(false);
+  if (!enabled) return;
+  saved_ = std::make_unique<Saved>();
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &saved_->old_int);
+  sigaction(SIGTERM, &sa, &saved_->old_term);  // what mpirun and Slurm send the ranks on Ctrl-C
+  // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
+  sigaction(SIGUSR1, &sa, &saved_->old_usr1);
+  sa.sa_handler = on_sighup;
+  sigaction(SIGHUP, &sa, &saved_->old_hup);
+}
+
+SignalScope::~SignalScope() {
+  if (!saved_) return;
+  sigaction(SIGINT, &saved_->old_int, nullptr);
+  sigaction(SIGTERM, &saved_->old_term, nullptr);
+  sigaction(SIGUSR1, &saved_->old_usr1, nullptr);
+  sigaction(SIGHUP, &saved_->old_hup, nullptr);
+}
 
 // ---- the solver ------------------------------------------------------------------------------
 
@@ -106,6 +108,8 @@ std::string resolve_path(const std::string& path, const std::string& dir) {
 void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
   auto bad = [](const std::string& what) { throw Error(what); };
   int nets = p.has_net() + p.has_net_param() + p.has_train_net() + p.has_train_net_param();
+  if (p.player_size() > 0)
+    bad("this solver trains several nets (`player`s): `mmfuse train` runs it (core/multi_solver.h, docs/translation.md)");
   if (nets == 0) bad("no net given (set one of net, net_param, train_net, train_net_param)");
   if (nets > 1) bad("more than one train net given (net, net_param, train_net, train_net_param: set exactly one)");
   if (!std::isfinite(p.base_lr()) || p.base_lr() < 0) bad("base_lr must be >= 0, got " + format_number("%g", p.base_lr()));
@@ -466,8 +470,6 @@ void Solver::progress(double loss) {
 
 Solver::Outcome Solver::solve() {
   SignalScope signals(options_.handle_signals);
-  g_stop.store(false);
-  g_snapshot.store(false);
   message_.clear();
   const int iter_size = param_.iter_size();
   const int display_every = param_.display();

@@ -132,5 +132,21 @@ class Solver {
 // Signal flags (set by the handlers solve() installs; exposed for tests and tools).
 void request_snapshot();  // as SIGHUP
 void request_stop();      // as SIGINT or SIGTERM
+// For other training loops (core/multi_solver.h): the flags, read between iterations
+// (take_snapshot_request clears its flag), and the handlers, installed for a scope's life (the
+// flags cleared at its start, the previous handlers put back at its end).
+bool stop_requested();
+bool take_snapshot_request();
+class SignalScope {
+ public:
+  explicit SignalScope(bool enabled);
+  ~SignalScope();
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+
+ private:
+  struct Saved;
+  std::unique_ptr<Saved> saved_;
+};
 
 }  // namespace mmfuse

@@ -7,6 +7,7 @@
 
 #include "core/distributed.h"
 
+#include "core/multi_solver.h"
 #include "core/prototxt.h"
 #include "core/solver.h"
 #include "tools/command.h"
@@ -57,6 +58,18 @@ int train_on(const Args& args, dist::World& world) {
   std::string path = args.get("solver");
   proto::SolverParameter param = read_solver(path);
   opt.device = pick_device(args, param, world);
+  if (is_multi_net(param)) {  // several nets, one schedule (core/multi_solver.h)
+    if (world.distributed())
+      throw Error("train: " + path + " trains `player`s; the multi-net solver runs in one process (no mpirun)");
+    if (args.has("weights"))
+      throw Error("train: --weights is for single-net solvers; " + path + " trains `player`s (resume with --snapshot)");
+    MultiSolver multi(param, path, opt);
+    if (args.has("snapshot")) multi.restore(args.get("snapshot"));
+    Solver::Outcome outcome = multi.solve();
+    if (outcome != Solver::Outcome::diverged) return 0;
+    std::fprintf(stderr, "mmfuse: error: %s\n", multi.message().c_str());
+    return 3;
+  }
   Solver solver(param, path, opt);
   if (args.has("snapshot")) solver.restore(args.get("snapshot"));
   // The solver's own `weights` (Caffe's field) start a run that --weights or --snapshot does not.
@@ -123,7 +136,8 @@ CommandRegistrar registrar(
      "  SIGINT/SIGTERM snapshot and stop (exit 0); SIGHUP snapshots and continues. A NaN/Inf loss or\n"
      "  gradient stops without a snapshot (exit 3): snapshots are written only from weights that\n"
      "  gave a finite loss and finite gradients. Writes <prefix>_iter_N.{weights,solverstate},\n"
-     "  <prefix>_metrics.jsonl and <prefix>_curve.svg.",
+     "  <prefix>_metrics.jsonl and <prefix>_curve.svg. A solver with `player`s (several nets, e.g. a GAN's\n"
+     "  generator and discriminator, docs/translation.md) writes one <prefix>_iter_N.<player>.weights each.",
      train});
 
 }  // namespace

@@ -3,41 +3,11 @@
 #include <sstream>
 
 #include "base/error.h"
+#include "zoo/writer.h"
 
 namespace mmfuse::zoo {
 
 namespace {
-
-// ---- a small prototxt writer --------------------------------------------------------------
-
-std::string q(const std::string& s) { return "\"" + s + "\""; }
-
-class Proto {
- public:
-  // layer { name type bottom... top... <body> }
-  void layer(const std::string& name, const std::string& type, const std::vector<std::string>& bottoms,
-             const std::vector<std::string>& tops, const std::string& body = "") {
-    os_ << "layer {\n  name: " << q(name) << "\n  type: " << q(type) << "\n";
-    for (const auto& b : bottoms) os_ << "  bottom: " << q(b) << "\n";
-    for (const auto& t : tops) os_ << "  top: " << q(t) << "\n";
-    if (!body.empty()) {
-      std::istringstream lines(body);
-      for (std::string line; std::getline(lines, line);) os_ << "  " << line << "\n";
-    }
-    os_ << "}\n";
-  }
-  void raw(const std::string& text) { os_ << text; }
-  std::string str() const { return os_.str(); }
-
- private:
-  std::ostringstream os_;
-};
-
-std::string fmt(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
-}
 
 // ---- building blocks ------------------------------------------------------------------------
 
@@ -696,6 +666,7 @@ std::map<std::string, std::string> committed_models() {
              "warmup_iter: 50\nmax_iter: 600\ntest_iter: 16\ntest_interval: 200\ndisplay: 20\n"
              "average_loss: 20\nsnapshot: 600\nsnapshot_prefix: \"snapshots/mmtm_synthetic_cls\"\nrandom_seed: 1\n"
              "solver_mode: CPU\n");
+  files.merge(translation_models());
   return files;
 }
 

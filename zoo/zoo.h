@@ -64,6 +64,11 @@ SegmentationSpec synthetic_segmentation();
 // synthetic-cls: RGB + depth, 6 classes, width 16, standard stem, batch 32).
 MmtmSpec mmtm_preset(Dataset dataset);
 
+// models/translation/ (zoo/translation.cpp): the pix2pix-style translation generators
+// (AsymFusion, single-modality, early and late fusion) with their PatchGAN discriminator and
+// adversarial solvers.
+std::map<std::string, std::string> translation_models();
+
 // Every committed file of models/ (path relative to the repository root -> content).
 std::map<std::string, std::string> committed_models();
 

@@ -1,0 +1,322 @@
+// The multi-net solver and its adversarial game (core/multi_solver.h, core/adversarial.h): the
+// GAN losses' values, alternating updates that touch only their own player, tests with image
+// grids and metrics, snapshots of every player, bit-exact resume, SIGINT, and the errors of a
+// bad solver. On a tiny PNG set written here: inputs a (RGB) and b (grey), target t.
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "core/adversarial.h"
+#include "core/multi_solver.h"
+#include "core/prototxt.h"
+#include "core/snapshot.h"
+#include "datasets/image.h"
+#include "tests/gradcheck.h"
+#include "tests/temp_dir.h"
+#include "zoo/zoo.h"
+
+using namespace mmfuse;
+using mmfuse::testing::TempDir;
+namespace fs = std::filesystem;
+
+namespace {
+
+int64_t g_gan_sigint_at = -1;
+// Passes its bottom through; raises SIGINT at a chosen TRAIN iteration.
+class GanTriggerLayer : public Layer {
+ public:
+  using Layer::Layer;
+  std::vector<Shape> setup(const std::vector<Shape>& b, LayerContext&) override { return {b[0]}; }
+  TensorList forward(const TensorList& b, ForwardContext& ctx) override {
+    if (ctx.phase == proto::TRAIN && ctx.iteration == g_gan_sigint_at) std::raise(SIGINT);
+    return {b[0]};
+  }
+};
+
+}  // namespace
+
+MMF_REGISTER_LAYER(TestGanTrigger, GanTriggerLayer)
+
+namespace {
+
+constexpr int kSize = 16, kSamples = 8;
+
+void write_pairs(const TempDir& dir) {
+  for (const char* m : {"a", "b", "t"}) fs::create_directories(dir.path / m);
+  std::ofstream list(dir / "list.txt");
+  for (int k = 0; k < kSamples; ++k) {
+    Image a(kSize, kSize, 3), b(kSize, kSize, 1), t(kSize, kSize, 3);
+    for (int y = 0; y < kSize; ++y)
+      for (int x = 0; x < kSize; ++x) {
+        int s = (x * 7 + y * 3 + k * 29) % 256, g = (x * y + 11 * k) % 256;
+        for (int c = 0; c < 3; ++c) a.at(y, x, c) = static_cast<uint16_t>((s + 60 * c) % 256);
+        b.at(y, x) = static_cast<uint16_t>(g);
+        for (int c = 0; c < 3; ++c) t.at(y, x, c) = static_cast<uint16_t>((s * g / 255 + 40 * c) % 256);
+      }
+    std::string name = std::to_string(k) + ".png";
+    write_png(dir / ("a/" + name), a);
+    write_png(dir / ("b/" + name), b);
+    write_png(dir / ("t/" + name), t);
+    list << "a/" << name << " b/" << name << " t/" << name << " 0\n";
+  }
+}
+
+std::string generator_text(const TempDir& dir) {
+  std::string norm = " scale: 0.00392156862745 mean: 0.5 mean: 0.5 mean: 0.5 std: 0.5 std: 0.5 std: 0.5 }";
+  return "name: 'g'\nlayer { name: 'data' type: 'MultimodalImageData' top: 'a' top: 'b' top: 't' top: 'label'\n"
+         "  multimodal_data_param { source: '" + dir / "list.txt" + "' batch_size: 2 stacked: false task: CLASSIFICATION\n"
+         "    threads: 1 seed: 3\n    modality { name: 'a' channels: 3" + norm + "\n"
+         "    modality { name: 'b' channels: 1 replicate: 3" + norm + "\n    modality { name: 't' channels: 3" + norm +
+         " } }\n"
+         "layer { name: 'trigger' type: 'TestGanTrigger' bottom: 'a' top: 'a' }\n"
+         "layer { name: 'cond' type: 'Concat' bottom: 'a' bottom: 'b' top: 'condition' }\n"
+         "layer { name: 'conv' type: 'Convolution' bottom: 'condition' top: 'conv' convolution_param { num_output: 3 "
+         "kernel_size: 3 pad: 1 weight_filler { type: 'gaussian' std: 0.1 } } }\n"
+         "layer { name: 'drop' type: 'Dropout' bottom: 'conv' top: 'conv' dropout_param { dropout_ratio: 0.2 } }\n"
+         "layer { name: 'tanh' type: 'TanH' bottom: 'conv' top: 'fake' }\n"
+         "layer { name: 'l1' type: 'L1Loss' bottom: 'fake' bottom: 't' top: 'l1' loss_weight: 10 }\n"
+         "layer { name: 'm' type: 'ImageMetric' bottom: 'fake' bottom: 't' top: 'fake_l1' top: 'fake_rmse' "
+         "top: 'fake_psnr' top: 'fake_ssim' include { phase: TEST } image_metric_param { ssim_window: 3 } }\n"
+         "layer { name: 'silence' type: 'Silence' bottom: 'label' bottom: 'condition' }\n";
+}
+
+std::string discriminator_text() {
+  return "name: 'd'\nlayer { name: 'in' type: 'Input' top: 'condition' top: 'image' input_param { "
+         "shape { dim: 2 dim: 6 dim: 16 dim: 16 } shape { dim: 2 dim: 3 dim: 16 dim: 16 } } }\n"
+         "layer { name: 'pair' type: 'Concat' bottom: 'condition' bottom: 'image' top: 'pair' }\n"
+         "layer { name: 'c1' type: 'Convolution' bottom: 'pair' top: 'c1' convolution_param { num_output: 4 "
+         "kernel_size: 4 stride: 2 pad: 1 weight_filler { type: 'gaussian' std: 0.1 } } }\n"
+         "layer { name: 'n1' type: 'InstanceNorm' bottom: 'c1' top: 'c1' }\n"
+         "layer { name: 'r1' type: 'ReLU' bottom: 'c1' top: 'c1' relu_param { negative_slope: 0.2 } }\n"
+         "layer { name: 'c2' type: 'Convolution' bottom: 'c1' top: 'patch' convolution_param { num_output: 1 "
+         "kernel_size: 4 stride: 1 pad: 1 weight_filler { type: 'gaussian' std: 0.1 } } }\n";
+}
+
+// The solver: `extra` is appended (players' overrides go through `g_extra` / `d_extra`).
+proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefix, int max_iter,
+                                    const std::string& extra = "", const std::string& g_extra = "",
+                                    const std::string& d_extra = "", const std::string& adversarial_extra = "") {
+  std::ofstream(dir / "g.prototxt") << generator_text(dir);
+  std::ofstream(dir / "d.prototxt") << discriminator_text();
+  std::string text = "player { name: 'generator' net: '" + dir / "g.prototxt" + "' test_iter: 2 " + g_extra + " }\n" +
+                     "player { name: 'discriminator' net: '" + dir / "d.prototxt" + "' " + d_extra + " }\n" +
+                     "adversarial { fake: 'fake' real: 't' condition: 'condition' grid: 'a' grid: 'b' grid: 'fake' "
+                     "grid: 't' " + adversarial_extra + " }\n"
+                     "type: 'Adam' base_lr: 0.01 momentum: 0.5 momentum2: 0.999 max_iter: " + std::to_string(max_iter) +
+                     " display: 1 snapshot_prefix: '" + dir / prefix + "' random_seed: 5 solver_mode: CPU\n" + extra;
+  return read_solver_text(text, "gan_solver.prototxt");
+}
+
+SolverOptions quiet() {
+  SolverOptions o;
+  o.out = nullptr;
+  return o;
+}
+
+std::vector<float> values_of(const proto::NetWeights& w) {
+  std::vector<float> v;
+  for (const auto& b : w.param()) v.insert(v.end(), b.data().begin(), b.data().end());
+  return v;
+}
+
+std::string construction_error(const proto::SolverParameter& p) {
+  try {
+    MultiSolver s(p, "gan_solver.prototxt", quiet());
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST_CASE("gan_loss: LSGAN's squares and BCE on logits, real and fake") {
+  Tensor x = Tensor::from_vector(std::vector<double>{-2, 0, 3, 0.5}, {1, 1, 2, 2}, DType::f64);
+  using P = proto::AdversarialParameter;
+  CHECK(gan_loss(x, true, P::LSGAN).item() == doctest::Approx((9 + 1 + 4 + 0.25) / 4));
+  CHECK(gan_loss(x, false, P::LSGAN).item() == doctest::Approx((4 + 0 + 9 + 0.25) / 4));
+  auto softplus = [](double v) { return std::log1p(std::exp(v)); };
+  double real = (softplus(2) + softplus(0) + softplus(-3) + softplus(-0.5)) / 4;
+  double fake = (softplus(-2) + softplus(0) + softplus(3) + softplus(0.5)) / 4;
+  CHECK(gan_loss(x, true, P::BCE).item() == doctest::Approx(real).epsilon(1e-12));
+  CHECK(gan_loss(x, false, P::BCE).item() == doctest::Approx(fake).epsilon(1e-12));
+  // Finite far from zero, where log(1 + exp(x)) would overflow.
+  Tensor big = Tensor::from_vector(std::vector<double>{800, -800}, {2}, DType::f64);
+  CHECK(gan_loss(big, true, P::BCE).item() == doctest::Approx(400));
+  CHECK(gan_loss(big, false, P::BCE).item() == doctest::Approx(400));
+  Generator gen(1);
+  for (bool target : {true, false})
+    for (auto mode : {P::LSGAN, P::BCE}) {
+      auto rep = testing::gradcheck([&](const TensorList& in) { return gan_loss(in[0], target, mode); },
+                                    {testing::random_input({2, 3}, gen, -2, 2)});
+      CHECK_MESSAGE(rep.ok, rep.message);
+    }
+}
+
+TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume is bit-exact") {
+  TempDir dir("gan_resume");
+  write_pairs(dir);
+  proto::NetWeights g0, d0;
+  {
+    MultiSolver s(solver_param(dir, "run", 6, "snapshot: 3 test_interval: 3"), "", quiet());
+    g0 = net_weights(*s.player("generator").net);
+    d0 = net_weights(*s.player("discriminator").net);
+    CHECK(s.solve() == Solver::Outcome::finished);
+    CHECK(s.iter() == 6);
+  }
+  for (const char* f : {"run_iter_3.generator.weights", "run_iter_3.discriminator.weights", "run_iter_3.solverstate",
+                        "run_iter_6.generator.weights", "run_iter_6.discriminator.weights", "run_iter_6.solverstate",
+                        "run_iter_3_grid.png", "run_iter_6_grid.png", "run_metrics.jsonl", "run_curve.svg"})
+    CHECK_MESSAGE(fs::exists(dir / f), f);
+  // Both players learned.
+  proto::NetWeights g6 = read_weights(dir / "run_iter_6.generator.weights");
+  proto::NetWeights d6 = read_weights(dir / "run_iter_6.discriminator.weights");
+  CHECK(values_of(g6) != values_of(g0));
+  CHECK(values_of(d6) != values_of(d0));
+  // The grid: a row per sample (batch 2), a column per blob (a, b, fake, t), 2-pixel gaps.
+  Image grid = datasets::load_image(dir / "run_iter_6_grid.png");
+  CHECK(grid.width == 4 * (kSize + 2) - 2);
+  CHECK(grid.height == 2 * (kSize + 2) - 2);
+  // The metrics log holds the training records with the game's losses and the test's metrics.
+  std::ifstream log(dir / "run_metrics.jsonl");
+  std::string all((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  CHECK(all.find("\"D_real\"") != std::string::npos);
+  CHECK(all.find("\"G_gan\"") != std::string::npos);
+  CHECK(all.find("fake_psnr") != std::string::npos);
+  CHECK(all.find("fake_ssim") != std::string::npos);
+
+  // Resume at 3: the weights of iteration 6 again, bit for bit (dropout and data included).
+  {
+    MultiSolver s(solver_param(dir, "resumed", 6, "snapshot: 3 test_interval: 3"), "", quiet());
+    s.restore(dir / "run_iter_3.solverstate");
+    CHECK(s.iter() == 3);
+    CHECK(s.solve() == Solver::Outcome::finished);
+  }
+  CHECK(values_of(read_weights(dir / "resumed_iter_6.generator.weights")) == values_of(g6));
+  CHECK(values_of(read_weights(dir / "resumed_iter_6.discriminator.weights")) == values_of(d6));
+  proto::SolverState a, b;
+  read_binary(dir / "run_iter_6.solverstate", a);
+  read_binary(dir / "resumed_iter_6.solverstate", b);
+  REQUIRE(a.history_size() == b.history_size());
+  for (int i = 0; i < a.history_size(); ++i) {
+    CHECK(a.history(i).name() == b.history(i).name());
+    CHECK(std::vector<float>(a.history(i).data().begin(), a.history(i).data().end()) ==
+          std::vector<float>(b.history(i).data().begin(), b.history(i).data().end()));
+  }
+}
+
+TEST_CASE("MultiSolver: each update moves only its own player") {
+  TempDir dir("gan_players");
+  write_pairs(dir);
+  for (bool freeze_generator : {true, false}) {
+    INFO("generator frozen: ", freeze_generator);
+    MultiSolver s(solver_param(dir, "p", 3, "snapshot_after_train: false", freeze_generator ? "base_lr: 0" : "",
+                               freeze_generator ? "" : "base_lr: 0"),
+                  "", quiet());
+    auto g0 = values_of(net_weights(*s.player("generator").net));
+    auto d0 = values_of(net_weights(*s.player("discriminator").net));
+    CHECK(s.solve() == Solver::Outcome::finished);
+    auto g3 = values_of(net_weights(*s.player("generator").net));
+    auto d3 = values_of(net_weights(*s.player("discriminator").net));
+    CHECK((g3 == g0) == freeze_generator);
+    CHECK((d3 == d0) == !freeze_generator);
+  }
+}
+
+TEST_CASE("MultiSolver: SIGINT snapshots every player and stops; BCE trains too") {
+  TempDir dir("gan_sigint");
+  write_pairs(dir);
+  g_gan_sigint_at = 2;
+  MultiSolver s(solver_param(dir, "int", 10, "", "", "", "gan_mode: BCE d_steps: 2"), "", quiet());
+  auto outcome = s.solve();
+  g_gan_sigint_at = -1;
+  CHECK(outcome == Solver::Outcome::interrupted);
+  CHECK(s.iter() == 3);
+  CHECK(fs::exists(dir / "int_iter_3.generator.weights"));
+  CHECK(fs::exists(dir / "int_iter_3.discriminator.weights"));
+  CHECK(s.message().find("resume with --snapshot") != std::string::npos);
+}
+
+TEST_CASE("MultiSolver: a bad solver is refused naming the field") {
+  TempDir dir("gan_errors");
+  write_pairs(dir);
+  auto has = [](const std::string& what, const std::string& part) {
+    INFO(what);
+    CHECK(what.find(part) != std::string::npos);
+  };
+  proto::SolverParameter p = solver_param(dir, "e", 1);
+  p.clear_adversarial();
+  has(construction_error(p), "need a schedule");
+  p = solver_param(dir, "e", 1);
+  p.mutable_player(1)->set_name("generator");
+  has(construction_error(p), "given twice");
+  p = solver_param(dir, "e", 1);
+  p.set_net("x.prototxt");
+  has(construction_error(p), "each player names its net");
+  p = solver_param(dir, "e", 1);
+  p.mutable_adversarial()->set_fake(0, "nothing");
+  has(construction_error(p), "fake 'nothing' is not a blob");
+  p = solver_param(dir, "e", 1);
+  p.mutable_adversarial()->set_condition("a");  // 3 channels; D's condition input has 6
+  has(construction_error(p), "gan_solver.prototxt: adversarial:");
+  p = solver_param(dir, "e", 1);
+  p.mutable_player(0)->set_type("Adagrad");
+  has(construction_error(p), "player #0 'generator'");
+  p = solver_param(dir, "e", 1);
+  p.mutable_adversarial()->add_grid("nothing");
+  has(construction_error(p), "grid blob 'nothing'");
+  // A single-net Solver given players says where they are trained.
+  try {
+    Solver s(solver_param(dir, "e", 1), "gan_solver.prototxt", quiet());
+    FAIL("a Solver accepted `player`s");
+  } catch (const Error& e) {
+    has(e.what(), "`mmfuse train` runs it");
+  }
+}
+
+TEST_CASE("models/translation: every generator builds on scene-sized inputs, with fusion only in AsymFusion") {
+  const auto files = zoo::translation_models();
+  int generators = 0;
+  for (const auto& [path, text] : files) {
+    if (path.find("_solver") != std::string::npos || path.find("discriminator") != std::string::npos) continue;
+    INFO(path);
+    ++generators;
+    // The data layer's tops fed instead: the six scene modalities [4, 3, 64, 64] and the label.
+    proto::NetParameter net = read_net_text(text, path);
+    proto::NetParameter fed;
+    fed.set_name(net.name());
+    proto::LayerParameter* input = fed.add_layer();
+    input->set_name("data");
+    input->set_type("Input");
+    for (const char* m : {"rgb", "depth", "normal", "shading", "albedo", "edges"}) {
+      input->add_top(m);
+      proto::BlobShape* shape = input->mutable_input_param()->add_shape();
+      for (int64_t d : {4, 3, 64, 64}) shape->add_dim(d);
+    }
+    input->add_top("label");
+    proto::BlobShape* label = input->mutable_input_param()->add_shape();
+    for (int64_t d : {4, 64, 64}) label->add_dim(d);
+    for (const auto& l : net.layer())
+      if (l.type() != "MultimodalImageData") *fed.add_layer() = l;
+    Net g(fed, proto::TEST);
+    bool asym = path.find("asymfusion") != std::string::npos;
+    int shuffles = 0;
+    for (const auto& l : net.layer()) shuffles += l.type() == "ChannelShuffle";
+    CHECK(shuffles == (asym ? 2 : 0));
+    int judged = 0;  // the predictions under an L1 loss: each branch and the ensemble
+    for (const auto& l : net.layer())
+      if (l.type() == "L1Loss") {
+        CHECK(g.blob_shape(l.bottom(0)) == Shape{4, 3, 64, 64});
+        ++judged;
+      }
+    CHECK(judged == (asym ? 3 : 1));
+    CHECK(g.blob_shape("condition")[1] == (path.find("single") != std::string::npos ? 3 : 6));
+  }
+  CHECK(generators == 10);
+  for (int c : {3, 6}) {
+    Net d(read_net_text(files.at("models/translation/discriminator_c" + std::to_string(c) + ".prototxt")), proto::TRAIN);
+    CHECK(d.blob_shape("patch") == Shape{4, 1, 6, 6});  // 70x70 patches on a 64x64 image
+  }
+}
