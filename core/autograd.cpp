@@ -3,6 +3,7 @@
 #include <atomic>
 #include <queue>
 #include <unordered_map>
+#include <utility>
 
 #include "core/ops/elementwise.h"
 
@@ -12,6 +13,7 @@ namespace {
 thread_local bool g_grad_enabled = true;
 thread_local std::string g_scope;
 BackwardHook g_backward_hook;
+thread_local LeafGradHook g_leaf_grad_hook;
 std::atomic<uint64_t> g_sequence{0};
 
 // The node that receives gradients for `t`: its grad_fn, or the accumulator of a leaf.
@@ -41,6 +43,7 @@ const std::string& current_scope() { return g_scope; }
 ScopeGuard::ScopeGuard(std::string scope) : previous_(std::move(g_scope)) { g_scope = std::move(scope); }
 ScopeGuard::~ScopeGuard() { g_scope = std::move(previous_); }
 void set_backward_hook(BackwardHook hook) { g_backward_hook = std::move(hook); }
+LeafGradHook set_leaf_grad_hook(LeafGradHook hook) { return std::exchange(g_leaf_grad_hook, std::move(hook)); }
 
 bool grad_enabled() { return g_grad_enabled; }
 void set_grad_enabled(bool enabled) { g_grad_enabled = enabled; }
@@ -143,6 +146,7 @@ void backward(const TensorList& roots, const TensorList& grads, bool retain_grap
 
     if (auto leaf = node->leaf.lock()) {
       leaf->grad = accumulate(Tensor(leaf->grad), grad_outputs[0]).impl_ptr();
+      if (g_leaf_grad_hook) g_leaf_grad_hook(*leaf);
       continue;
     }
     if (node->leaf.expired() && node->name == "AccumulateGrad") continue;  // leaf is gone

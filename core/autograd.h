@@ -78,6 +78,15 @@ class ScopeGuard {
 using BackwardHook = std::function<void(const Node& node, bool before)>;
 void set_backward_hook(BackwardHook hook);
 
+// Called when a leaf's gradient is final in the running backward(): right after its
+// accumulator, which runs once per backward, after every gradient that flows into the leaf
+// (a parameter shared by several layers included) has been summed into leaf->grad. Nothing in
+// this backward changes that gradient afterwards. For this thread's backward() only (the
+// data-parallel reducer starts its gradient buckets from it, on the thread that talks to MPI);
+// null by default, and then it costs one test per leaf. Returns the previous hook.
+using LeafGradHook = std::function<void(const TensorImpl& leaf)>;
+LeafGradHook set_leaf_grad_hook(LeafGradHook hook);
+
 // True when grad mode is on and any of the tensors requires grad.
 bool needs_grad(std::initializer_list<Tensor> inputs);
 bool needs_grad(const TensorList& inputs);

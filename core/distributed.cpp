@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -182,12 +183,43 @@ void World::abort(const std::string& message, int code) {
   std::_Exit(code);
 }
 
+namespace {
+std::vector<MPI_Request>& requests_of(std::shared_ptr<void>& pending) {
+  if (!pending) pending = std::make_shared<std::vector<MPI_Request>>();
+  return *static_cast<std::vector<MPI_Request>*>(pending.get());
+}
+// Starts the in-place sum of `data` and appends its request to `requests`.
+void start_sum(MPI_Comm comm, float* data, size_t n, std::vector<MPI_Request>& requests) {
+  MMF_CHECK(n <= static_cast<size_t>(INT_MAX), Error, "all-reduce of ", n, " floats in one message; MPI counts are int");
+  requests.push_back(MPI_REQUEST_NULL);
+  MPI_Iallreduce(MPI_IN_PLACE, data, static_cast<int>(n), MPI_FLOAT, MPI_SUM, comm, &requests.back());
+}
+}  // namespace
+
+void World::start_allreduce_sum(float* data, size_t n) {
+  if (size_ > 1 && n > 0) start_sum(comm_of(*this, comm_), data, n, requests_of(pending_));
+}
+
+void World::progress() {
+  if (!pending_ || requests_of(pending_).empty()) return;
+  std::vector<MPI_Request>& requests = requests_of(pending_);
+  int done = 0;
+  MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
+}
+
+void World::wait_allreduces(const std::string& what) {
+  if (!pending_ || requests_of(pending_).empty()) return;
+  std::vector<MPI_Request>& requests = requests_of(pending_);
+  wait_all(*this, comm_of(*this, comm_), requests, what, timeout_, no_ranks);
+  requests.clear();
+}
+
+// Its own requests: the started ones (start_allreduce_sum) are not waited for here.
 void World::allreduce_sum(const std::vector<std::pair<float*, size_t>>& buffers, const std::string& what) {
   if (size_ <= 1 || buffers.empty()) return;
-  std::vector<MPI_Request> requests(buffers.size(), MPI_REQUEST_NULL);
-  for (size_t i = 0; i < buffers.size(); ++i)
-    MPI_Iallreduce(MPI_IN_PLACE, buffers[i].first, static_cast<int>(buffers[i].second), MPI_FLOAT, MPI_SUM,
-                   comm_of(*this, comm_), &requests[i]);
+  std::vector<MPI_Request> requests;
+  for (const auto& [data, n] : buffers)
+    if (n > 0) start_sum(comm_of(*this, comm_), data, n, requests);
   wait_all(*this, comm_of(*this, comm_), requests, what, timeout_, no_ranks);
 }
 
@@ -284,6 +316,9 @@ void World::abort(const std::string& message, int code) {
 void World::allreduce_sum(double*, size_t, const std::string&) {}
 void World::allreduce_sum(float*, size_t, const std::string&) {}
 void World::allreduce_sum(const std::vector<std::pair<float*, size_t>>&, const std::string&) {}
+void World::start_allreduce_sum(float*, size_t) {}
+void World::progress() {}
+void World::wait_allreduces(const std::string&) {}
 void World::broadcast(void*, size_t, const std::string&) {}
 std::vector<double> World::agree_sum(std::vector<double> values, const std::string&) { return values; }
 void* World::nccl_comm(int) {

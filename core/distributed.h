@@ -47,8 +47,16 @@ class World {
   void allreduce_sum(double* data, size_t n, const std::string& what);
   void allreduce_sum(float* data, size_t n, const std::string& what);
   // Several host buffers at once: all reductions are started, in the order given, then waited
-  // for (the gradient buckets).
+  // for (the blocking form of the calls below, on requests of its own).
   void allreduce_sum(const std::vector<std::pair<float*, size_t>>& buffers, const std::string& what);
+  // Non-blocking sums (the gradient buckets that start while backward runs): each call starts
+  // one and returns at once; every rank must start the same ones in the same order, and each
+  // buffer stays alive and untouched until wait_allreduces() has returned. progress() lets MPI
+  // move the started ones along (it moves data only inside its calls: call it now and then
+  // while computing). wait_allreduces() waits for all the started ones, with the timeout.
+  void start_allreduce_sum(float* data, size_t n);
+  void progress();
+  void wait_allreduces(const std::string& what);
   // Rank 0's bytes to every rank.
   void broadcast(void* data, size_t bytes, const std::string& what);
   // The element-wise sum of a few values over the ranks, gathered by rank 0 point to point and
@@ -69,6 +77,7 @@ class World {
   double timeout_ = 300;
   void* comm_ = nullptr;  // the MPI communicator (a dup of MPI_COMM_WORLD)
   void* nccl_ = nullptr;
+  std::shared_ptr<void> pending_;  // the started MPI requests (std::vector<MPI_Request>)
   int nccl_device_ = -1;
 };
 

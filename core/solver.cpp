@@ -168,7 +168,8 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
     MMF_CHECK(param_.collective_timeout() > 0, Error, where, ": collective_timeout must be > 0, got ",
               param_.collective_timeout());
     dist::world().set_timeout(param_.collective_timeout());
-    data_parallel_ = std::make_unique<DataParallel>(dist::world(), param_.allreduce_bucket_mb());
+    data_parallel_ =
+        std::make_unique<DataParallel>(dist::world(), param_.allreduce_bucket_mb(), param_.allreduce_overlap());
     root_ = dist::world().is_root();
     if (!root_) options_.out = nullptr, tty_ = false;  // rank 0 alone prints
   }
@@ -515,6 +516,8 @@ Solver::Outcome Solver::solve() {
         return Outcome::diverged;
       }
       loss += lv / iter_size;
+      // The last sub-batch's backward makes the gradients final: their buckets start during it.
+      if (data_parallel_ && k == iter_size - 1) data_parallel_->start_backward(optimizer_->params(), iter_);
       if (l.requires_grad()) (l * (1.0 / iter_size)).backward();
       if (show) {
         const auto& outs = net_->output_names();
@@ -533,6 +536,12 @@ Solver::Outcome Solver::solve() {
       loss = a.loss, want_stop = a.stop, want_snapshot = a.snapshot;
       for (size_t i = 0; i < outputs.size(); ++i) outputs[i].second = a.outputs[i];
       data_parallel_->average_gradients(optimizer_->params(), iter_);
+      if (iter_ == start_iter)
+        note("Gradient all-reduce: " + std::to_string(data_parallel_->buckets().size()) + " buckets of <= " +
+             format_number("%g", param_.allreduce_bucket_mb()) + " MiB, " +
+             (data_parallel_->overlap()
+                  ? std::to_string(data_parallel_->started_during_backward()) + " of them started during backward"
+                  : std::string("all after backward (allreduce_overlap: false)")));
     }
     double lr = learning_rate(param_, iter_);
     double grad_norm = optimizer_->step(lr);

@@ -1,6 +1,7 @@
 // The engine: accumulation where a tensor is used twice, release of saved tensors, detach,
 // no-grad, explicit gradients and errors.
 #include <cmath>
+#include <thread>
 
 #include "tests/gradcheck.h"
 
@@ -95,4 +96,56 @@ TEST_CASE("nodes carry the scope of the layer that recorded them") {
   sum(y).backward();
   autograd::set_backward_hook(nullptr);
   CHECK(seen == std::vector<std::string>{"/sum", "conv1/affine"});
+}
+
+TEST_CASE("the leaf hook reports each leaf once, when its gradient is final, in the engine's order") {
+  // w1 is used twice (first and last op: a parameter shared by two layers), w2 once, w3 not.
+  Tensor x = Tensor::from_vector<double>({1, 2}, {2});
+  Tensor w1 = Tensor::from_vector<double>({1, 2}, {2}).set_requires_grad();
+  Tensor w2 = Tensor::from_vector<double>({3, 3}, {2}).set_requires_grad();
+  Tensor w3 = Tensor::from_vector<double>({5, 5}, {2}).set_requires_grad();
+  Tensor y = sum(x * w1 * w2 * w1);  // dy/dw1 = 2 x w1 w2 = {6, 24}, dy/dw2 = x w1^2 = {1, 8}
+  std::vector<std::string> events;
+  std::vector<std::vector<double>> at_report;
+  auto name_of = [&](const TensorImpl& leaf) {
+    return &leaf == w1.unsafe_impl() ? "w1" : &leaf == w2.unsafe_impl() ? "w2" : &leaf == w3.unsafe_impl() ? "w3" : "?";
+  };
+  autograd::set_backward_hook([&](const autograd::Node& n, bool before) {
+    if (before) events.push_back(n.name);
+  });
+  autograd::LeafGradHook previous = autograd::set_leaf_grad_hook([&](const TensorImpl& leaf) {
+    events.push_back(std::string("final ") + name_of(leaf));
+    at_report.push_back(Tensor(leaf.grad).to_vector<double>());
+  });
+  y.backward();
+  autograd::set_backward_hook(nullptr);
+  autograd::set_leaf_grad_hook(std::move(previous));
+  // w2 is final while backward still has the first product to run; w1 only after it, with
+  // both of its uses summed; w3, not in the graph, is not reported.
+  CHECK(events == std::vector<std::string>{"sum", "mul", "mul", "final w2", "mul", "final w1"});
+  REQUIRE(at_report.size() == 2);
+  CHECK(at_report[0] == std::vector<double>{1, 8});
+  CHECK(at_report[1] == std::vector<double>{6, 24});
+  CHECK(at_report[1] == w1.grad().to_vector<double>());
+  // A later backward accumulates: the report carries the accumulated gradient.
+  at_report.clear();
+  previous = autograd::set_leaf_grad_hook([&](const TensorImpl& leaf) { at_report.push_back(Tensor(leaf.grad).to_vector<double>()); });
+  sum(w2 * 2.0).backward();
+  autograd::set_leaf_grad_hook(std::move(previous));
+  CHECK(at_report == std::vector<std::vector<double>>{{3, 10}});
+}
+
+TEST_CASE("the leaf hook belongs to the thread that set it") {
+  int reports = 0;
+  autograd::LeafGradHook previous = autograd::set_leaf_grad_hook([&](const TensorImpl&) { ++reports; });
+  std::thread other([] {
+    Tensor w = Tensor::from_vector<double>({1}, {1}).set_requires_grad();
+    sum(w * 2.0).backward();
+  });
+  other.join();
+  CHECK(reports == 0);
+  Tensor w = Tensor::from_vector<double>({1}, {1}).set_requires_grad();
+  sum(w * 2.0).backward();
+  CHECK(reports == 1);
+  autograd::set_leaf_grad_hook(std::move(previous));
 }

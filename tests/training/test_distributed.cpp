@@ -1,6 +1,7 @@
 // Data-parallel training under OpenMPI's launcher (docs/distributed.md): 2 ranks of batch B
 // against 1 process of batch 2B (LeNet; a small AsymFusion net with frozen, synchronised and
-// per-rank BatchNorm), resume under 2 ranks, a stalled and a killed rank, Ctrl-C. Each case
+// per-rank BatchNorm), resume under 2 ranks, gradient buckets overlapping backward against the
+// post-backward reduction, a stalled and a killed rank, Ctrl-C. Each case
 // runs `mpirun -np 2 mmfuse train` on a few iterations of a tiny net. Skipped, with a message,
 // where mpirun or this build's MPI support is missing; CTest entry `distributed`, label `mpi`.
 //
@@ -8,7 +9,8 @@
 // one product, so the float32 results agree to rounding, not to the bit: losses to a relative
 // 1e-5, weights to 1e-6 + 1e-5 |w| after 4 steps (seen: ~1 ulp). Where the reduction order is
 // the same (per-rank BatchNorm statistics against a 1-process run of batch B, resume against
-// the uninterrupted run) the comparison is bit-exact.
+// the uninterrupted run, buckets overlapping backward against buckets after it) the comparison
+// is bit-exact.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -299,6 +301,35 @@ TEST_CASE("distributed: snapshot and resume under 2 ranks reproduce the uninterr
   auto full = losses(dir / "out/full_metrics.jsonl"), cut = losses(dir / "out/cut_metrics.jsonl");
   REQUIRE(cut.size() == 4);
   for (int it = 0; it < 4; ++it) CHECK(cut.at(it) == full.at(it));
+}
+
+TEST_CASE("distributed: buckets that start during backward give the weights of the post-backward reduction") {
+  MPI_OR_SKIP();
+  // Tiny buckets (one or two parameters each), SyncBN (whose backward reduces across the ranks
+  // while gradient buckets are in flight) and iter_size 2 (only the last sub-batch's backward
+  // starts buckets): the same losses and weights to the bit with and without overlap.
+  TempDir dir("dist_overlap");
+  write(dir, "net.prototxt", fusion(dir, 2, "sync"));
+  const std::string common = "iter_size: 2\nallreduce_bucket_mb: 0.0005\n";
+  write(dir, "on.prototxt", solver("net.prototxt", "on", 3, common));
+  write(dir, "off.prototxt", solver("net.prototxt", "off", 3, common + "allreduce_overlap: false\n"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver on.prototxt", "on.log") == 0, read_file(dir / "on.log"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver off.prototxt", "off.log") == 0, read_file(dir / "off.log"));
+  const std::string on = read_file(dir / "on.log"), off = read_file(dir / "off.log");
+  INFO(on, "\n", off);
+  // "Gradient all-reduce: N buckets of <= X MiB, M of them started during backward"
+  const size_t at = on.find("Gradient all-reduce: ");
+  REQUIRE(at != std::string::npos);
+  const int buckets = std::stoi(on.substr(at + 21));
+  const size_t during = on.find(" MiB, ", at);
+  REQUIRE(during != std::string::npos);
+  CHECK(buckets > 10);
+  CHECK(std::stoi(on.substr(during + 6)) == buckets);  // every parameter is reached by backward
+  CHECK(off.find("all after backward (allreduce_overlap: false)") != std::string::npos);
+  CHECK(weight_gap(dir / "out/on_iter_3.weights", dir / "out/off_iter_3.weights") == 0);
+  auto a = losses(dir / "out/on_metrics.jsonl"), b = losses(dir / "out/off_metrics.jsonl");
+  REQUIRE(a.size() == 3);
+  for (int it = 0; it < 3; ++it) CHECK(a.at(it) == b.at(it));
 }
 
 namespace {
