@@ -21,8 +21,8 @@ struct TempDir {
   std::string operator/(const std::string& name) const { return (path / name).string(); }
 };
 
-// The source tree's root (models/, docs/, tests/fuzz/corpus/ are read from it): two folders
-// above this header, wherever the test file that asks lives.
-inline std::filesystem::path source_root() { return std::filesystem::path(__FILE__).parent_path().parent_path(); }
+// The source tree's root (models/, docs/, tests/fuzz/corpus/ are read from it): CMake's absolute
+// source folder, so that mmfuse_tests runs from any working directory (__FILE__ can be relative).
+inline std::filesystem::path source_root() { return MMFUSE_SOURCE_DIR; }
 
 }  // namespace mmfuse::testing
