@@ -340,7 +340,7 @@ SceneObject draw_object(Generator& gen, int label) {
       break;
     case kSceneBall:
       o.shape = SceneShape::sphere;
-      o.half.x = o.half.y = uniform(gen, 0.12, 0.3);
+      o.half.x = o.half.y = uniform(gen, 0.15, 0.3);
       break;
     default:  // slab
       o.shape = SceneShape::box;
@@ -424,8 +424,8 @@ Scene make_scene(const SceneSpec& spec, uint64_t seed, int64_t index) {
   cam.position.y = uniform(gen, 1.2, 1.9);
   cam.position.z = s.half_z - uniform(gen, 0.3, 0.8);
   cam.target.x = uniform(gen, -0.4, 0.4) * s.half_x;
-  cam.target.y = uniform(gen, 0.0, 0.5);
-  cam.target.z = std::max(-s.half_z + 0.3, cam.position.z - uniform(gen, 2.0, 3.5));
+  cam.target.y = uniform(gen, 0.0, 0.3);
+  cam.target.z = std::max(-s.half_z + 0.3, cam.position.z - uniform(gen, 1.8, 3.0));
   cam.focal = uniform(gen, 0.75, 1.0);
   s.ambient = uniform(gen, 0.15, 0.3);
   const int lights = 1 + static_cast<int>(gen.below(2));

@@ -38,6 +38,7 @@ const char* scene_class_name(int label);
 // The modalities in their canonical order (the folders `make-dataset scenes` writes).
 constexpr int kSceneModalities = 6;
 extern const char* const kSceneModalityNames[kSceneModalities];  // rgb depth normal shading albedo edges
+constexpr int kSceneModalityChannels[kSceneModalities] = {3, 1, 3, 1, 3, 1};
 // Index of a modality name in kSceneModalityNames, -1 when unknown.
 int scene_modality_index(const std::string& name);
 
@@ -100,7 +101,7 @@ struct Scene {
 
 struct SceneSpec {
   int width = 64, height = 64;
-  int min_objects = 3, max_objects = 6;
+  int min_objects = 4, max_objects = 7;
   int max_decals = 2;                 // painted rectangles on the floor and walls, 0..N
   double contact_probability = 0.35;  // chance that an object is placed against a wall or a box
 };
