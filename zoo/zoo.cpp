@@ -324,6 +324,17 @@ std::string segmentation_data(const SegmentationSpec& s, bool stacked) {
            << " crop_width: " << s.crop << " mirror: true }\n";
       os << "  }\n}\n";
     }
+  } else if (s.dataset == Dataset::scenes) {
+    for (int phase = 0; phase < 2; ++phase) {
+      bool train = phase == 0;
+      os << "layer {\n  name: \"data\"\n  type: \"SceneData\"\n";
+      if (stacked) os << "  top: \"data\"\n";
+      else os << "  top: \"rgb\"\n  top: \"depth\"\n";
+      os << "  top: \"label\"\n  include { phase: " << (train ? "TRAIN" : "TEST") << " }\n";
+      os << "  scene_param { batch_size: " << s.batch << " size: " << s.crop
+         << (train ? " seed: 1" : " seed: 1000003 num_samples: 256") << " modality: \"rgb\" modality: \"depth\""
+         << (stacked ? " stacked: true" : "") << (train ? " mirror: true" : "") << " }\n}\n";
+    }
   } else {
     for (int phase = 0; phase < 2; ++phase) {
       bool train = phase == 0;
@@ -624,6 +635,14 @@ SegmentationSpec synthetic_segmentation() {
   return s;
 }
 
+SegmentationSpec scenes_segmentation() {
+  SegmentationSpec s = synthetic_segmentation();
+  s.classes = 8;  // datasets::kSceneClasses (zoo/ depends on base/ only)
+  s.dataset = Dataset::scenes;
+  s.name = "asymfusion_scenes";
+  return s;
+}
+
 std::map<std::string, std::string> committed_models() {
   std::map<std::string, std::string> files;
   // AsymFusion on NYUDv2 (the paper's configuration).
@@ -659,6 +678,21 @@ std::map<std::string, std::string> committed_models() {
     files["models/baselines/synthetic_" + name + "_solver.prototxt"] =
         solver("synthetic_" + name + ".prototxt", "Baseline " + name + " on the synthetic RGB-D set.",
                synthetic_solver_body + "snapshot_prefix: \"snapshots/baseline_synthetic_" + name + "\"\n");
+  }
+  // The same models on the rendered scenes (RGB + depth -> 8 classes), same solver.
+  SegmentationSpec scn = scenes_segmentation();
+  files["models/asymfusion/scenes.prototxt"] = asymfusion_net(scn);
+  files["models/asymfusion/scenes_solver.prototxt"] =
+      solver("scenes.prototxt", "AsymFusion on the rendered scenes (SceneData, RGB + depth, 8 classes).",
+             synthetic_solver_body + "snapshot_prefix: \"snapshots/asymfusion_scenes\"\n");
+  for (const auto& [kind, name] : baselines) {
+    if (kind == Baseline::shared_private_bn || kind == Baseline::shared_shared_bn) continue;
+    SegmentationSpec b = scn;
+    b.name = "baseline_scenes_" + name;
+    files["models/baselines/scenes_" + name + ".prototxt"] = baseline_net(kind, b);
+    files["models/baselines/scenes_" + name + "_solver.prototxt"] =
+        solver("scenes_" + name + ".prototxt", "Baseline " + name + " on the rendered scenes.",
+               synthetic_solver_body + "snapshot_prefix: \"snapshots/baseline_scenes_" + name + "\"\n");
   }
   // MMTM.
   MmtmSpec fm = mmtm_preset(Dataset::fmnist_two_view);
