@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <limits>
 
 #include "base/error.h"
@@ -443,8 +444,16 @@ Scene make_scene(const SceneSpec& spec, uint64_t seed, int64_t index) {
 
   const int count = spec.min_objects + static_cast<int>(gen.below(spec.max_objects - spec.min_objects + 1));
   constexpr double kGap = 0.02;  // metres between footprints of objects not placed in contact
+  if (spec.classification) {  // object 0 where the camera looks, at least 1.5 m away
+    SceneObject o = draw_object(gen, kSceneWoodBox + static_cast<int>(gen.below(kSceneObjectClasses)));
+    const double radius = footprint_radius(o);
+    o.centre.x = std::clamp(cam.target.x, -s.half_x + radius + kGap, s.half_x - radius - kGap);
+    o.centre.z = std::min(cam.position.z - 1.5, std::max(-s.half_z + radius + kGap, cam.target.z));
+    cam.target = o.centre;
+    s.objects.push_back(o);
+  }
   for (int i = 0; i < count; ++i) {
-    const int label = kSceneWoodBox + static_cast<int>(gen.below(5));
+    const int label = kSceneWoodBox + static_cast<int>(gen.below(kSceneObjectClasses));
     for (int attempt = 0; attempt < 20; ++attempt) {
       SceneObject o = draw_object(gen, label);
       const double radius = footprint_radius(o);
@@ -504,6 +513,10 @@ Scene make_scene(const SceneSpec& spec, uint64_t seed, int64_t index) {
       break;
     }
   }
+  if (spec.classification)  // nothing between the camera and the centre of object 0
+    for (size_t k = s.objects.size(); k-- > 1;)
+      if (intersect(s.objects[k], cam.position, s.objects[0].centre - cam.position, 1.0).t < 1.0)
+        s.objects.erase(s.objects.begin() + static_cast<std::ptrdiff_t>(k));
   const int decals = static_cast<int>(gen.below(static_cast<uint64_t>(spec.max_decals) + 1));
   for (int i = 0; i < decals; ++i) {
     SceneDecal d;
@@ -608,7 +621,10 @@ SceneImages render_scene(const Scene& s, int width, int height) {
 }
 
 SceneImages make_scene_images(const SceneSpec& spec, uint64_t seed, int64_t index) {
-  return render_scene(make_scene(spec, seed, index), spec.width, spec.height);
+  const Scene scene = make_scene(spec, seed, index);
+  SceneImages images = render_scene(scene, spec.width, spec.height);
+  if (spec.classification) images.class_index = scene.objects[0].label - kSceneWoodBox;
+  return images;
 }
 
 }  // namespace mmfuse::datasets

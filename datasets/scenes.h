@@ -33,6 +33,8 @@ enum SceneClass : int {
   kSceneSlab = 7,
 };
 constexpr int kSceneClasses = 8;
+// The classification variant's classes: the object categories, class = label - kSceneWoodBox.
+constexpr int kSceneObjectClasses = 5;
 const char* scene_class_name(int label);
 
 // The modalities in their canonical order (the folders `make-dataset scenes` writes).
@@ -104,6 +106,9 @@ struct SceneSpec {
   int min_objects = 4, max_objects = 7;
   int max_decals = 2;                 // painted rectangles on the floor and walls, 0..N
   double contact_probability = 0.35;  // chance that an object is placed against a wall or a box
+  // The classification variant: object 0 stands where the camera looks (at least 1.5 m away),
+  // objects hiding its centre are removed, and its category is the sample's class.
+  bool classification = false;
 };
 
 // The rendered modalities, all H x W and aligned pixel for pixel.
@@ -116,6 +121,7 @@ struct SceneImages {
   Image edges;     // 1 x 8-bit: 255 depth edge (occlusion or crease), 128 texture edge only, 0 none
   Image label;     // 1 x 8-bit: SceneClass
   Image instance;  // 1 x 16-bit: surface id (1 floor, 2-5 walls, 6 ceiling, 10 + i object i); not written to disk
+  int class_index = -1;  // classification variant: object 0's category, 0..kSceneObjectClasses-1
   // The modality of index m in kSceneModalityNames.
   const Image& modality(int m) const;
 };

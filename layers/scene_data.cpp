@@ -1,6 +1,7 @@
 // SceneData (mmfuse): rendered rooms (datasets/scenes.h) made on the fly, no files. `modality`
 // names the tops in order (rgb, depth, normal, shading, albedo, edges; default rgb, depth), then
-// the label top (int32 [N, S, S], 8 classes) unless `label: false`. stacked: false gives one top
+// the label top (int32 [N, S, S], 8 classes; classification: true, int32 [N], the 5 object
+// categories of the object the camera looks at) unless `label: false`. stacked: false gives one top
 // per modality, [N, C_m, S, S] (C = 3 for rgb, normal, albedo; 1 for depth, shading, edges);
 // stacked: true one modality-stacked top [M·N, 3, S, S], 1-channel modalities replicated.
 //   8-bit modalities: v / 127.5 - 1, in [-1, 1] (a Tanh output's range);
@@ -51,6 +52,8 @@ class SceneDataLayer : public Layer {
            "), got ", layer_param().top_size());
     if (p.batch_size() == 0) fail("batch_size must be positive");
     if (p.size() < 8 || p.size() > 4096) fail("size must be in [8, 4096], got ", p.size());
+    classification_ = p.classification();
+    spec_.classification = classification_;
     if (p.min_objects() > p.max_objects() || p.max_objects() > 64)
       fail("need min_objects <= max_objects <= 64, got ", p.min_objects(), " and ", p.max_objects());
     batch_ = p.batch_size();
@@ -75,7 +78,7 @@ class SceneDataLayer : public Layer {
     } else {
       for (int m : modalities_) shapes.push_back({N, channels(m), S, S});
     }
-    if (label_) shapes.push_back({N, S, S});
+    if (label_) shapes.push_back(classification_ ? Shape{N} : Shape{N, S, S});
     return shapes;
   }
 
@@ -96,7 +99,7 @@ class SceneDataLayer : public Layer {
     }
     HostBlob label;
     label.is_int = true;
-    label.shape = {N, S, S};
+    label.shape = classification_ ? Shape{N} : Shape{N, S, S};
     for (int64_t j = 0; j < N; ++j) {
       const int64_t position = b * N + j;
       const int64_t index = first_index_ + (order_ ? order_->sample_at(position) : position);
@@ -125,7 +128,8 @@ class SceneDataLayer : public Layer {
             }
         }
       }
-      if (label_)
+      if (label_ && classification_) label.ints.push_back(s.class_index);
+      if (label_ && !classification_)
         for (int64_t y = 0; y < S; ++y)
           for (int64_t x = 0; x < S; ++x)
             label.ints.push_back(s.label.at(static_cast<int>(y), static_cast<int>(flip ? S - 1 - x : x)));
@@ -148,7 +152,7 @@ class SceneDataLayer : public Layer {
   std::vector<int> modalities_;
   int64_t batch_ = 8, size_ = 64, first_index_ = 0, num_samples_ = 0;
   uint64_t seed_ = 1;
-  bool stacked_ = false, label_ = true, mirror_ = false;
+  bool stacked_ = false, label_ = true, mirror_ = false, classification_ = false;
   DType dtype_ = DType::f32;
   std::unique_ptr<datasets::EpochOrder> order_;
   std::unique_ptr<datasets::BatchPrefetcher> prefetcher_;  // last: destroyed first

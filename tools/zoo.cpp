@@ -38,7 +38,9 @@ zoo::Dataset parse_dataset(const std::string& name) {
   if (name == "synthetic-cls") return zoo::Dataset::synthetic_cls;
   if (name == "fmnist-two-view") return zoo::Dataset::fmnist_two_view;
   if (name == "scenes") return zoo::Dataset::scenes;
-  throw Error("zoo: unknown dataset '" + name + "' (nyudv2, synthetic, synthetic-cls, fmnist-two-view, scenes)");
+  if (name == "scenes-cls") return zoo::Dataset::scenes_cls;
+  throw Error("zoo: unknown dataset '" + name +
+              "' (nyudv2, synthetic, synthetic-cls, fmnist-two-view, scenes, scenes-cls)");
 }
 
 std::string read_file(const std::string& path, bool* ok) {
@@ -154,13 +156,14 @@ mmfuse zoo asymfusion [--dataset nyudv2|synthetic|scenes] [--depth 18|34|50|101|
                       [--stages 1,2,3,4] [--bn private|shared] [--frozen-bn] [--no-ensemble]
                       [--classes 40] [--batch 6] [--crop 500] [--name NAME]
 mmfuse zoo baseline rgb-only|depth-only|early-fusion|late-fusion|shared-private-bn|shared-shared-bn [same flags]
-mmfuse zoo mmtm [--dataset fmnist-two-view|synthetic-cls] [--blocks 2,2,2,2] [--stages 2,3,4] [--width 64]
+mmfuse zoo mmtm [--dataset fmnist-two-view|synthetic-cls|scenes-cls] [--blocks 2,2,2,2] [--stages 2,3,4] [--width 64]
                 [--classes 10] [--batch 64]
     Print one network to standard output, e.g. an ablation:
       mmfuse zoo asymfusion --depth 101 --fusion cs --stages 3,4 > cs_only.prototxt
     --dataset synthetic starts from the main job's configuration, --dataset scenes from
     models/asymfusion/scenes (the same model on the rendered scenes, 8 classes), --dataset synthetic-cls
-    from models/mmtm/synthetic_cls (width 16, 6 classes, batch 32); --stages "" fuses nowhere.)",
+    from models/mmtm/synthetic_cls (width 16, 6 classes, batch 32), --dataset scenes-cls from
+    models/mmtm/scenes_cls (the same, 5 classes); --stages "" fuses nowhere.)",
                             zoo_main});
 
 }  // namespace

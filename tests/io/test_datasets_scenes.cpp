@@ -249,3 +249,24 @@ TEST_CASE("scenes: random scenes' modalities agree with each other") {
   CHECK(smooth > 10000);
   CHECK(smooth_agree >= 0.97 * smooth);
 }
+
+TEST_CASE("scenes: the classification variant looks at its object: the centre pixels carry its class") {
+  SceneSpec spec;
+  spec.width = spec.height = 48;
+  spec.classification = true;
+  std::vector<int> seen(kSceneObjectClasses, 0);
+  for (int index = 0; index < 40; ++index) {
+    const SceneImages im = make_scene_images(spec, 4, index);
+    REQUIRE(im.class_index >= 0);
+    REQUIRE(im.class_index < kSceneObjectClasses);
+    ++seen[static_cast<size_t>(im.class_index)];
+    // The optical axis passes through pixel corner (24, 24): one of the four pixels around it.
+    bool centre = false;
+    for (int y : {23, 24})
+      for (int x : {23, 24}) centre |= im.label.at(y, x) == kSceneWoodBox + im.class_index;
+    CHECK(centre);
+  }
+  for (int c = 0; c < kSceneObjectClasses; ++c) CHECK(seen[static_cast<size_t>(c)] > 2);
+  spec.classification = false;
+  CHECK(make_scene_images(spec, 4, 0).class_index == -1);
+}

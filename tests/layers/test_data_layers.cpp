@@ -473,6 +473,12 @@ TEST_CASE("SceneData: chosen modality tops, value ranges, stacked vs split, thre
   CHECK(plain.shapes == std::vector<Shape>{{2, 3, 24, 24}, {2, 1, 24, 24}, {2, 24, 24}});
   auto labels = plain.batch(1)[2].to_vector<int32_t>();  // positions 2, 3 -> samples 42, 40
   CHECK(labels[0] == make_scene_images(spec, 9, 42).label.pixels[0]);
+  Built cls = build(layer("top: 'rgb' top: 'depth' top: 'label'", "classification: true threads: 0"));
+  CHECK(cls.shapes == std::vector<Shape>{{2, 3, 24, 24}, {2, 1, 24, 24}, {2}});
+  spec.classification = true;
+  auto classes = cls.batch(3)[2].to_vector<int32_t>();
+  CHECK(classes[0] == make_scene_images(spec, 9, 6).class_index);
+  CHECK(classes[1] == make_scene_images(spec, 9, 7).class_index);
   Built no_label = build(layer("top: 'shading'", "modality: 'shading' label: false"));
   CHECK(no_label.shapes == std::vector<Shape>{{2, 1, 24, 24}});
   CHECK(error_of([&] { build(layer("top: 'a' top: 'b'", "modality: 'colour'")); }).find("unknown modality 'colour'") !=
