@@ -275,6 +275,31 @@ void check_size(int width, int height) {
             "x", width, " out of range [8, 4096]");
 }
 
+// A hand-built scene's numbers must make sense: patterns of positive size, objects of positive
+// extent, a room around the camera.
+void check_scene(const Scene& s) {
+  auto check_material = [](const SceneMaterial& m, const char* what) {
+    MMF_CHECK(m.period > 0, Error, "scenes: the ", what, " material's period must be positive, got ", m.period);
+  };
+  check_material(s.floor, "floor");
+  check_material(s.wall, "wall");
+  check_material(s.ceiling, "ceiling");
+  for (const SceneObject& o : s.objects) {
+    check_material(o.material, scene_class_name(o.label));
+    MMF_CHECK(o.half.x > 0 && o.half.y > 0 && (o.shape != SceneShape::box || o.half.z > 0), Error,
+              "scenes: a ", scene_class_name(o.label), " object needs positive extents, got (", o.half.x, ", ",
+              o.half.y, ", ", o.half.z, ")");
+  }
+  for (const SceneDecal& d : s.decals) check_material(d.material, "decal");
+  const SceneVec& c = s.camera.position;
+  MMF_CHECK(s.camera.focal > 0, Error, "scenes: camera focal must be positive, got ", s.camera.focal);
+  const SceneVec view = s.camera.target - c;
+  MMF_CHECK(view.x != 0 || view.z != 0, Error,
+            "scenes: the camera must not look straight up or down (or at its own position)");
+  MMF_CHECK(std::abs(c.x) < s.half_x && std::abs(c.z) < s.half_z && c.y > 0 && c.y < s.height, Error,
+            "scenes: the camera (", c.x, ", ", c.y, ", ", c.z, ") is not inside the room");
+}
+
 // ---- drawing a scene -------------------------------------------------------------------------
 
 double uniform(Generator& gen, double lo, double hi) { return lo + (hi - lo) * gen.uniform(); }
@@ -545,8 +570,8 @@ Scene make_scene(const SceneSpec& spec, uint64_t seed, int64_t index) {
 SceneImages render_scene(const Scene& s, int width, int height) {
   check_size(width, height);
   const int W = width, H = height;
+  check_scene(s);
   const SceneCamera& cam = s.camera;
-  MMF_CHECK(cam.focal > 0, Error, "scenes: camera focal must be positive, got ", cam.focal);
   const Vec f = normalised(cam.target - cam.position), r = normalised(cross(f, Vec{0, 1, 0})), up = cross(r, f);
   const double focal_px = cam.focal * W;
 
@@ -569,8 +594,6 @@ SceneImages render_scene(const Scene& s, int width, int height) {
       // Unit component along the optical axis: t is the z-buffer depth.
       const Vec dir = f + r * ((x + 0.5 - 0.5 * W) / focal_px) + up * ((0.5 * H - y - 0.5) / focal_px);
       const Hit hit = intersect_scene(s, cam.position, dir);
-      MMF_CHECK(hit.t < kInf, Error, "scenes: the ray of pixel (", x, ", ", y,
-                ") leaves the room: is the camera inside it?");
       const Vec p = cam.position + dir * hit.t;
       double shade = s.ambient;
       for (const SceneLight& l : s.lights) {

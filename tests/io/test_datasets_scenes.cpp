@@ -166,6 +166,16 @@ TEST_CASE("scenes: a hand-built box and ball label, measure and orient the pixel
   int outline = 0;
   for (int y = 0; y < S; ++y) outline += im.label.at(y, cx) == kSceneWoodBox && im.label.at(y - (y > 0), cx) != kSceneWoodBox;
   CHECK(outline == 1);
+  // Hand-built scenes are checked before any ray is cast.
+  Scene bad = s;
+  bad.camera.target = bad.camera.position;
+  CHECK_THROWS_WITH_AS(render_scene(bad, 16, 16), doctest::Contains("must not look straight up or down"), mmfuse::Error);
+  bad = s;
+  bad.camera.position.z = 7;
+  CHECK_THROWS_WITH_AS(render_scene(bad, 16, 16), doctest::Contains("is not inside the room"), mmfuse::Error);
+  bad = s;
+  bad.objects[1].material.period = 0;
+  CHECK_THROWS_WITH_AS(render_scene(bad, 16, 16), doctest::Contains("ball material's period"), mmfuse::Error);
 }
 
 TEST_CASE("scenes: two coplanar boxes in contact: one depth surface, two labels, a texture edge") {
