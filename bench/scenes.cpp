@@ -2,6 +2,8 @@
 // (one thread, every modality rendered) at sizes 64, 128 and 256, and the same made by the
 // SceneData layer with 2 worker threads (rgb + depth + label tops, normalised).
 //   bench_scenes [images=200]
+#include "datasets/scenes.h"
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -9,7 +11,6 @@
 
 #include "core/layer.h"
 #include "core/prototxt.h"
-#include "datasets/scenes.h"
 
 using namespace mmfuse;
 
@@ -28,9 +29,10 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(checksum));
   }
   proto::LayerParameter lp;
-  parse_text("name: 'd' type: 'SceneData' top: 'rgb' top: 'depth' top: 'label' "
-             "scene_param { batch_size: 8 size: 64 threads: 2 }",
-             "<bench>", lp);
+  parse_text(
+      "name: 'd' type: 'SceneData' top: 'rgb' top: 'depth' top: 'label' "
+      "scene_param { batch_size: 8 size: 64 threads: 2 }",
+      "<bench>", lp);
   auto layer = create_layer(lp);
   Generator gen(1);
   LayerContext lctx{gen};

@@ -64,15 +64,16 @@ enum class SceneShape { box, sphere, cylinder };
 struct SceneObject {
   int label = kSceneWoodBox;
   SceneShape shape = SceneShape::box;
-  SceneVec centre;        // world coordinates (metres; y is up, the floor is y = 0)
-  SceneVec half;          // box: half extents in the object's frame; sphere: x = radius; cylinder: x = radius, y = half height
+  SceneVec centre;  // world coordinates (metres; y is up, the floor is y = 0)
+  // Box: half extents in the object's frame; sphere: x = radius; cylinder: x = radius, y = half height.
+  SceneVec half;
   double yaw_cos = 1, yaw_sin = 0;  // rotation about the vertical axis through the centre
   SceneMaterial material;
 };
 
 // A painted rectangle on the floor or a wall: changes the albedo, not the geometry or the label.
 struct SceneDecal {
-  int surface = 0;                    // 0 floor, 1..4 walls x = -X, x = +X, z = -Z, z = +Z
+  int surface = 0;                        // 0 floor, 1..4 walls x = -X, x = +X, z = -Z, z = +Z
   double u0 = 0, u1 = 0, v0 = 0, v1 = 0;  // floor: x and z; walls x = +-X: z and y; walls z = +-Z: x and y
   SceneMaterial material;
 };

@@ -48,8 +48,8 @@ class SceneDataLayer : public Layer {
     label_ = p.label();
     const int tops = (stacked_ ? 1 : static_cast<int>(modalities_.size())) + (label_ ? 1 : 0);
     if (layer_param().top_size() != tops)
-      fail("takes ", tops, " tops (", stacked_ ? "one stacked top" : "one per modality", label_ ? ", then the label" : "",
-           "), got ", layer_param().top_size());
+      fail("takes ", tops, " tops (", stacked_ ? "one stacked top" : "one per modality",
+           label_ ? ", then the label" : "", "), got ", layer_param().top_size());
     if (p.batch_size() == 0) fail("batch_size must be positive");
     if (p.size() < 8 || p.size() > 4096) fail("size must be in [8, 4096], got ", p.size());
     classification_ = p.classification();
@@ -68,9 +68,8 @@ class SceneDataLayer : public Layer {
     mirror_ = train && p.mirror();
     dtype_ = ctx.dtype;
     if (num_samples_ > 0) order_ = std::make_unique<datasets::EpochOrder>(num_samples_, seed_, train);
-    prefetcher_ = std::make_unique<datasets::BatchPrefetcher>([this](int64_t b) { return make_batch(b); },
-                                                              static_cast<int>(p.threads()),
-                                                              static_cast<int>(p.prefetch()));
+    prefetcher_ = std::make_unique<datasets::BatchPrefetcher>(
+        [this](int64_t b) { return make_batch(b); }, static_cast<int>(p.threads()), static_cast<int>(p.prefetch()));
     std::vector<Shape> shapes;
     const int64_t N = batch_, S = size_, M = static_cast<int64_t>(modalities_.size());
     if (stacked_) {

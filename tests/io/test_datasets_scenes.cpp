@@ -62,7 +62,8 @@ TEST_CASE("scenes: the same bytes for a seed, whatever the order and the thread 
   for (int i = 0; i < 4; ++i) sequential.push_back(hash_of(make_scene_images(spec, 1, i)));
   // Pinned: a change of these values changes every dataset written with `make-dataset scenes`.
   // Update them (and say so in the commit) only when the renderer's documented spec changes.
-  const std::vector<uint64_t> pinned = {0xa04306e866e15636ull, 0x9ae8a85011a8bb29ull, 0x606492adaa1953ffull, 0x474e5ce5b5002462ull};
+  const std::vector<uint64_t> pinned = {0xa04306e866e15636ull, 0x9ae8a85011a8bb29ull, 0x606492adaa1953ffull,
+                                        0x474e5ce5b5002462ull};
   CHECK(sequential == pinned);
   std::vector<uint64_t> threaded(4);
   std::vector<std::thread> workers;
@@ -164,12 +165,14 @@ TEST_CASE("scenes: a hand-built box and ball label, measure and orient the pixel
   CHECK(shadow_edges > 2);
   const int cx = S / 2;
   int outline = 0;
-  for (int y = 0; y < S; ++y) outline += im.label.at(y, cx) == kSceneWoodBox && im.label.at(y - (y > 0), cx) != kSceneWoodBox;
+  for (int y = 0; y < S; ++y)
+    outline += im.label.at(y, cx) == kSceneWoodBox && im.label.at(y - (y > 0), cx) != kSceneWoodBox;
   CHECK(outline == 1);
   // Hand-built scenes are checked before any ray is cast.
   Scene bad = s;
   bad.camera.target = bad.camera.position;
-  CHECK_THROWS_WITH_AS(render_scene(bad, 16, 16), doctest::Contains("must not look straight up or down"), mmfuse::Error);
+  CHECK_THROWS_WITH_AS(render_scene(bad, 16, 16), doctest::Contains("must not look straight up or down"),
+                       mmfuse::Error);
   bad = s;
   bad.camera.position.z = 7;
   CHECK_THROWS_WITH_AS(render_scene(bad, 16, 16), doctest::Contains("is not inside the room"), mmfuse::Error);
@@ -245,7 +248,8 @@ TEST_CASE("scenes: random scenes' modalities agree with each other") {
         SceneVec n{a.y * b.z - a.z * b.y, a.z * b.x - a.x * b.z, a.x * b.y - a.y * b.x};
         const double len = std::sqrt(n.x * n.x + n.y * n.y + n.z * n.z);
         const double dot = (n.x * (im.normal.at(y, x, 0) / 127.5 - 1) + n.y * (im.normal.at(y, x, 1) / 127.5 - 1) +
-                            n.z * (im.normal.at(y, x, 2) / 127.5 - 1)) / len;
+                            n.z * (im.normal.at(y, x, 2) / 127.5 - 1)) /
+                           len;
         ++smooth;
         smooth_agree += dot > 0.95;
       }
