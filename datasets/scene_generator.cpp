@@ -1,5 +1,5 @@
 // The scene generator: a random room, camera, lights, objects and decals drawn from
-// (spec, seed, index), as docs/datasets.md ("Rendered scenes") specifies draw by draw.
+// (spec, seed, index), with the distributions docs/datasets.md ("Rendered scenes") gives.
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
