@@ -117,7 +117,8 @@ TEST_CASE("scenes: a hand-built box and ball label, measure and orient the pixel
         CHECK(im.albedo.at(y, x, 0) == 204);
         CHECK(im.albedo.at(y, x, 2) == 26);
       }
-      if (std::abs(fx) > 0.52 && label == kSceneWoodBox) FAIL("box label outside the box at (", x, ", ", y, ")");
+      if (std::abs(fx) > 0.52 && label == kSceneWoodBox)
+        FAIL("box label outside the box at (" << x << ", " << y << ")");
       // The ball: rays passing within 0.28 m of its centre hit it (if the box does not hide it).
       const SceneVec c{ball.centre.x, ball.centre.y - eye_y, ball.centre.z - eye_z};
       const double dd = d.x * d.x + d.y * d.y + d.z * d.z, along = (c.x * d.x + c.y * d.y + c.z * d.z) / dd;
@@ -126,7 +127,7 @@ TEST_CASE("scenes: a hand-built box and ball label, measure and orient the pixel
         ++ball_pixels;
         CHECK(label == kSceneBall);
       }
-      if (miss2 > 0.32 * 0.32 && label == kSceneBall) FAIL("ball label off the ball at (", x, ", ", y, ")");
+      if (miss2 > 0.32 * 0.32 && label == kSceneBall) FAIL("ball label off the ball at (" << x << ", " << y << ")");
       // The floor in front of everything: depth from the ray's floor crossing.
       if (d.y < 0) {
         const double t = eye_y / -d.y, px = d.x * t, pz = eye_z - t;
@@ -255,7 +256,7 @@ TEST_CASE("scenes: random scenes' modalities agree with each other") {
       }
   }
   for (int c = 0; c < kSceneClasses; ++c) {
-    INFO("class ", scene_class_name(c));
+    INFO("class " << scene_class_name(c));
     if (c != 0) CHECK(class_pixels[static_cast<size_t>(c)] > 0);  // the ceiling is often out of view
   }
   CHECK(label_boundaries > 200);
