@@ -33,11 +33,14 @@ enum SceneClass : int {
   kSceneSlab = 7,
 };
 constexpr int kSceneClasses = 8;
+// The classification variant's classes: the object categories, class = label - kSceneWoodBox.
+constexpr int kSceneObjectClasses = 5;
 const char* scene_class_name(int label);
 
 // The modalities in their canonical order (the folders `make-dataset scenes` writes).
 constexpr int kSceneModalities = 6;
 extern const char* const kSceneModalityNames[kSceneModalities];  // rgb depth normal shading albedo edges
+constexpr int kSceneModalityChannels[kSceneModalities] = {3, 1, 3, 1, 3, 1};
 // Index of a modality name in kSceneModalityNames, -1 when unknown.
 int scene_modality_index(const std::string& name);
 
@@ -61,15 +64,16 @@ enum class SceneShape { box, sphere, cylinder };
 struct SceneObject {
   int label = kSceneWoodBox;
   SceneShape shape = SceneShape::box;
-  SceneVec centre;        // world coordinates (metres; y is up, the floor is y = 0)
-  SceneVec half;          // box: half extents in the object's frame; sphere: x = radius; cylinder: x = radius, y = half height
+  SceneVec centre;  // world coordinates (metres; y is up, the floor is y = 0)
+  // Box: half extents in the object's frame; sphere: x = radius; cylinder: x = radius, y = half height.
+  SceneVec half;
   double yaw_cos = 1, yaw_sin = 0;  // rotation about the vertical axis through the centre
   SceneMaterial material;
 };
 
 // A painted rectangle on the floor or a wall: changes the albedo, not the geometry or the label.
 struct SceneDecal {
-  int surface = 0;                    // 0 floor, 1..4 walls x = -X, x = +X, z = -Z, z = +Z
+  int surface = 0;                        // 0 floor, 1..4 walls x = -X, x = +X, z = -Z, z = +Z
   double u0 = 0, u1 = 0, v0 = 0, v1 = 0;  // floor: x and z; walls x = +-X: z and y; walls z = +-Z: x and y
   SceneMaterial material;
 };
@@ -100,9 +104,12 @@ struct Scene {
 
 struct SceneSpec {
   int width = 64, height = 64;
-  int min_objects = 3, max_objects = 6;
+  int min_objects = 4, max_objects = 7;
   int max_decals = 2;                 // painted rectangles on the floor and walls, 0..N
   double contact_probability = 0.35;  // chance that an object is placed against a wall or a box
+  // The classification variant: object 0 stands where the camera looks (at least 1.5 m away),
+  // objects hiding its centre are removed, and its category is the sample's class.
+  bool classification = false;
 };
 
 // The rendered modalities, all H x W and aligned pixel for pixel.
@@ -115,6 +122,7 @@ struct SceneImages {
   Image edges;     // 1 x 8-bit: 255 depth edge (occlusion or crease), 128 texture edge only, 0 none
   Image label;     // 1 x 8-bit: SceneClass
   Image instance;  // 1 x 16-bit: surface id (1 floor, 2-5 walls, 6 ceiling, 10 + i object i); not written to disk
+  int class_index = -1;  // classification variant: object 0's category, 0..kSceneObjectClasses-1
   // The modality of index m in kSceneModalityNames.
   const Image& modality(int m) const;
 };

@@ -57,8 +57,8 @@ NetMap map_net(const Net& net) {
     if (label < tops) map.label_top = static_cast<int64_t>(label);
   }
   MMF_CHECK(found, Error, "probe: net '", net.name(),
-            "' has no data layer with several modalities (SyntheticRgbdData, MultimodalImageData, FashionMnistData "
-            "with two_view) in its TEST phase: nothing to probe");
+            "' has no data layer with several modalities (SyntheticRgbdData, SceneData, MultimodalImageData, "
+            "FashionMnistData with two_view) in its TEST phase: nothing to probe");
   return map;
 }
 

@@ -1,12 +1,17 @@
 // `mmfuse make-dataset`: writes a generated dataset to disk in the layout users' real data has
 // (PNG files per modality plus list files), so that the file-based data path can be exercised
 // and inspected without any download.
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
-#include <string>
 
 #include "base/error.h"
 #include "datasets/image.h"
@@ -57,6 +62,27 @@ std::string sample_file(int index) {
   return file;
 }
 
+// Calls work(i) for i in [0, count) on std::thread::hardware_concurrency() threads; rethrows
+// the first failing thread's exception after all have stopped.
+void parallel_for(int count, const std::function<void(int)>& work) {
+  const int threads = std::max(1, std::min<int>(count, static_cast<int>(std::thread::hardware_concurrency())));
+  std::atomic<int> next{0};
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      try {
+        for (int i = next++; i < count; i = next++) work(i);
+      } catch (...) {
+        errors[static_cast<size_t>(t)] = std::current_exception();
+        next = count;  // the others stop at their next sample
+      }
+    });
+  for (auto& thread : pool) thread.join();
+  for (const auto& e : errors)
+    if (e) std::rethrow_exception(e);
+}
+
 int make_dataset(const std::vector<std::string>& argv) {
   Args args("make-dataset", argv, {"out", "train", "test", "size", "seed", "count"});
   MMF_CHECK(args.positional().size() == 1, Error,
@@ -89,18 +115,22 @@ int make_dataset(const std::vector<std::string>& argv) {
     create_folders(out, folders);
     datasets::SceneSpec spec;
     spec.width = spec.height = size;
+    // Samples are pure functions of (seed, index): render and write them on every core.
+    auto write_sample = [&](int i) {
+      const std::string file = sample_file(i);
+      const datasets::SceneImages s = datasets::make_scene_images(spec, static_cast<uint64_t>(seed), i);
+      for (int m = 0; m < datasets::kSceneModalities; ++m)
+        datasets::write_png((out / datasets::kSceneModalityNames[m] / file).string(), s.modality(m));
+      datasets::write_png((out / "label" / file).string(), s.label);
+    };
+    parallel_for(train + test, write_sample);
     for (auto [all_name, name, first, count] :
          {std::tuple{"train_all.txt", "train.txt", 0, train}, std::tuple{"test_all.txt", "test.txt", train, test}}) {
       std::string all_lines, lines;
       for (int i = first; i < first + count; ++i) {
         const std::string file = sample_file(i);
-        datasets::SceneImages s = datasets::make_scene_images(spec, static_cast<uint64_t>(seed), i);
-        for (int m = 0; m < datasets::kSceneModalities; ++m) {
-          const std::string path = std::string(datasets::kSceneModalityNames[m]) + "/" + file;
-          datasets::write_png((out / path).string(), s.modality(m));
-          all_lines += path + ' ';
-        }
-        datasets::write_png((out / "label" / file).string(), s.label);
+        for (int m = 0; m < datasets::kSceneModalities; ++m)
+          all_lines += std::string(datasets::kSceneModalityNames[m]) + "/" + file + ' ';
         all_lines += "label/" + file + '\n';
         lines += "rgb/" + file + " depth/" + file + " label/" + file + '\n';
       }

@@ -37,7 +37,10 @@ zoo::Dataset parse_dataset(const std::string& name) {
   if (name == "synthetic") return zoo::Dataset::synthetic;
   if (name == "synthetic-cls") return zoo::Dataset::synthetic_cls;
   if (name == "fmnist-two-view") return zoo::Dataset::fmnist_two_view;
-  throw Error("zoo: unknown dataset '" + name + "' (nyudv2, synthetic, synthetic-cls, fmnist-two-view)");
+  if (name == "scenes") return zoo::Dataset::scenes;
+  if (name == "scenes-cls") return zoo::Dataset::scenes_cls;
+  throw Error("zoo: unknown dataset '" + name +
+              "' (nyudv2, synthetic, synthetic-cls, fmnist-two-view, scenes, scenes-cls)");
 }
 
 std::string read_file(const std::string& path, bool* ok) {
@@ -82,8 +85,10 @@ int zoo_main(const std::vector<std::string>& argv) {
   if (family.empty()) return write_all(args.get("root", "."), args.has("check"));
 
   if (family == "asymfusion" || family == "baseline") {
-    zoo::SegmentationSpec s = args.get("dataset", "nyudv2") == "synthetic" ? zoo::synthetic_segmentation()
-                                                                            : zoo::SegmentationSpec{};
+    const std::string dataset = args.get("dataset", "nyudv2");
+    zoo::SegmentationSpec s = dataset == "synthetic" ? zoo::synthetic_segmentation()
+                              : dataset == "scenes"  ? zoo::scenes_segmentation()
+                                                     : zoo::SegmentationSpec{};
     if (args.has("dataset")) s.dataset = parse_dataset(args.get("dataset"));
     if (args.has("depth")) { s.depth = args.get_int("depth", 101); s.blocks.clear(); }
     if (args.has("blocks")) s.blocks = parse_list(args, "blocks");
@@ -146,17 +151,19 @@ CommandRegistrar registrar({"zoo", "generate the model zoo's prototxt (models/) 
                             R"(mmfuse zoo [--root DIR] [--check]
     Writes every generated network and solver under DIR/models (default: the current folder),
     or with --check lists the files that differ from the generator (exit 1 if any).
-mmfuse zoo asymfusion [--dataset nyudv2|synthetic] [--depth 18|34|50|101|152 | --blocks 2,2,2,2]
+mmfuse zoo asymfusion [--dataset nyudv2|synthetic|scenes] [--depth 18|34|50|101|152 | --blocks 2,2,2,2]
                       [--width 64] [--decoder-width 256] [--modalities 2] [--fusion cs,ps|cs|ps|none]
                       [--stages 1,2,3,4] [--bn private|shared] [--frozen-bn] [--no-ensemble]
                       [--classes 40] [--batch 6] [--crop 500] [--name NAME]
 mmfuse zoo baseline rgb-only|depth-only|early-fusion|late-fusion|shared-private-bn|shared-shared-bn [same flags]
-mmfuse zoo mmtm [--dataset fmnist-two-view|synthetic-cls] [--blocks 2,2,2,2] [--stages 2,3,4] [--width 64]
+mmfuse zoo mmtm [--dataset fmnist-two-view|synthetic-cls|scenes-cls] [--blocks 2,2,2,2] [--stages 2,3,4] [--width 64]
                 [--classes 10] [--batch 64]
     Print one network to standard output, e.g. an ablation:
       mmfuse zoo asymfusion --depth 101 --fusion cs --stages 3,4 > cs_only.prototxt
-    --dataset synthetic starts from the main job's configuration and --dataset synthetic-cls
-    from models/mmtm/synthetic_cls (width 16, 6 classes, batch 32); --stages "" fuses nowhere.)",
+    --dataset synthetic starts from the main job's configuration, --dataset scenes from
+    models/asymfusion/scenes (the same model on the rendered scenes, 8 classes), --dataset synthetic-cls
+    from models/mmtm/synthetic_cls (width 16, 6 classes, batch 32), --dataset scenes-cls from
+    models/mmtm/scenes_cls (the same, 5 classes); --stages "" fuses nowhere.)",
                             zoo_main});
 
 }  // namespace

@@ -294,6 +294,17 @@ std::string segmentation_data(const SegmentationSpec& s, bool stacked) {
            << " crop_width: " << s.crop << " mirror: true }\n";
       os << "  }\n}\n";
     }
+  } else if (s.dataset == Dataset::scenes) {
+    for (int phase = 0; phase < 2; ++phase) {
+      bool train = phase == 0;
+      os << "layer {\n  name: \"data\"\n  type: \"SceneData\"\n";
+      if (stacked) os << "  top: \"data\"\n";
+      else os << "  top: \"rgb\"\n  top: \"depth\"\n";
+      os << "  top: \"label\"\n  include { phase: " << (train ? "TRAIN" : "TEST") << " }\n";
+      os << "  scene_param { batch_size: " << s.batch << " size: " << s.crop
+         << (train ? " seed: 1" : " seed: 1000003 num_samples: 256") << " modality: \"rgb\" modality: \"depth\""
+         << (stacked ? " stacked: true" : "") << (train ? " mirror: true" : "") << " }\n}\n";
+    }
   } else {
     for (int phase = 0; phase < 2; ++phase) {
       bool train = phase == 0;
@@ -497,6 +508,11 @@ std::string mmtm_net(const MmtmSpec& s) {
          << "  top: \"label\"\n  include { phase: " << (train ? "TRAIN" : "TEST") << " }\n"
          << "  fashion_mnist_param { train: " << (train ? "true" : "false") << " two_view: true batch_size: " << s.batch
          << (train ? "" : " shuffle: false") << " }\n}\n";
+    } else if (s.dataset == Dataset::scenes_cls) {
+      os << "layer {\n  name: \"data\"\n  type: \"SceneData\"\n  top: \"rgb\"\n  top: \"depth\"\n"
+         << "  top: \"label\"\n  include { phase: " << (train ? "TRAIN" : "TEST") << " }\n"
+         << "  scene_param { classification: true modality: \"rgb\" modality: \"depth\" batch_size: " << s.batch
+         << (train ? " seed: 1" : " seed: 1000003 num_samples: 512") << " }\n}\n";
     } else {
       os << "layer {\n  name: \"data\"\n  type: \"SyntheticRgbdData\"\n  top: \"rgb\"\n  top: \"depth\"\n"
          << "  top: \"label\"\n  include { phase: " << (train ? "TRAIN" : "TEST") << " }\n"
@@ -566,13 +582,13 @@ MmtmSpec mmtm_preset(Dataset dataset) {
   s.dataset = dataset;
   if (dataset == Dataset::fmnist_two_view) {
     s.in_channels = {1, 1};
-  } else if (dataset == Dataset::synthetic_cls) {
+  } else if (dataset == Dataset::synthetic_cls || dataset == Dataset::scenes_cls) {
     s.width = 16;
     s.small_input = false;  // 64x64 images: the standard stem (stride 4) keeps a CPU run short
-    s.classes = 6;
+    s.classes = dataset == Dataset::scenes_cls ? 5 : 6;  // datasets::kSceneObjectClasses
     s.batch = 32;
   } else {
-    throw Error("zoo mmtm: the MMTM presets are for fmnist-two-view and synthetic-cls");
+    throw Error("zoo mmtm: the MMTM presets are for fmnist-two-view, synthetic-cls and scenes-cls");
   }
   return s;
 }
@@ -591,6 +607,14 @@ SegmentationSpec synthetic_segmentation() {
   s.batch = 8;
   s.crop = 64;
   s.name = "asymfusion_synthetic";
+  return s;
+}
+
+SegmentationSpec scenes_segmentation() {
+  SegmentationSpec s = synthetic_segmentation();
+  s.classes = 8;  // datasets::kSceneClasses (zoo/ depends on base/ only)
+  s.dataset = Dataset::scenes;
+  s.name = "asymfusion_scenes";
   return s;
 }
 
@@ -634,6 +658,21 @@ std::map<std::string, std::string> committed_models() {
         solver("synthetic_" + name + ".prototxt", "Baseline " + name + " on the synthetic RGB-D set.",
                synthetic_solver_body + "snapshot_prefix: \"snapshots/baseline_synthetic_" + name + "\"\n");
   }
+  // The same models on the rendered scenes (RGB + depth -> 8 classes), same solver.
+  SegmentationSpec scn = scenes_segmentation();
+  files["models/asymfusion/scenes.prototxt"] = asymfusion_net(scn);
+  files["models/asymfusion/scenes_solver.prototxt"] =
+      solver("scenes.prototxt", "AsymFusion on the rendered scenes (SceneData, RGB + depth, 8 classes).",
+             synthetic_solver_body + "snapshot_prefix: \"snapshots/asymfusion_scenes\"\n");
+  for (const auto& [kind, name] : baselines) {
+    if (kind == Baseline::shared_private_bn || kind == Baseline::shared_shared_bn) continue;
+    SegmentationSpec b = scn;
+    b.name = "baseline_scenes_" + name;
+    files["models/baselines/scenes_" + name + ".prototxt"] = baseline_net(kind, b);
+    files["models/baselines/scenes_" + name + "_solver.prototxt"] =
+        solver("scenes_" + name + ".prototxt", "Baseline " + name + " on the rendered scenes.",
+               synthetic_solver_body + "snapshot_prefix: \"snapshots/baseline_scenes_" + name + "\"\n");
+  }
   // MMTM.
   MmtmSpec fm = mmtm_preset(Dataset::fmnist_two_view);
   fm.name = "mmtm_fmnist_two_view";
@@ -660,12 +699,20 @@ std::map<std::string, std::string> committed_models() {
   MmtmSpec sc = mmtm_preset(Dataset::synthetic_cls);
   sc.name = "mmtm_synthetic_cls";
   files["models/mmtm/synthetic_cls.prototxt"] = mmtm_net(sc);
+  const std::string cls_solver_body =
+      "type: \"SGD\"\nbase_lr: 0.05\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: \"cosine\"\n"
+      "warmup_iter: 50\nmax_iter: 600\ntest_iter: 16\ntest_interval: 200\ndisplay: 20\n"
+      "average_loss: 20\nsnapshot: 600\n";
   files["models/mmtm/synthetic_cls_solver.prototxt"] =
       solver("synthetic_cls.prototxt", "MMTM over two small ResNet-18 streams on synthetic RGB-D classification.",
-             "type: \"SGD\"\nbase_lr: 0.05\nmomentum: 0.9\nweight_decay: 0.0005\nlr_policy: \"cosine\"\n"
-             "warmup_iter: 50\nmax_iter: 600\ntest_iter: 16\ntest_interval: 200\ndisplay: 20\n"
-             "average_loss: 20\nsnapshot: 600\nsnapshot_prefix: \"snapshots/mmtm_synthetic_cls\"\nrandom_seed: 1\n"
-             "solver_mode: CPU\n");
+             cls_solver_body + "snapshot_prefix: \"snapshots/mmtm_synthetic_cls\"\nrandom_seed: 1\nsolver_mode: CPU\n");
+  MmtmSpec scls = mmtm_preset(Dataset::scenes_cls);
+  scls.name = "mmtm_scenes_cls";
+  files["models/mmtm/scenes_cls.prototxt"] = mmtm_net(scls);
+  files["models/mmtm/scenes_cls_solver.prototxt"] =
+      solver("scenes_cls.prototxt",
+             "MMTM over two small ResNet-18 streams on the rendered scenes' classification variant.",
+             cls_solver_body + "snapshot_prefix: \"snapshots/mmtm_scenes_cls\"\nrandom_seed: 1\nsolver_mode: CPU\n");
   files.merge(translation_models());
   return files;
 }

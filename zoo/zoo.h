@@ -11,7 +11,7 @@
 
 namespace mmfuse::zoo {
 
-enum class Dataset { nyudv2, synthetic, synthetic_cls, fmnist_two_view };
+enum class Dataset { nyudv2, synthetic, synthetic_cls, fmnist_two_view, scenes, scenes_cls };
 
 struct SegmentationSpec {
   int depth = 101;                  // 18, 34, 50, 101, 152, or 0 with explicit `blocks`
@@ -60,8 +60,11 @@ std::string mmtm_net(const MmtmSpec& spec);
 
 // The small configuration of the synthetic RGB-D set (the main job).
 SegmentationSpec synthetic_segmentation();
+// The same model on the rendered scenes (SceneData, RGB + depth, 8 classes).
+SegmentationSpec scenes_segmentation();
 // MMTM's configuration for a dataset (fmnist-two-view: two 1-channel views, 10 classes, width 64;
-// synthetic-cls: RGB + depth, 6 classes, width 16, standard stem, batch 32).
+// synthetic-cls: RGB + depth, 6 classes, width 16, standard stem, batch 32; scenes-cls: the same
+// on the rendered scenes' classification variant, 5 classes).
 MmtmSpec mmtm_preset(Dataset dataset);
 
 // models/translation/ (zoo/translation.cpp): the pix2pix-style translation generators

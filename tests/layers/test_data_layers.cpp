@@ -15,6 +15,7 @@
 #include "datasets/data_layer.h"
 #include "datasets/fashion_mnist.h"
 #include "datasets/image.h"
+#include "datasets/scenes.h"
 #include "datasets/synthetic_rgbd.h"
 #include "doctest/doctest.h"
 #include "tests/temp_dir.h"
@@ -407,6 +408,82 @@ TEST_CASE("SyntheticRgbdData: shapes, determinism, stacked vs unstacked, mirror,
   CHECK(cls[1] == make_synthetic_rgbd_cls(spec, 5, 100).class_index);
   CHECK(cls[2] == make_synthetic_rgbd_cls(spec, 5, 101).class_index);
   CHECK(error_of([&] { build(layer(stacked_tops + " top: 'x'", "")); }).find("takes 2 tops") != std::string::npos);
+}
+
+TEST_CASE("SceneData: chosen modality tops, value ranges, stacked vs split, threads, mirror, errors") {
+  const std::string common = "batch_size: 2 size: 24 seed: 9 ";
+  auto layer = [&](const std::string& tops, const std::string& extra) {
+    return "name: 'scenes' type: 'SceneData' " + tops + " scene_param { " + common + extra + " }";
+  };
+  const std::string modalities = "modality: 'normal' modality: 'depth' modality: 'rgb' ";
+  Built split = build(layer("top: 'normal' top: 'depth' top: 'rgb' top: 'label'", modalities + "threads: 0"));
+  CHECK(split.shapes == std::vector<Shape>{{2, 3, 24, 24}, {2, 1, 24, 24}, {2, 3, 24, 24}, {2, 24, 24}});
+  CHECK(split.layer->modality_names() == std::vector<std::string>{"normal", "depth", "rgb"});
+  Built stacked = build(layer("top: 'data' top: 'label'", modalities + "stacked: true threads: 3"));
+  CHECK(stacked.shapes == std::vector<Shape>{{6, 3, 24, 24}, {2, 24, 24}});
+  SceneSpec spec;
+  spec.width = spec.height = 24;
+  const size_t plane = 24 * 24;
+  for (int b : {1, 0}) {
+    TensorList u = split.batch(b), s = stacked.batch(b);
+    auto normal = u[0].to_vector<float>(), depth = u[1].to_vector<float>(), rgb = u[2].to_vector<float>();
+    auto data = s[0].to_vector<float>();
+    auto label = u[3].to_vector<int32_t>();
+    CHECK(same_tensors({u[3]}, {s[1]}));
+    for (int j = 0; j < 2; ++j) {
+      const SceneImages ref = make_scene_images(spec, 9, b * 2 + j);  // the endless stream
+      for (size_t i = 0; i < plane; ++i) {
+        const int y = static_cast<int>(i / 24), x = static_cast<int>(i % 24);
+        REQUIRE(label[j * plane + i] == ref.label.at(y, x));
+        REQUIRE(depth[j * plane + i] == doctest::Approx(ref.depth.at(y, x) / 4000.0 - 1).epsilon(1e-6));
+        for (int c = 0; c < 3; ++c) {
+          REQUIRE(normal[(j * 3 + c) * plane + i] == doctest::Approx(ref.normal.at(y, x, c) / 127.5 - 1).epsilon(1e-6));
+          REQUIRE(rgb[(j * 3 + c) * plane + i] == doctest::Approx(ref.rgb.at(y, x, c) / 127.5 - 1).epsilon(1e-6));
+          // stacked: normal rows 0-1, depth rows 2-3 (replicated), rgb rows 4-5
+          REQUIRE(data[((0 + j) * 3 + c) * plane + i] == normal[(j * 3 + c) * plane + i]);
+          REQUIRE(data[((2 + j) * 3 + c) * plane + i] == depth[j * plane + i]);
+          REQUIRE(data[((4 + j) * 3 + c) * plane + i] == rgb[(j * 3 + c) * plane + i]);
+        }
+      }
+    }
+  }
+  // Mirror: a flipped sample has every top flipped and its normals' x negated.
+  Built mirrored = build(layer("top: 'normal' top: 'depth' top: 'rgb' top: 'label'", modalities + "mirror: true"));
+  int flips = 0;
+  for (int b = 0; b < 4; ++b) {
+    TensorList m = mirrored.batch(b), p = split.batch(b);
+    auto mn = m[0].to_vector<float>(), pn = p[0].to_vector<float>();
+    auto ml = m[3].to_vector<int32_t>(), pl = p[3].to_vector<int32_t>();
+    for (int j = 0; j < 2; ++j) {
+      bool same = true, flipped = true;
+      for (int y = 0; y < 24; ++y)
+        for (int x = 0; x < 24; ++x) {
+          const size_t o = (j * 24 + y) * 24 + x, f = (j * 24 + y) * 24 + (23 - x);  // label
+          const size_t n0 = j * 3 * plane + y * 24, n1 = n0 + plane;                 // normal x, y rows
+          same &= ml[o] == pl[o] && mn[n0 + x] == pn[n0 + x] && mn[n1 + x] == pn[n1 + x];
+          flipped &= ml[o] == pl[f] && mn[n0 + x] == -pn[n0 + 23 - x] && mn[n1 + x] == pn[n1 + 23 - x];
+        }
+      CHECK((same || flipped));
+      flips += flipped && !same;
+    }
+  }
+  CHECK(flips > 0);
+  // Defaults: rgb and depth, then the label; a finite test set in order.
+  Built plain = build(layer("top: 'rgb' top: 'depth' top: 'label'", "num_samples: 3 first_index: 40"), proto::TEST);
+  CHECK(plain.shapes == std::vector<Shape>{{2, 3, 24, 24}, {2, 1, 24, 24}, {2, 24, 24}});
+  auto labels = plain.batch(1)[2].to_vector<int32_t>();  // positions 2, 3 -> samples 42, 40
+  CHECK(labels[0] == make_scene_images(spec, 9, 42).label.pixels[0]);
+  Built cls = build(layer("top: 'rgb' top: 'depth' top: 'label'", "classification: true threads: 0"));
+  CHECK(cls.shapes == std::vector<Shape>{{2, 3, 24, 24}, {2, 1, 24, 24}, {2}});
+  spec.classification = true;
+  auto classes = cls.batch(3)[2].to_vector<int32_t>();
+  CHECK(classes[0] == make_scene_images(spec, 9, 6).class_index);
+  CHECK(classes[1] == make_scene_images(spec, 9, 7).class_index);
+  Built no_label = build(layer("top: 'shading'", "modality: 'shading' label: false"));
+  CHECK(no_label.shapes == std::vector<Shape>{{2, 1, 24, 24}});
+  CHECK(error_of([&] { build(layer("top: 'a' top: 'b'", "modality: 'colour'")); }).find("unknown modality 'colour'") !=
+        std::string::npos);
+  CHECK(error_of([&] { build(layer("top: 'rgb' top: 'depth'", "")); }).find("takes 3 tops") != std::string::npos);
 }
 
 TEST_CASE("data layers inside a Net: phases pick their layer, tops have the setup shapes") {

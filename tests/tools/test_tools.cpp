@@ -1,4 +1,4 @@
-// The train/test/time/forward/export-weights/import-weights commands, run as the mmfuse binary
+// The train/test/time/forward/export-weights/import-weights/make-dataset commands, run as the mmfuse binary
 // next to this test executable (both are built into the same folder).
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,9 +10,12 @@
 #include <map>
 #include <sstream>
 
+#include "core/layer.h"
 #include "core/npy.h"
 #include "core/prototxt.h"
 #include "core/snapshot.h"
+#include "datasets/image.h"
+#include "datasets/scenes.h"
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
@@ -389,4 +392,48 @@ TEST_CASE("tools: forward --grad and --dtype errors name the flag, the blob and 
   fails_with("--dtype float16", {"--dtype must be float32 or float64"});
   // The right call, for contrast: it passes.
   CHECK(run(common + "--grad y=g.npy", out, tmp) == 0);
+}
+
+TEST_CASE("tools: make-dataset scenes writes the renderer's images and lists MultimodalImageData reads") {
+  Tmp tmp;
+  std::string out;
+  REQUIRE(run("make-dataset scenes --out ds --count 5 --size 32 --seed 3", out, tmp) == 0);
+  CHECK(out.find("wrote 4 training and 1 test samples") != std::string::npos);
+  datasets::SceneSpec spec;
+  spec.width = spec.height = 32;
+  const datasets::SceneImages ref = datasets::make_scene_images(spec, 3, 4);  // the test sample
+  for (int m = 0; m < datasets::kSceneModalities; ++m) {
+    const std::string name = datasets::kSceneModalityNames[m];
+    INFO("modality " << name);
+    const Image file = datasets::load_image(tmp.path("ds/" + name + "/00004.png"));
+    CHECK(file.bits == ref.modality(m).bits);
+    CHECK(file.pixels == ref.modality(m).pixels);
+  }
+  CHECK(datasets::load_label(tmp.path("ds/label/00004.png")).pixels == ref.label.pixels);
+  std::ifstream all(tmp.path("ds/test_all.txt")), rgbd(tmp.path("ds/test.txt"));
+  std::string line;
+  std::getline(all, line);
+  CHECK(line ==
+        "rgb/00004.png depth/00004.png normal/00004.png shading/00004.png albedo/00004.png edges/00004.png "
+        "label/00004.png");
+  std::getline(rgbd, line);
+  CHECK(line == "rgb/00004.png depth/00004.png label/00004.png");
+  // The RGB-D list through the image-list data layer: labels as rendered.
+  proto::LayerParameter lp;
+  parse_text("name: 'd' type: 'MultimodalImageData' top: 'data' top: 'label' multimodal_data_param { source: '" +
+                 tmp.path("ds/test.txt") +
+                 "' batch_size: 1 num_classes: 8 threads: 0 modality { name: 'rgb' } "
+                 "modality { name: 'depth' channels: 1 replicate: 3 scale: 0.001 } }",
+             "<layer>", lp);
+  auto layer = create_layer(lp);
+  Generator gen(1);
+  LayerContext lctx{gen};
+  lctx.phase = proto::TEST;
+  CHECK(layer->setup({}, lctx) == std::vector<Shape>{{2, 3, 32, 32}, {1, 32, 32}});
+  ForwardContext ctx;
+  ctx.phase = proto::TEST;
+  auto labels = layer->forward({}, ctx)[1].to_vector<int32_t>();
+  CHECK(std::equal(labels.begin(), labels.end(), ref.label.pixels.begin()));
+  CHECK(run("make-dataset scenes --out ds2 --count 4 --train 2", out, tmp) != 0);
+  CHECK(out.find("not both") != std::string::npos);
 }

@@ -33,7 +33,7 @@ int count_layers(const proto::NetParameter& net, const std::string& type) {
 
 TEST_CASE("zoo: the generator writes every committed file under models/, and nothing else there is generated") {
   const auto files = zoo::committed_models();
-  CHECK(files.size() == 45);  // 23, and models/translation (zoo/translation.cpp)
+  CHECK(files.size() == 57);  // 23, models/translation (zoo/translation.cpp) and the rendered-scene models
   for (const auto& [path, text] : files) {
     INFO(path);
     CHECK(read_text(repo_root() / path) == text);
@@ -61,6 +61,11 @@ TEST_CASE("zoo: an ablation of the main job's network builds, with fusion only w
   CHECK(count_layers(param, "ChannelShuffle") == 4);
   CHECK(count_layers(param, "PixelShift") == 0);
   CHECK_NOTHROW(Net(param, proto::TRAIN));
+
+  // The same network on the rendered scenes: SceneData's stacked rgb + depth, 8 classes.
+  proto::NetParameter scenes = read_net_text(zoo::asymfusion_net(zoo::scenes_segmentation()));
+  CHECK(scenes.layer(0).type() == "SceneData");
+  CHECK_NOTHROW(Net(scenes, proto::TEST));
 
   zoo::MmtmSpec m = zoo::mmtm_preset(zoo::Dataset::synthetic_cls);
   m.mmtm_stages = {4};
