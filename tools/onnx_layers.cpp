@@ -99,6 +99,30 @@ void inner_product(LayerExport& e) {
   e.to_top("Reshape", {out, e.g.ints(e.tops[0] + "_shape", y)});
 }
 
+// Normalisation with parameters private to each modality: x as [M, N, C, rest] against
+// [M, 1, C, 1] parameters (row m: modality m). With stats_at >= 0, parameters stats_at and
+// stats_at + 1 are the mean and variance to normalise with; else `normalised` is already
+// normalised. With affine_at >= 0, parameters affine_at and affine_at + 1 are gamma and beta.
+void private_norm(LayerExport& e, int64_t m, float eps, int stats_at, int affine_at, const std::string& normalised = "") {
+  const Shape& x = e.bottom_shapes[0];
+  const int64_t c = x[1];
+  Shape grouped = {m, x[0] / m, c, shape_numel(x) / (x[0] * c)}, param = {m, 1, c, 1};
+  const std::string& t = e.tops[0];
+  std::string y = e.g.reshape(stats_at >= 0 ? e.bottoms[0] : normalised, grouped, t + "_grouped");
+  if (stats_at >= 0) {
+    const size_t k = static_cast<size_t>(stats_at);
+    std::string centred = e.g.op("Sub", {y, e.weight(k, param)}, t + "_centred");
+    std::string var_eps = e.g.op("Add", {e.weight(k + 1, param), e.g.floats(t + "_eps", {eps}, {1})}, t + "_var_eps");
+    y = e.g.op("Div", {centred, e.g.op("Sqrt", {var_eps}, t + "_std")}, t + "_normalised");
+  }
+  if (affine_at >= 0) {
+    const size_t k = static_cast<size_t>(affine_at);
+    std::string scaled = e.g.op("Mul", {y, e.weight(k, param)}, t + "_scaled");
+    y = e.g.op("Add", {scaled, e.weight(k + 1, param)}, t + "_affine");
+  }
+  e.to_top("Reshape", {y, e.g.ints(t + "_shape", x)});
+}
+
 void batch_norm(LayerExport& e) {
   const auto& p = e.param().batch_norm_param();
   if (p.has_use_global_stats() && !p.use_global_stats())
@@ -112,20 +136,22 @@ void batch_norm(LayerExport& e) {
     return e.to_top("BatchNormalization", {e.bottoms[0], gamma, beta, e.weight(0), e.weight(1)},
                     {Attr::f("epsilon", p.eps())});
   }
-  // Private statistics: x as [M, N, C, rest] against [M, 1, C, 1] parameters (row m: modality m).
-  Shape grouped = {m, x[0] / m, c, shape_numel(x) / (x[0] * c)}, param = {m, 1, c, 1};
+  private_norm(e, m, p.eps(), 0, p.affine() ? 2 : -1);
+}
+
+// InstanceNorm (TEST phase): with running statistics the same graph as private BatchNorm; without,
+// ONNX's InstanceNormalization with unit scale and zero shift, then the (per-modality) affine.
+void instance_norm(LayerExport& e) {
+  const auto& p = e.param().instance_norm_param();
+  const int affine_at = p.affine() ? (p.track_running_stats() ? 2 : 0) : -1;
+  if (p.track_running_stats()) return private_norm(e, p.modalities(), p.eps(), 0, affine_at);
+  const int64_t c = e.bottom_shapes[0][1];
   const std::string& t = e.tops[0];
-  std::string xg = e.g.reshape(e.bottoms[0], grouped, t + "_grouped");
-  std::string centred = e.g.op("Sub", {xg, e.weight(0, param)}, t + "_centred");
-  std::string std_dev = e.g.op("Sqrt", {e.g.op("Add", {e.weight(1, param), e.g.floats(t + "_eps", {p.eps()}, {1})},
-                                               t + "_var_eps")},
-                               t + "_std");
-  std::string y = e.g.op("Div", {centred, std_dev}, t + "_normalised");
-  if (p.affine()) {
-    std::string scaled = e.g.op("Mul", {y, e.weight(2, param)}, t + "_scaled");
-    y = e.g.op("Add", {scaled, e.weight(3, param)}, t + "_affine");
-  }
-  e.to_top("Reshape", {y, e.g.ints(t + "_shape", x)});
+  std::string y = e.g.op("InstanceNormalization",
+                         {e.bottoms[0], e.g.floats(t + "_unit", std::vector<float>(c, 1.f), {c}),
+                          e.g.floats(t + "_zero", std::vector<float>(c, 0.f), {c})},
+                         t + "_normalised", {Attr::f("epsilon", p.eps())});
+  private_norm(e, p.modalities(), p.eps(), -1, affine_at, y);
 }
 
 void scale(LayerExport& e) {
@@ -400,6 +426,7 @@ const std::map<std::string, Exporter>& exporters() {
       {"Pooling", pooling},
       {"InnerProduct", inner_product},
       {"BatchNorm", batch_norm},
+      {"InstanceNorm", instance_norm},
       {"Scale", scale},
       {"Eltwise", eltwise},
       {"Concat", concat},
@@ -432,7 +459,7 @@ LayerRole layer_role(const Layer& layer) {
   if (layer.is_input() || (layer.layer_param().bottom_size() == 0 && type.size() >= 4 &&
                            type.compare(type.size() - 4, 4, "Data") == 0))
     return LayerRole::source;
-  if (layer.is_loss() || layer.sums_metric_state() || type == "Accuracy" || type == "Silence")
+  if (layer.is_loss() || layer.sums_metric_state() || type == "Accuracy" || type == "ImageMetric" || type == "Silence")
     return LayerRole::dropped;
   return LayerRole::exported;
 }

@@ -119,6 +119,15 @@ def batch_normalization(x, scale, bias, mean, var, **a):
     return (x - r(mean)) / np.sqrt(r(var) + a.get("epsilon", 1e-5)) * r(scale) + r(bias)
 
 
+def instance_normalization(x, scale, bias, epsilon=1e-5):
+    # Each sample's each channel over its spatial dims (biased variance).
+    axes = tuple(range(2, x.ndim))
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=axes, keepdims=True)
+    return scale.reshape(shape) * (x - mean) / np.sqrt(var + epsilon) + bias.reshape(shape)
+
+
 def slice_(x, starts, ends, axes=None, steps=None):
     axes = list(range(len(starts))) if axes is None else [int(v) for v in axes]
     steps = [1] * len(starts) if steps is None else [int(v) for v in steps]
@@ -216,6 +225,7 @@ OPS = {
     "GlobalMaxPool": lambda x: x.max(axis=tuple(range(2, x.ndim)), keepdims=True),
     "Gemm": gemm,
     "BatchNormalization": batch_normalization,
+    "InstanceNormalization": instance_normalization,
     "Reshape": reshape,
     "Identity": lambda x: x,
     "Add": lambda a, b: a + b,

@@ -161,7 +161,11 @@ layer { name: "sig" type: "Sigmoid" bottom: "crop" top: "sig" }
 layer { name: "lrn_across" type: "LRN" bottom: "crop" top: "lrn_across" lrn_param { local_size: 3 alpha: 0.5 beta: 0.75 k: 2 } }
 layer { name: "lrn_within" type: "LRN" bottom: "lrn_across" top: "lrn_within"
         lrn_param { local_size: 3 alpha: 0.3 beta: 0.6 norm_region: WITHIN_CHANNEL } }
-layer { name: "tanh" type: "TanH" bottom: "lrn_within" top: "tanh" }
+layer { name: "in_private" type: "InstanceNorm" bottom: "lrn_within" top: "in_private"
+        instance_norm_param { modalities: 3 } }
+layer { name: "in_running" type: "InstanceNorm" bottom: "in_private" top: "in_running"
+        instance_norm_param { modalities: 3 track_running_stats: true } }
+layer { name: "tanh" type: "TanH" bottom: "in_running" top: "tanh" }
 layer { name: "mmtm" type: "MMTM" bottom: "gflat" bottom: "tanh" top: "mm_vec" top: "mm_map"
         mmtm_param { ratio: 2 gate_scale: 1.5 } }
 layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "tanh" bottom: "crop" top: "prod" eltwise_param { operation: PROD } }
@@ -219,6 +223,9 @@ def committed_models(mmfuse, work):
     # The NYUDv2 data layer opens its list and first images when the net is built: a stand-in.
     nets.run(mmfuse, "make-dataset", "synthetic-rgbd", "--out", os.path.join(work, "data", "nyudv2"), "--train", "1",
              "--test", "1", "--size", "48")
+    # The translation generators read the rendered scenes' lists: a stand-in too.
+    nets.run(mmfuse, "make-dataset", "scenes", "--out", os.path.join(work, "data", "scenes"), "--train", "1",
+             "--test", "1", "--size", "64")
     for path in models:
         rel = os.path.relpath(path, ROOT)
         if "nyudv2_resnet" in rel:
@@ -243,7 +250,7 @@ def evaluator_self_check():
     from onnx.backend.test.case import node as node_cases
     for op in onnx_eval.OPS:  # the case modules are named after the operators, lower case
         try:
-            module = {"BatchNormalization": "batchnorm"}.get(op, op.lower())
+            module = {"BatchNormalization": "batchnorm", "InstanceNormalization": "instancenorm"}.get(op, op.lower())
             importlib.import_module("onnx.backend.test.case.node." + module)
         except ImportError:
             pass
