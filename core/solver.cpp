@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <fcntl.h>
 #include <filesystem>
 
 #include "base/format.h"
@@ -26,7 +27,21 @@ namespace fs = std::filesystem;
 namespace {
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_snapshot{false};
-extern "C" void on_sigint(int) { g_stop.store(true); }
+// Set while a data-parallel solve runs: a stop signal also makes stdout and stderr non-blocking.
+// On Ctrl-C, OpenMPI's mpirun stops draining the ranks' output before it kills them; a rank
+// blocked writing its progress into the full pipe would never reach its snapshot. Non-blocking,
+// the write fails (the line is lost; mpirun would not have shown it) and the rank goes on to
+// the agreed stop and the snapshot. (fcntl is async-signal-safe; the descriptors are the
+// launcher's pipes, never the user's terminal.)
+std::atomic<bool> g_unblock_output_on_stop{false};
+extern "C" void on_sigint(int) {
+  g_stop.store(true);
+  if (!g_unblock_output_on_stop.load()) return;
+  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
+}
 extern "C" void on_sighup(int) { g_snapshot.store(true); }
 
 using Clock = std::chrono::steady_clock;
@@ -87,6 +102,7 @@ SignalScope::SignalScope(bool enabled) {
 }
 
 SignalScope::~SignalScope() {
+  g_unblock_output_on_stop.store(false);
   if (!saved_) return;
   sigaction(SIGINT, &saved_->old_int, nullptr);
   sigaction(SIGTERM, &saved_->old_term, nullptr);
@@ -471,6 +487,7 @@ void Solver::progress(double loss) {
 
 Solver::Outcome Solver::solve() {
   SignalScope signals(options_.handle_signals);
+  g_unblock_output_on_stop.store(data_parallel_ != nullptr);
   message_.clear();
   const int iter_size = param_.iter_size();
   const int display_every = param_.display();
