@@ -1,9 +1,14 @@
 // A fresh folder under the system temp dir for one test, removed when the test ends; the
-// source tree's root.
+// source tree's root; running the mmfuse binary; the message of an exception.
 #pragma once
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <exception>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace mmfuse::testing {
@@ -24,5 +29,35 @@ struct TempDir {
 // The source tree's root (models/, docs/, tests/fuzz/corpus/ are read from it): CMake's absolute
 // source folder, so that mmfuse_tests runs from any working directory (__FILE__ can be relative).
 inline std::filesystem::path source_root() { return MMFUSE_SOURCE_DIR; }
+
+// The mmfuse binary built beside the running test binary.
+inline std::filesystem::path mmfuse_binary() {
+  return std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mmfuse";
+}
+
+// Runs `mmfuse args` in `dir` with one OpenMP thread; returns the exit status (-1: no normal
+// exit), stdout and stderr (through dir/log.txt) in `out`.
+inline int run_mmfuse(const std::filesystem::path& dir, const std::string& args, std::string& out) {
+  const std::string log = (dir / "log.txt").string();
+  const std::string cmd = "cd '" + dir.string() + "' && OMP_NUM_THREADS=1 '" + mmfuse_binary().string() + "' " + args +
+                          " > '" + log + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  out = ss.str();
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The message of the exception `f` throws ("" when none).
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
 
 }  // namespace mmfuse::testing

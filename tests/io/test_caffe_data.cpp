@@ -25,6 +25,7 @@
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::error_of;
 using mmfuse::testing::TempDir;
 
 namespace {
@@ -84,16 +85,6 @@ Built build(const std::string& text, proto::Phase phase) {
   ctx.phase = phase;
   b.shapes = b.layer->setup({}, ctx);
   return b;
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 // The expected transform of sample k: (value - mean) * scale at source (y + oy, x + ox),
@@ -466,7 +457,7 @@ TEST_CASE("Caffe data layers train: LMDB and HDF5 sources through InnerProduct t
 }
 
 TEST_CASE("Caffe's cifar10_quick layout: mmfuse train from LMDBs with a mean file, fine-tuned from a .caffemodel") {
-  const auto binary = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mmfuse";
+  const auto binary = mmfuse::testing::mmfuse_binary();
   if (!std::filesystem::exists(binary) || !backend_available(RecordBackend::kLmdb)) {
     MESSAGE("skipped: no mmfuse binary next to the tests, or no LMDB in this build");
     return;
@@ -519,16 +510,7 @@ TEST_CASE("Caffe's cifar10_quick layout: mmfuse train from LMDBs with a mean fil
   for (int i = 0; i < 360; ++i) ipw->add_data(0);
   std::ofstream(tmp / "init.caffemodel", std::ios::binary) << model.SerializeAsString();
 
-  auto run = [&](const std::string& args, std::string& out) {
-    const std::string cmd = "cd '" + tmp.path.string() + "' && OMP_NUM_THREADS=1 '" + binary.string() + "' " + args +
-                            " > log.txt 2>&1";
-    const int status = std::system(cmd.c_str());
-    std::ifstream in(tmp / "log.txt");
-    std::stringstream s;
-    s << in.rdbuf();
-    out = s.str();
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  };
+  auto run = [&](const std::string& args, std::string& out) { return mmfuse::testing::run_mmfuse(tmp.path, args, out); };
   std::string out;
   REQUIRE_MESSAGE(run("train --solver examples/quick/solver.prototxt --weights init.caffemodel", out) == 0, out);
   CHECK(out.find("Caffe .caffemodel") != std::string::npos);

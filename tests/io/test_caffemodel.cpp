@@ -281,7 +281,7 @@ TEST_CASE("caffemodel: the report names missing layers and wrong shapes; errors 
 }
 
 TEST_CASE("caffemodel: mmfuse forward and mmfuse test take a .caffemodel by --weights") {
-  const auto binary = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "mmfuse";
+  const auto binary = mmfuse::testing::mmfuse_binary();
   if (!std::filesystem::exists(binary)) {
     MESSAGE("skipped: no mmfuse binary next to the tests");
     return;
@@ -291,16 +291,7 @@ TEST_CASE("caffemodel: mmfuse forward and mmfuse test take a .caffemodel by --we
   write(caffe_net(true), tmp / "w.caffemodel");
   Tensor x = Tensor::from_vector(ramp(96, -40), {2, 3, 4, 4});
   save_npy(tmp / "x.npy", x);
-  auto run = [&](const std::string& args, std::string& out) {
-    const std::string cmd = "cd '" + tmp.path.string() + "' && OMP_NUM_THREADS=1 '" + binary.string() + "' " + args +
-                            " > log.txt 2>&1";
-    const int status = std::system(cmd.c_str());
-    std::ifstream in(tmp / "log.txt");
-    std::stringstream s;
-    s << in.rdbuf();
-    out = s.str();
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  };
+  auto run = [&](const std::string& args, std::string& out) { return mmfuse::testing::run_mmfuse(tmp.path, args, out); };
   std::string out;
   REQUIRE_MESSAGE(run("forward --model net.prototxt --weights w.caffemodel --input data=x.npy --dump dump", out) == 0,
                   out);

@@ -22,6 +22,7 @@
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::error_of;
 using mmfuse::testing::TempDir;
 
 namespace {
@@ -48,17 +49,6 @@ Built build(const std::string& text, proto::Phase phase = proto::TRAIN, uint64_t
   ctx.phase = phase;
   b.shapes = b.layer->setup({}, ctx);
   return b;
-}
-
-// The message of the exception `f` throws ("" when none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
 }
 
 bool same_tensors(const TensorList& a, const TensorList& b) {

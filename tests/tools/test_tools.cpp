@@ -17,6 +17,7 @@
 #include "datasets/image.h"
 #include "datasets/scenes.h"
 #include "tests/gradcheck.h"
+#include "tests/temp_dir.h"
 
 using namespace mmfuse;
 namespace fs = std::filesystem;
@@ -35,20 +36,10 @@ struct Tmp {
   void write(const std::string& n, const std::string& text) const { std::ofstream(path(n)) << text; }
 };
 
-std::string binary() { return (fs::read_symlink("/proc/self/exe").parent_path() / "mmfuse").string(); }
+std::string binary() { return mmfuse::testing::mmfuse_binary().string(); }
 
-// Runs `mmfuse args`, returns the exit code; stdout+stderr in `out`.
-int run(const std::string& args, std::string& out, const Tmp& tmp) {
-  std::string log = tmp.path("log.txt");
-  std::string cmd = "cd '" + tmp.dir.string() + "' && OMP_NUM_THREADS=1 '" + binary() + "' " + args + " > '" + log +
-                    "' 2>&1";
-  int status = std::system(cmd.c_str());
-  std::ifstream in(log);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+// Runs `mmfuse args` in the test's folder, returns the exit code; stdout+stderr in `out`.
+int run(const std::string& args, std::string& out, const Tmp& tmp) { return mmfuse::testing::run_mmfuse(tmp.dir, args, out); }
 
 const char* kNet =
     "name: 'tiny'\n"
