@@ -11,9 +11,6 @@
 #include "core/prototxt.h"
 #include "core/snapshot.h"
 #include "cuda/precision.h"
-#ifdef MMFUSE_WITH_CUDA
-#include "cuda/runtime.h"
-#endif
 
 namespace mmfuse {
 
@@ -54,14 +51,6 @@ uint64_t get_u64(const proto::BlobProto& b, int at) {
   return (static_cast<uint64_t>(b.double_data(at)) << 32) | static_cast<uint64_t>(b.double_data(at + 1));
 }
 
-bool cuda_available() {
-#ifdef MMFUSE_WITH_CUDA
-  return cuda::device_count() > 0;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 MultiSolver::MultiSolver(const proto::SolverParameter& param, const std::string& solver_file, SolverOptions options)
@@ -84,13 +73,7 @@ MultiSolver::MultiSolver(const proto::SolverParameter& param, const std::string&
   seed_ = param_.random_seed() < 0 ? 1 : static_cast<uint64_t>(param_.random_seed());
   max_iter_ = options_.max_iter >= 0 ? options_.max_iter : param_.max_iter();
   cuda::set_precision(cuda::parse_precision(options_.precision.empty() ? param_.precision() : options_.precision));
-  device_ = options_.device ? *options_.device
-                            : (param_.solver_mode() == proto::SolverParameter::GPU ? Device::cuda(param_.device_id())
-                                                                                   : Device::cpu());
-  if (device_.is_cuda() && !cuda_available()) {
-    note("note: no CUDA device visible; training on the CPU");
-    device_ = Device::cpu();
-  }
+  device_ = solver_device(param_, options_.device, [&](const std::string& line) { note(line); });
 
   std::set<std::string> names;
   for (int i = 0; i < param_.player_size(); ++i) {

@@ -9,6 +9,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <filesystem>
+#include <functional>
 
 #include "base/format.h"
 #include "core/ops.h"
@@ -75,6 +76,29 @@ int visible_gpus() {
 }
 
 }  // namespace
+
+Device solver_device(const proto::SolverParameter& param, const std::optional<Device>& requested,
+                     const std::function<void(const std::string&)>& note) {
+  Device want = requested ? *requested
+                          : (param.solver_mode() == proto::SolverParameter::GPU ? Device::cuda(param.device_id())
+                                                                                : Device::cpu());
+  if (!want.is_cuda()) return want;
+  int n = visible_gpus();
+  if (n == 0) {
+    note("note: no CUDA device visible" +
+         std::string(
+#ifdef MMFUSE_WITH_CUDA
+             ""
+#else
+             " (a CPU-only build)"
+#endif
+             ) +
+         "; training on the CPU");
+    return Device::cpu();
+  }
+  MMF_CHECK(want.index < n, DeviceError, "solver: CUDA device ", want.index, " requested, ", n, " visible");
+  return want;
+}
 
 void request_snapshot() { g_snapshot.store(true); }
 void request_stop() { g_stop.store(true); }
@@ -195,28 +219,7 @@ Solver::Solver(const proto::SolverParameter& param, const std::string& solver_fi
   // One switch for the solver: products in cuBLAS and convolutions in cuDNN alike.
   cuda::set_precision(cuda::parse_precision(precision_));
 
-  // Device: --gpu, else solver_mode/device_id; no visible CUDA device -> CPU with a note.
-  Device want = options_.device ? *options_.device
-                                : (param_.solver_mode() == proto::SolverParameter::GPU ? Device::cuda(param_.device_id())
-                                                                                       : Device::cpu());
-  if (want.is_cuda()) {
-    int n = visible_gpus();
-    if (n == 0) {
-      note("note: no CUDA device visible" +
-           std::string(
-#ifdef MMFUSE_WITH_CUDA
-               ""
-#else
-               " (a CPU-only build)"
-#endif
-               ) +
-           "; training on the CPU");
-      want = Device::cpu();
-    } else {
-      MMF_CHECK(want.index < n, DeviceError, "solver: CUDA device ", want.index, " requested, ", n, " visible");
-    }
-  }
-  device_ = want;
+  device_ = solver_device(param_, options_.device, [&](const std::string& line) { note(line); });
 
   // Nets. An inline net's errors name the solver file.
   auto load = [&](const std::string& p) { return read_net(resolve_path(p, solver_dir_)); };

@@ -16,6 +16,7 @@
 // (core/data_parallel.h, docs/distributed.md): rank 0 alone prints, logs and snapshots.
 #pragma once
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -130,6 +131,12 @@ class Solver {
 };
 
 // Signal flags (set by the handlers solve() installs; exposed for tests and tools).
+// The device a solver trains on: `requested` (--gpu), else solver_mode / device_id. With no CUDA
+// device visible, the CPU, after a note through `note`; an index past the visible devices is a
+// DeviceError.
+Device solver_device(const proto::SolverParameter& param, const std::optional<Device>& requested,
+                     const std::function<void(const std::string&)>& note);
+
 void request_snapshot();  // as SIGHUP
 void request_stop();      // as SIGINT or SIGTERM
 // For other training loops (core/multi_solver.h): the flags, read between iterations
