@@ -118,11 +118,7 @@ struct StatTerms {  // x - shift and its square; the shift is the group's first 
   }
   using Loaded = T;
   __device__ T load(int64_t o) const { return x[o]; }
-  __device__ void add(double shift, T v, double& s1, double& s2) const {
-    double d = static_cast<double>(v) - shift;
-    s1 += d;
-    s2 += d * d;
-  }
+  __device__ void add(double shift, T v, double& s1, double& s2) const { cpu::bn_add_moment_terms(shift, v, s1, s2); }
 };
 
 template <typename T>
@@ -136,9 +132,7 @@ struct GradTerms {  // dy and dy (x - mean)
   };
   __device__ Loaded load(int64_t o) const { return {dy[o], x[o]}; }
   __device__ void add(double mu, Loaded v, double& s1, double& s2) const {
-    double d = static_cast<double>(v.dy);
-    s1 += d;
-    s2 += d * (static_cast<double>(v.x) - mu);
+    cpu::bn_add_grad_terms(mu, v.dy, v.x, s1, s2);
   }
 };
 
@@ -319,8 +313,7 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int64
       if (w < offset) continue;
       int64_t i = static_cast<int64_t>(w - offset);
       if (i >= n) break;
-      bool keep = philox::uniform(block.v[k]) >= p;
-      y[i] = keep ? static_cast<T>(static_cast<double>(x[i]) * scale) : T(0);
+      y[i] = cpu::dropout_value(x[i], block.v[k], p, scale);
     }
   }
 }
@@ -400,7 +393,7 @@ void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry&
 template <typename T>
 void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset, int device) {
   if (n <= 0) return;
-  double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
+  const double scale = cpu::dropout_scale(p);
   int64_t counters = static_cast<int64_t>(((offset + static_cast<uint64_t>(n) - 1) >> 2) - (offset >> 2) + 1);
   dropout_kernel<T><<<grid_for(counters), kBlockThreads, 0, stream(device)>>>(x, y, n, p, scale, seed, offset,
                                                                               counters);

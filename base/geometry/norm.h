@@ -1,5 +1,6 @@
 // The geometry of modality-aware batch norm, x seen as [M*N, C, S], and its per-group and
-// per-element formulas (statistics, running update, normalise + affine, the input gradient).
+// per-element formulas (statistics, running update, normalise + affine, the input gradient,
+// dropout).
 // Shared by the CPU kernels (core/cpu/norm.h) and their CUDA twins, which take the same arguments
 // and call these functions: plain structs, index arithmetic and host-device formulas, nothing
 // of Tensor, OpenMP or CUDA. The namespace stays mmfuse::cpu, where the CPU kernels have always
@@ -8,7 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "base/philox.h"  // MMF_HD
+#include "base/philox.h"  // MMF_HD, the dropout stream
 
 namespace mmfuse::cpu {
 
@@ -34,6 +35,21 @@ MMF_HD void bn_moments(double shift, double s1, double s2, int64_t count, double
   mean = shift + m1;
   double v = s2 / count - m1 * m1;
   var = 0.0 < v ? v : 0.0;
+}
+
+// The per-element terms of the two per-group reductions, added to (s1, s2): the statistics'
+// x - shift and its square; the backward's dy and dy * (x - mean).
+template <typename T>
+MMF_HD void bn_add_moment_terms(double shift, T x, double& s1, double& s2) {
+  double d = static_cast<double>(x) - shift;
+  s1 += d;
+  s2 += d * d;
+}
+template <typename T>
+MMF_HD void bn_add_grad_terms(double mean, T dy, T x, double& s1, double& s2) {
+  double d = static_cast<double>(dy);
+  s1 += d;
+  s2 += d * (static_cast<double>(x) - mean);
 }
 
 MMF_HD double bn_invstd(double var, double eps) {
@@ -91,6 +107,14 @@ MMF_HD T bn_input_grad_of(T dy, T x, const BnInputGrad& c) {
   double d = static_cast<double>(dy);
   if (!c.batch_stats) return static_cast<T>(d * c.k);
   return static_cast<T>(c.k * (d - c.mean_dy - (static_cast<double>(x) - c.mu) * c.proj));
+}
+
+// Inverted dropout: an element whose Philox word gives uniform >= p is kept and scaled by
+// dropout_scale(p) = 1/(1-p) (0 for p = 1), the others are 0.
+MMF_HD double dropout_scale(double p) { return p < 1 ? 1.0 / (1.0 - p) : 0.0; }
+template <typename T>
+MMF_HD T dropout_value(T x, uint32_t word, double p, double scale) {
+  return philox::uniform(word) >= p ? static_cast<T>(static_cast<double>(x) * scale) : T(0);
 }
 
 }  // namespace mmfuse::cpu

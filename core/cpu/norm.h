@@ -37,11 +37,7 @@ void batch_norm_stats(const T* x, const BatchNormGeometry& geo, double* mean, do
       double shift = x[geo.run_offset(g, 0)], s1 = 0, s2 = 0;
       for (int64_t n = 0; n < geo.batch_per_modality; ++n) {
         const T* run = x + geo.run_offset(g, n);
-        for (int64_t s = 0; s < geo.spatial; ++s) {
-          double d = static_cast<double>(run[s]) - shift;
-          s1 += d;
-          s2 += d * d;
-        }
+        for (int64_t s = 0; s < geo.spatial; ++s) bn_add_moment_terms(shift, run[s], s1, s2);
       }
       bn_moments(shift, s1, s2, count, mean[g], var[g]);
     }
@@ -94,11 +90,7 @@ void batch_norm_backward_reduce(const T* dy, const T* x, const BatchNormGeometry
       double s_dy = 0, s_dy_xmu = 0, mu = mean[g];
       for (int64_t n = 0; n < geo.batch_per_modality; ++n) {
         int64_t o = geo.run_offset(g, n);
-        for (int64_t s = 0; s < geo.spatial; ++s) {
-          double d = dy[o + s];
-          s_dy += d;
-          s_dy_xmu += d * (static_cast<double>(x[o + s]) - mu);
-        }
+        for (int64_t s = 0; s < geo.spatial; ++s) bn_add_grad_terms(mu, dy[o + s], x[o + s], s_dy, s_dy_xmu);
       }
       sum_dy[g] = s_dy;
       sum_dy_xmu[g] = s_dy_xmu;
@@ -143,7 +135,7 @@ void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry&
 // is the same call on dy.
 template <typename T>
 void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset) {
-  double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
+  const double scale = dropout_scale(p);
   parallel_for(n, 32768, [&](int64_t b, int64_t e) {
     // philox::word(seed, offset, i), with one Philox call per 4 consecutive words.
     uint64_t counter = ~uint64_t(0);
@@ -151,8 +143,7 @@ void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_
     for (int64_t i = b; i < e; ++i) {
       uint64_t w = offset + static_cast<uint64_t>(i);
       if ((w >> 2) != counter) { counter = w >> 2; block = philox::random4(seed, counter); }
-      bool keep = philox::uniform(block.v[w & 3]) >= p;
-      y[i] = keep ? static_cast<T>(x[i] * scale) : T(0);
+      y[i] = dropout_value(x[i], block.v[w & 3], p, scale);
     }
   });
 }
