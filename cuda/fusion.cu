@@ -315,11 +315,8 @@ __global__ void ensemble_weights_kernel(const T* __restrict__ alpha, double* __r
 template <typename T>
 __global__ void ensemble_forward_kernel(const T* __restrict__ logits, const double* __restrict__ w,
                                         T* __restrict__ out, int64_t modalities, int64_t slice) {
-  for (int64_t i = global_thread(); i < slice; i += grid_threads()) {
-    double s = 0;
-    for (int64_t m = 0; m < modalities; ++m) s += w[m] * static_cast<double>(logits[m * slice + i]);
-    out[i] = static_cast<T>(s);
-  }
+  for (int64_t i = global_thread(); i < slice; i += grid_threads())
+    out[i] = cpu::ensemble_mix(logits, w, modalities, slice, i);
 }
 
 // d alpha through the softmax, as the CPU (one thread).

@@ -88,6 +88,14 @@ MMF_HD void ensemble_weights_of(const T* alpha, double* w, int64_t modalities) {
   for (int64_t m = 0; m < modalities; ++m) w[m] /= total;
 }
 
+// The ensemble's output element i < slice: sum_m w_m * logits[m * slice + i], in double.
+template <typename T>
+MMF_HD T ensemble_mix(const T* logits, const double* w, int64_t modalities, int64_t slice, int64_t i) {
+  double s = 0;
+  for (int64_t m = 0; m < modalities; ++m) s += w[m] * static_cast<double>(logits[m * slice + i]);
+  return static_cast<T>(s);
+}
+
 // Through the softmax: dalpha_m = w_m * (dw_m - sum_j w_j dw_j).
 template <typename T>
 MMF_HD void ensemble_alpha_grad(const double* w, const double* dw, T* dalpha, int64_t modalities) {

@@ -163,11 +163,7 @@ void ensemble_weights(const T* alpha, double* weights, int64_t modalities) {
 template <typename T>
 void modality_ensemble_forward(const T* logits, const double* weights, T* out, int64_t modalities, int64_t slice) {
   parallel_for(slice, kFusionGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      double s = 0;
-      for (int64_t m = 0; m < modalities; ++m) s += weights[m] * logits[m * slice + i];
-      out[i] = static_cast<T>(s);
-    }
+    for (int64_t i = i0; i < i1; ++i) out[i] = ensemble_mix(logits, weights, modalities, slice, i);
   });
 }
 
