@@ -164,13 +164,22 @@ int main(int argc, char** argv) {
     geo.batch_per_modality = 16;
     geo.channels = ch;
     geo.spatial = inner;
-    Tensor pmean = Tensor::empty({2 * ch}, DType::f64, gpu), pinv = Tensor::empty({2 * ch}, DType::f64, gpu);
-    cuda::batch_norm_forward<float>(fx.data<float>(), geo, true, false, nullptr, nullptr, 0.1, 1e-5, pw.data<float>(),
-                                    pb.data<float>(), fo.data<float>(), pmean.data<double>(), pinv.data<double>(), 0);
+    Tensor pmean = Tensor::empty({2 * ch}, DType::f64, gpu), pvar = Tensor::empty({2 * ch}, DType::f64, gpu);
+    Tensor pinv = Tensor::empty({2 * ch}, DType::f64, gpu), psums = Tensor::empty({2, 2 * ch}, DType::f64, gpu);
+    double* sum_dy = psums.data<double>();
+    double* sum_dy_xmu = sum_dy + 2 * ch;
+    cuda::batch_norm_stats<float>(fx.data<float>(), geo, pmean.data<double>(), pvar.data<double>(), 0);
+    cuda::batch_norm_prepare<float>(nullptr, nullptr, 2 * ch, true, 0, 0.1, 1e-5, pmean.data<double>(),
+                                    pvar.data<double>(), pinv.data<double>(), 0);
     Tensor pdw = Tensor::empty({2 * ch}, DType::f32, gpu), pdb = Tensor::empty({2 * ch}, DType::f32, gpu);
     row("fusion: batch_norm modalities=2 backward (reduce + dx)", 5 * FB, [&] {
-      cuda::batch_norm_backward<float>(fg.data<float>(), fx.data<float>(), geo, pmean.data<double>(), pinv.data<double>(),
-                                       pw.data<float>(), true, fo.data<float>(), pdw.data<float>(), pdb.data<float>(), 0);
+      cuda::batch_norm_backward_reduce<float>(fg.data<float>(), fx.data<float>(), geo, pmean.data<double>(), sum_dy,
+                                              sum_dy_xmu, 0);
+      cuda::batch_norm_param_grads<float>(sum_dy, sum_dy_xmu, pinv.data<double>(), 2 * ch, pdw.data<float>(),
+                                          pdb.data<float>(), 0);
+      cuda::batch_norm_backward_input<float>(fg.data<float>(), fx.data<float>(), geo, pmean.data<double>(),
+                                             pinv.data<double>(), pw.data<float>(), sum_dy, sum_dy_xmu, true,
+                                             fo.data<float>(), 0);
     });
   }
 

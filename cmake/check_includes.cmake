@@ -56,7 +56,7 @@ endfunction()
 
 set(patterns)
 foreach(dir base cuda core datasets layers zoo tools tests bench)
-  foreach(ext h cpp cu)
+  foreach(ext h cuh cpp cu)
     list(APPEND patterns "${dir}/*.${ext}")
   endforeach()
 endforeach()

@@ -11,6 +11,7 @@
 #include <type_traits>
 
 #include "base/error.h"
+#include "cuda/block_reduce.cuh"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/fusion.h"
@@ -39,32 +40,11 @@ void dispatch_width_index(bool vec, bool int32_fits, Go&& go) {
   }
 }
 
-template <typename I>
-struct ExchangeDev {
-  I batch, modalities;
-  uint64_t receives;
-};
-
-template <typename I>
-ExchangeDev<I> device_exchange(const Exchange& ex) {
-  return {static_cast<I>(ex.batch), static_cast<I>(ex.modalities), ex.receives};
-}
-
-template <typename I>
-__device__ __forceinline__ I giver_of(const ExchangeDev<I>& ex, I b) {
-  I m = b / ex.batch, n = b % ex.batch;
-  if (!((ex.receives >> m) & 1u)) return -1;
-  I next = m + 1 == ex.modalities ? 0 : m + 1;
-  return next * ex.batch + n;
-}
-
-template <typename I>
-__device__ __forceinline__ I taker_of(const ExchangeDev<I>& ex, I b) {
-  I m = b / ex.batch, n = b % ex.batch;
-  I prev = m == 0 ? ex.modalities - 1 : m - 1;
-  if (!((ex.receives >> prev) & 1u)) return -1;
-  return prev * ex.batch + n;
-}
+// Which row feeds which, and pixel shift's offsets: base/geometry/fusion.h, as the CPU loops.
+using cpu::exchange_index;
+using cpu::ExchangeIndex;
+using cpu::giver_of;
+using cpu::taker_of;
 
 template <typename T, int W>
 __device__ __forceinline__ Vec<T, W> load(const T* p) {
@@ -91,7 +71,7 @@ bool can_vectorize(int64_t run, std::initializer_list<const void*> ptrs) {
 // Unit u covers elements [u*W, u*W + W) of one plane (inner % W == 0).
 template <typename T, int W, typename I>
 __global__ void channel_shuffle_forward_kernel(const T* __restrict__ x, T* __restrict__ y, I units, I inner_units,
-                                               I channels, I keep, ExchangeDev<I> ex) {
+                                               I channels, I keep, ExchangeIndex<I> ex) {
   for (I u = static_cast<I>(global_thread()); u < units; u += static_cast<I>(grid_threads())) {
     I p = u / inner_units, i = u - p * inner_units;
     I b = p / channels, c = p - b * channels;
@@ -106,7 +86,7 @@ __global__ void channel_shuffle_forward_kernel(const T* __restrict__ x, T* __res
 
 template <typename T, int W, typename I>
 __global__ void channel_shuffle_backward_kernel(const T* __restrict__ dy, T* __restrict__ dx, I units, I inner_units,
-                                                I channels, I keep, ExchangeDev<I> ex) {
+                                                I channels, I keep, ExchangeIndex<I> ex) {
   for (I u = static_cast<I>(global_thread()); u < units; u += static_cast<I>(grid_threads())) {
     I p = u / inner_units, i = u - p * inner_units;
     I b = p / channels, c = p - b * channels;
@@ -145,10 +125,10 @@ void run_channel_shuffle(const T* in, T* out, int64_t rows, int64_t channels, in
     const I units = static_cast<I>(n / W), inner_units = static_cast<I>(inner / W);
     if constexpr (Backward)
       channel_shuffle_backward_kernel<T, W, I><<<grid_for(units), kBlockThreads, 0, s>>>(
-          in, out, units, inner_units, static_cast<I>(channels), static_cast<I>(keep), device_exchange<I>(ex));
+          in, out, units, inner_units, static_cast<I>(channels), static_cast<I>(keep), exchange_index<I>(ex));
     else
       channel_shuffle_forward_kernel<T, W, I><<<grid_for(units), kBlockThreads, 0, s>>>(
-          in, out, units, inner_units, static_cast<I>(channels), static_cast<I>(keep), device_exchange<I>(ex));
+          in, out, units, inner_units, static_cast<I>(channels), static_cast<I>(keep), exchange_index<I>(ex));
   };
   dispatch_width_index<T>(can_vectorize<T>(inner, {in, out}), n < kInt32Limit, go);
   MMF_CUDA_CHECK_LAUNCH(Backward ? "channel_shuffle_backward" : "channel_shuffle_forward", rows, " rows x ",
@@ -162,7 +142,7 @@ void run_channel_shuffle(const T* in, T* out, int64_t rows, int64_t channels, in
 template <typename T, int W, typename I>
 __global__ void pixel_shift_add_kernel(const T* __restrict__ y, const T* __restrict__ a, T* __restrict__ out,
                                        I units, I channels, I height, I width, I group_size, I shifted, I shift,
-                                       ExchangeDev<I> ex, bool backward) {
+                                       ExchangeIndex<I> ex, bool backward) {
   const I row_units = width / W;
   for (I u = static_cast<I>(global_thread()); u < units; u += static_cast<I>(grid_threads())) {
     I t = u / row_units, j0 = (u - t * row_units) * W;
@@ -178,11 +158,10 @@ __global__ void pixel_shift_add_kernel(const T* __restrict__ y, const T* __restr
     }
     I src = c < shifted ? (backward ? taker_of(ex, b) : giver_of(ex, b)) : I(-1);
     if (src >= 0) {
-      // cpu::pixel_shift_offset: direction q mod 4 (down, right, left, up), distance doubled
-      // per cycle of four groups; the adjoint moves the other way.
-      I q = c / group_size, dist = shift << (q / 4);
-      I dh = q % 4 == 0 ? dist : (q % 4 == 3 ? -dist : I(0));
-      I dw = q % 4 == 1 ? dist : (q % 4 == 2 ? -dist : I(0));
+      // Direction q mod 4 (down, right, left, up), distance doubled per cycle of four groups;
+      // the adjoint moves the other way.
+      I dh, dw;
+      cpu::pixel_shift_offset<I>(c / group_size, shift, dh, dw);
       if (backward) {
         dh = -dh;
         dw = -dw;
@@ -206,7 +185,7 @@ __global__ void pixel_shift_add_kernel(const T* __restrict__ y, const T* __restr
 template <typename T>
 __global__ void gate_kernel(const T* __restrict__ e, double* __restrict__ g, int64_t planes, double scale) {
   for (int64_t p = global_thread(); p < planes; p += grid_threads())
-    g[p] = scale / (1 + exp(-static_cast<double>(e[p])));
+    g[p] = cpu::gate_value(e[p], scale);
 }
 
 // out[r, i] = T(s[r]) * x[r * x_row + i] for i < inner (x_row = inner, or 0: one row for all);
@@ -243,7 +222,7 @@ void scale_rows(const T* x, const double* s, T* out, int64_t rows, int64_t inner
 
 // sums[r] = sum_i double(a[r * a_row + i]) * double(b[r * b_row + i]) over i < inner, and
 // where out is given, out[r * inner + i] = T(s[r]) * a[r * a_row + i] in the same pass.
-// Segment q = chunk * rows + r is folded by TPO threads (a warp or the block); one chunk
+// Segment q = chunk * rows + r is folded by TPO threads (a warp or the block, group_reduce); one chunk
 // writes sums directly, several leave partials that row_dot_partials_kernel folds in order.
 template <typename T, int TPO>
 __global__ void __launch_bounds__(kBlockThreads)
@@ -251,7 +230,6 @@ row_dot_kernel(const T* __restrict__ a, int64_t a_row, const T* __restrict__ b, 
                int64_t inner, int64_t chunk, int64_t n_chunks, const double* __restrict__ s, T* __restrict__ out,
                double* __restrict__ partial, double* __restrict__ sums) {
   constexpr int kGroups = kBlockThreads / TPO;
-  constexpr int kWarps = TPO / 32;
   const int lane = threadIdx.x % TPO;
   const int64_t segments = rows * n_chunks;
   // Every thread of a group runs the same iterations (the block-wide tree needs it).
@@ -269,16 +247,7 @@ row_dot_kernel(const T* __restrict__ a, int64_t a_row, const T* __restrict__ b, 
       acc += static_cast<double>(av) * static_cast<double>(br[i]);
       if (orow) orow[i] = k * av;
     }
-#pragma unroll
-    for (int delta = 16; delta > 0; delta /= 2) acc += __shfl_down_sync(0xffffffffu, acc, delta);
-    if constexpr (TPO > 32) {
-      __shared__ double warp_acc[kWarps];
-      if (lane % 32 == 0) warp_acc[lane / 32] = acc;
-      __syncthreads();
-      if (lane == 0)
-        for (int w = 1; w < kWarps; ++w) acc += warp_acc[w];
-      __syncthreads();  // warp_acc is rewritten by the next segment
-    }
+    acc = group_reduce<TPO>(acc, SumOp<double>{});
     if (lane == 0) {
       if (n_chunks == 1) sums[r] = acc;
       else partial[q] = acc;
@@ -334,38 +303,27 @@ template <typename T>
 __global__ void gate_grad_kernel(const double* __restrict__ sums, const double* __restrict__ g, T* __restrict__ de,
                                  int64_t planes, double scale) {
   for (int64_t p = global_thread(); p < planes; p += grid_threads())
-    de[p] = static_cast<T>(sums[p] * g[p] * (1 - g[p] / scale));
+    de[p] = static_cast<T>(cpu::gate_grad(sums[p], g[p], scale));
 }
 
-// softmax of alpha, shifted by the maximum, in the CPU's order (one thread).
+// softmax of alpha in the CPU's order (one thread).
 template <typename T>
 __global__ void ensemble_weights_kernel(const T* __restrict__ alpha, double* __restrict__ w, int64_t modalities) {
-  if (global_thread() != 0) return;
-  double top = static_cast<double>(alpha[0]);
-  for (int64_t m = 1; m < modalities; ++m) top = fmax(top, static_cast<double>(alpha[m]));
-  double total = 0;
-  for (int64_t m = 0; m < modalities; ++m) total += (w[m] = exp(static_cast<double>(alpha[m]) - top));
-  for (int64_t m = 0; m < modalities; ++m) w[m] /= total;
+  if (global_thread() == 0) cpu::ensemble_weights_of(alpha, w, modalities);
 }
 
 template <typename T>
 __global__ void ensemble_forward_kernel(const T* __restrict__ logits, const double* __restrict__ w,
                                         T* __restrict__ out, int64_t modalities, int64_t slice) {
-  for (int64_t i = global_thread(); i < slice; i += grid_threads()) {
-    double s = 0;
-    for (int64_t m = 0; m < modalities; ++m) s += w[m] * static_cast<double>(logits[m * slice + i]);
-    out[i] = static_cast<T>(s);
-  }
+  for (int64_t i = global_thread(); i < slice; i += grid_threads())
+    out[i] = cpu::ensemble_mix(logits, w, modalities, slice, i);
 }
 
-// d alpha_m = w_m * (dw_m - sum_j w_j dw_j) (one thread).
+// d alpha through the softmax, as the CPU (one thread).
 template <typename T>
 __global__ void ensemble_alpha_grad_kernel(const double* __restrict__ w, const double* __restrict__ dw,
                                            T* __restrict__ dalpha, int64_t modalities) {
-  if (global_thread() != 0) return;
-  double mean = 0;
-  for (int64_t m = 0; m < modalities; ++m) mean += w[m] * dw[m];
-  for (int64_t m = 0; m < modalities; ++m) dalpha[m] = static_cast<T>(w[m] * (dw[m] - mean));
+  if (global_thread() == 0) cpu::ensemble_alpha_grad(w, dw, dalpha, modalities);
 }
 
 }  // namespace
@@ -400,7 +358,7 @@ void pixel_shift_add(const T* y, const T* a, T* out, int64_t rows, int64_t chann
     pixel_shift_add_kernel<T, W, I><<<grid_for(units), kBlockThreads, 0, s>>>(
         y, a, out, units, static_cast<I>(channels), static_cast<I>(height), static_cast<I>(width),
         static_cast<I>(std::max<int64_t>(group_size, 1)), static_cast<I>(shifted),
-        static_cast<I>(std::min(shift, far)), device_exchange<I>(ex), backward);
+        static_cast<I>(std::min(shift, far)), exchange_index<I>(ex), backward);
   };
   // far << 7 bounds every distance of 32 groups; with a margin it must fit int32 too.
   dispatch_width_index<T>(can_vectorize<T>(width, {y, out}), n < kInt32Limit && (far << 8) < kInt32Limit, go);

@@ -1,29 +1,23 @@
 // The fusion family on CUDA: the twins of core/cpu/fusion.h (tensors seen as [rows, channels,
-// inner], raw pointers, sizes and the device). The row tables of the CPU loops (which stacked
-// row feeds which) are computed inside the kernels from an Exchange, so no call uploads a
-// table and none synchronises. Every reduction (channel_gate's de, the ensemble's d alpha)
-// is deterministic: fixed chunks that depend on the shape only, fixed trees, no atomics.
-// No CUDA headers here.
+// inner], raw pointers, sizes, the Exchange, plus the device). Which stacked row feeds which
+// is computed inside the kernels from the Exchange (base/geometry/fusion.h, the functions the
+// CPU loops call), so no call uploads a table and none synchronises. Every reduction
+// (channel_gate's de, the ensemble's d alpha) is deterministic: fixed chunks that depend on
+// the shape only, fixed trees (cuda/block_reduce.cuh), no atomics. No CUDA headers here.
 #pragma once
 #include <cstdint>
 #include <vector>
 
+#include "base/geometry/fusion.h"
+
 namespace mmfuse::cuda {
 
-// The cyclic exchange over a modality-stacked batch of rows b = m * batch + n:
-// giver(b) = ((m+1) mod M) * batch + n where modality m receives, else -1;
-// taker(b) = ((m-1) mod M) * batch + n where modality m-1 receives, else -1.
-struct Exchange {
-  int64_t batch = 1;
-  int64_t modalities = 1;
-  uint64_t receives = 0;  // bit m: modality m receives
-};
-constexpr int64_t kMaxExchangeModalities = 64;
+using cpu::Exchange;  // base/geometry/fusion.h: built once by the op front-end for either device
 
 // channel_shuffle: y[b, c] = x[b, c] for c < keep, x[giver(b), c] for c >= keep (x[b, c]
 // where giver(b) < 0). Its adjoint, dx[b, c] = dy[b, c] for c < keep, and for c >= keep
 // (dy[b, c] where giver(b) < 0) + (dy[taker(b), c] where taker(b) >= 0), is the same
-// arithmetic as cpu::channel_route with the CPU's tables, so both agree to the bit.
+// arithmetic as cpu::channel_shuffle_backward, so both agree to the bit.
 template <typename T>
 void channel_shuffle_forward(const T* x, T* y, int64_t rows, int64_t channels, int64_t inner, int64_t keep,
                              const Exchange& ex, int device);

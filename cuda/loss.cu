@@ -1,8 +1,10 @@
 // Softmax / log-softmax / cross-entropy / l1 / mse on CUDA (cuda/loss.h).
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "base/error.h"
+#include "cuda/block_reduce.cuh"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -91,6 +93,19 @@ __global__ void cross_entropy_backward_kernel(const T* __restrict__ logits, cons
   }
 }
 
+// A warp's count of targets and its lowest bad index, folded by warp_reduce.
+struct TargetAcc {
+  unsigned long long counted, bad;
+};
+struct TargetOp {
+  __device__ TargetAcc combine(TargetAcc a, TargetAcc b) const {
+    return {a.counted + b.counted, b.bad < a.bad ? b.bad : a.bad};
+  }
+  __device__ TargetAcc shuffle_down(TargetAcc a, int delta) const {
+    return {__shfl_down_sync(kFullWarp, a.counted, delta), __shfl_down_sync(kFullWarp, a.bad, delta)};
+  }
+};
+
 // counts[0] += targets not ignored; counts[1] = min(first bad index) (all ones: none).
 __global__ void check_targets_kernel(const int32_t* __restrict__ target, int64_t n, int64_t classes,
                                      int64_t ignore_index, unsigned long long* __restrict__ counts) {
@@ -101,14 +116,10 @@ __global__ void check_targets_kernel(const int32_t* __restrict__ target, int64_t
     ++counted;
     if ((t < 0 || t >= classes) && static_cast<unsigned long long>(i) < bad) bad = static_cast<unsigned long long>(i);
   }
-  for (int o = 16; o > 0; o /= 2) {
-    counted += __shfl_down_sync(0xffffffffu, counted, o);
-    unsigned long long other = __shfl_down_sync(0xffffffffu, bad, o);
-    bad = other < bad ? other : bad;
-  }
+  const TargetAcc acc = warp_reduce(TargetAcc{counted, bad}, TargetOp{});
   if (threadIdx.x % 32 == 0) {
-    if (counted) atomicAdd(&counts[0], counted);
-    if (bad != ~0ull) atomicMin(&counts[1], bad);
+    if (acc.counted) atomicAdd(&counts[0], acc.counted);
+    if (acc.bad != ~0ull) atomicMin(&counts[1], acc.bad);
   }
 }
 
@@ -149,10 +160,10 @@ void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, b
                         geo.inner, "] on cuda:", device);
 }
 
-TargetCheck cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
-                                        int device) {
-  TargetCheck result;
-  if (n <= 0) return result;
+void cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
+                                 cpu::TargetCheck* result, int device) {
+  *result = cpu::TargetCheck{};
+  if (n <= 0) return;
   cudaStream_t s = stream(device);
   Scratch counts(2 * sizeof(unsigned long long), device);
   auto* c = counts.get<unsigned long long>();
@@ -162,9 +173,8 @@ TargetCheck cross_entropy_check_targets(const int32_t* target, int64_t n, int64_
   MMF_CUDA_CHECK_LAUNCH("cross_entropy_check_targets", n, " targets on cuda:", device);
   unsigned long long host[2];
   copy_to_host(host, c, sizeof host, device);
-  result.counted = static_cast<int64_t>(host[0]);
-  result.first_bad = host[1] == ~0ull ? -1 : static_cast<int64_t>(host[1]);
-  return result;
+  result->counted = static_cast<int64_t>(host[0]);
+  result->first_bad = host[1] == ~0ull ? -1 : static_cast<int64_t>(host[1]);
 }
 
 template <typename T>
@@ -175,6 +185,18 @@ void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeo
   cross_entropy_forward_kernel<T><<<grid_for(lines), kBlockThreads, 0, stream(device)>>>(logits, target, geo, lines,
                                                                                          ignore_index, lse, loss);
   MMF_CUDA_CHECK_LAUNCH("cross_entropy_forward", "[", geo.outer, ", ", geo.dim, ", ", geo.inner, "] on cuda:", device);
+}
+
+template <typename T>
+void cross_entropy_total(const double* loss, int64_t positions, double divisor, T* out, int device) {
+  // The deterministic reduction of cuda/reduce.cu (double accumulation), then the cast to T.
+  if constexpr (std::is_same_v<T, double>) {
+    reduce_sum<double>(loss, out, {positions}, {true}, 1.0 / divisor, device);
+  } else {
+    Scratch total(sizeof(double), device);
+    reduce_sum<double>(loss, total.get<double>(), {positions}, {true}, 1.0 / divisor, device);
+    convert(total.get<double>(), DType::f64, out, dtype_of<T>::value, 1, device);
+  }
 }
 
 template <typename T>
@@ -196,11 +218,12 @@ void pointwise_loss(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kin
 }
 
 template <typename T>
-void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kind, double scale, int device) {
+void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kind, double divisor, int device) {
   Scratch values(sizeof(T) * static_cast<size_t>(n), device);
   pointwise_loss<T>(x, t, values.get<T>(), n, kind, device);
-  // The deterministic reduction of cuda/reduce.cu (double accumulation); n == 0 gives 0 * scale.
-  reduce_sum<T>(values.get<T>(), out, {n}, {true}, scale, device);
+  // The deterministic reduction of cuda/reduce.cu (double accumulation), scaled by 1 / divisor;
+  // n == 0 gives 0 * scale.
+  reduce_sum<T>(values.get<T>(), out, {n}, {true}, 1.0 / divisor, device);
 }
 
 template <typename T>
@@ -221,6 +244,7 @@ void pointwise_loss_backward(const T* x, const T* t, const T* grad, bool grad_pe
                                           int64_t, const T*, bool, double, T*, int);                         \
   template void pointwise_loss<T>(const T*, const T*, T*, int64_t, PointwiseLoss, int);                      \
   template void pointwise_loss_sum<T>(const T*, const T*, T*, int64_t, PointwiseLoss, double, int);          \
+  template void cross_entropy_total<T>(const double*, int64_t, double, T*, int);                             \
   template void pointwise_loss_backward<T>(const T*, const T*, const T*, bool, double, T*, T*, int64_t,      \
                                            PointwiseLoss, int);
 MMF_LOSS(float)

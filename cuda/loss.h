@@ -15,22 +15,21 @@ void softmax_forward(const T* x, T* y, const cpu::LineGeometry& geo, bool log, i
 template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, const cpu::LineGeometry& geo, bool log, int device);
 
-// What cross_entropy needs to know of its targets before it runs: how many are not
-// ignore_index, and the first one outside [0, classes) that is not ignore_index (-1: none).
-struct TargetCheck {
-  int64_t counted = 0;
-  int64_t first_bad = -1;
-};
-// On the device (integer atomics: the result does not depend on scheduling); one 16-byte copy
-// to the host (a synchronisation, but no copy of the targets themselves).
-TargetCheck cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
-                                        int device);
+// The twin of cpu::cross_entropy_check_targets, into *result (host memory): on the device
+// (integer atomics: the result does not depend on scheduling), then one 16-byte copy to the
+// host (a synchronisation, but no copy of the targets themselves).
+void cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
+                                 cpu::TargetCheck* result, int device);
 
 // Targets must be validated by the caller. lse and loss: device arrays of outer*inner
 // doubles (as cpu::cross_entropy_forward).
 template <typename T>
 void cross_entropy_forward(const T* logits, const int32_t* target, const cpu::LineGeometry& geo, int64_t ignore_index,
                            double* lse, double* loss, int device);
+// out[0] = (sum of the per-position losses) / divisor (double accumulation, deterministic;
+// out on the device), as cpu::cross_entropy_total.
+template <typename T>
+void cross_entropy_total(const double* loss, int64_t positions, double divisor, T* out, int device);
 // grad is a device pointer (one value, or one per position when grad_per_position).
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* target, const double* lse, const cpu::LineGeometry& geo,
@@ -40,9 +39,11 @@ void cross_entropy_backward(const T* logits, const int32_t* target, const double
 // out[i] = f(x[i] - t[i]) (reduction none).
 template <typename T>
 void pointwise_loss(const T* x, const T* t, T* out, int64_t n, cpu::PointwiseLoss kind, int device);
-// out[0] = scale * sum_i f(x[i] - t[i]) (accumulated in double, deterministic; out on the device).
+// out[0] = sum_i f(x[i] - t[i]) / divisor (accumulated in double, deterministic; out on the
+// device), as cpu::pointwise_loss_sum.
 template <typename T>
-void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, cpu::PointwiseLoss kind, double scale, int device);
+void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, cpu::PointwiseLoss kind, double divisor,
+                        int device);
 template <typename T>
 void pointwise_loss_backward(const T* x, const T* t, const T* grad, bool grad_per_element, double scale, T* dx, T* dt,
                              int64_t n, cpu::PointwiseLoss kind, int device);

@@ -4,7 +4,9 @@
 #include <cstdint>
 
 #include "base/error.h"
+#include "base/geometry/norm.h"
 #include "base/philox.h"
+#include "cuda/block_reduce.cuh"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/launch.h"
@@ -17,7 +19,7 @@ namespace {
 
 using cpu::BatchNormGeometry;
 
-constexpr int kNormThreads = 256;
+constexpr int kNormThreads = kBlockThreads;  // the reductions' blocks (block_reduce)
 
 struct Geo {
   int64_t N, C, S;
@@ -31,28 +33,6 @@ __device__ __forceinline__ int64_t element_offset(const Geo& g, int64_t group, I
   int64_t m = group / g.C, c = group % g.C;
   I S = static_cast<I>(g.S), n = e / S, s = e - n * S;
   return ((m * g.N + static_cast<int64_t>(n)) * g.C + c) * g.S + static_cast<int64_t>(s);
-}
-
-// Sums a and b over the block in a fixed tree (shuffles within each warp, then over the
-// warps): deterministic. The result is valid in thread 0.
-__device__ __forceinline__ void block_sum2(double& a, double& b) {
-  __shared__ double sa[kNormThreads / 32], sb[kNormThreads / 32];
-  for (int o = 16; o > 0; o /= 2) {
-    a += __shfl_down_sync(0xffffffffu, a, o);
-    b += __shfl_down_sync(0xffffffffu, b, o);
-  }
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) sa[warp] = a, sb[warp] = b;
-  __syncthreads();
-  if (warp == 0) {
-    a = lane < kNormThreads / 32 ? sa[lane] : 0.0;
-    b = lane < kNormThreads / 32 ? sb[lane] : 0.0;
-    for (int o = 16; o > 0; o /= 2) {
-      a += __shfl_down_sync(0xffffffffu, a, o);
-      b += __shfl_down_sync(0xffffffffu, b, o);
-    }
-  }
-  __syncthreads();  // the arrays are rewritten by the block's next group
 }
 
 // The per-group reductions (statistics forward, sum(dy) and sum(dy (x - mean)) backward) are
@@ -125,8 +105,8 @@ bn_partial_kernel(Geo g, int64_t groups, Partials parts, Terms terms) {
       for (int u = 0; u < 4; ++u) terms.add(k, v[u], s1, s2);
     }
     for (; e < e1; e += kNormThreads) terms.add(k, terms.load(element_offset<I>(g, group, e)), s1, s2);
-    block_sum2(s1, s2);
-    if (threadIdx.x == 0) parts.store(group, blockIdx.x, s1, s2);
+    const DoublePair sums = block_reduce(DoublePair{s1, s2}, PairSumOp{});
+    if (threadIdx.x == 0) parts.store(group, blockIdx.x, sums.a, sums.b);
   }
 }
 
@@ -138,11 +118,7 @@ struct StatTerms {  // x - shift and its square; the shift is the group's first 
   }
   using Loaded = T;
   __device__ T load(int64_t o) const { return x[o]; }
-  __device__ void add(double shift, T v, double& s1, double& s2) const {
-    double d = static_cast<double>(v) - shift;
-    s1 += d;
-    s2 += d * d;
-  }
+  __device__ void add(double shift, T v, double& s1, double& s2) const { cpu::bn_add_moment_terms(shift, v, s1, s2); }
 };
 
 template <typename T>
@@ -156,9 +132,7 @@ struct GradTerms {  // dy and dy (x - mean)
   };
   __device__ Loaded load(int64_t o) const { return {dy[o], x[o]}; }
   __device__ void add(double mu, Loaded v, double& s1, double& s2) const {
-    double d = static_cast<double>(v.dy);
-    s1 += d;
-    s2 += d * (static_cast<double>(v.x) - mu);
+    cpu::bn_add_grad_terms(mu, v.dy, v.x, s1, s2);
   }
 };
 
@@ -176,54 +150,55 @@ void launch_partials(const Geo& g, int64_t groups, const Partials& parts, const 
     bn_partial_kernel<uint64_t, Terms><<<grid, kNormThreads, 0, s>>>(g, groups, parts, terms);
 }
 
-// One thread per group: the chunk partials folded in order, then mean, invstd and the running
-// update (unbiased variance).
+// One thread per group: the chunk partials folded in order, then mean and biased variance.
 template <typename T>
-__global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t groups, Partials parts, double eps,
-                                       bool update, double momentum, T* __restrict__ running_mean,
-                                       T* __restrict__ running_var, double* __restrict__ mean,
-                                       double* __restrict__ invstd) {
+__global__ void bn_stats_finish_kernel(const T* __restrict__ x, Geo g, int64_t groups, Partials parts,
+                                       double* __restrict__ mean, double* __restrict__ var) {
   const int64_t count = g.N * g.S;
   for (int64_t group = global_thread(); group < groups; group += grid_threads()) {
     if (count == 0) {
-      mean[group] = invstd[group] = NAN;
+      mean[group] = var[group] = NAN;
       continue;
     }
     double s1, s2;
     parts.fold(group, s1, s2);
     const double shift = static_cast<double>(x[element_offset<int64_t>(g, group, 0)]);
-    double m1 = s1 / count, var = fmax(0.0, s2 / count - m1 * m1), mu = shift + m1;
-    mean[group] = mu;
-    invstd[group] = 1.0 / sqrt(var + eps);
-    if (update) {
-      double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
-      running_mean[group] = static_cast<T>((1 - momentum) * static_cast<double>(running_mean[group]) + momentum * mu);
-      running_var[group] =
-          static_cast<T>((1 - momentum) * static_cast<double>(running_var[group]) + momentum * var * unbias);
-    }
+    cpu::bn_moments(shift, s1, s2, count, mean[group], var[group]);
   }
 }
 
+// cpu::batch_norm_prepare, one thread per group.
 template <typename T>
-__global__ void bn_grad_finish_kernel(int64_t groups, Partials parts, const double* __restrict__ invstd,
-                                      double* __restrict__ sum_dy, double* __restrict__ sum_dy_xmu, T* __restrict__ dw,
+__global__ void bn_prepare_kernel(T* __restrict__ running_mean, T* __restrict__ running_var, int64_t groups,
+                                  bool batch_stats, int64_t update_count, double momentum, double eps,
+                                  double* __restrict__ mean, double* __restrict__ var, double* __restrict__ invstd) {
+  const double unbias = cpu::bn_unbias(update_count);
+  for (int64_t group = global_thread(); group < groups; group += grid_threads()) {
+    if (!batch_stats) {
+      mean[group] = static_cast<double>(running_mean[group]);
+      var[group] = static_cast<double>(running_var[group]);
+    } else if (update_count > 0) {
+      running_mean[group] = cpu::bn_running(running_mean[group], mean[group], momentum, 1.0);
+      running_var[group] = cpu::bn_running(running_var[group], var[group], momentum, unbias);
+    }
+    invstd[group] = cpu::bn_invstd(var[group], eps);
+  }
+}
+
+// One thread per group: the chunk partials folded in order.
+__global__ void bn_grad_finish_kernel(int64_t groups, Partials parts, double* __restrict__ sum_dy,
+                                      double* __restrict__ sum_dy_xmu) {
+  for (int64_t group = global_thread(); group < groups; group += grid_threads())
+    parts.fold(group, sum_dy[group], sum_dy_xmu[group]);
+}
+
+template <typename T>
+__global__ void bn_param_grads_kernel(const double* __restrict__ sum_dy, const double* __restrict__ sum_dy_xmu,
+                                      const double* __restrict__ invstd, int64_t groups, T* __restrict__ dw,
                                       T* __restrict__ db) {
   for (int64_t group = global_thread(); group < groups; group += grid_threads()) {
-    double s1, s2;
-    parts.fold(group, s1, s2);
-    sum_dy[group] = s1;
-    sum_dy_xmu[group] = s2;
-    if (dw) dw[group] = static_cast<T>(s2 * invstd[group]);
-    if (db) db[group] = static_cast<T>(s1);
-  }
-}
-
-template <typename T>
-__global__ void bn_fixed_stats_kernel(const T* __restrict__ running_mean, const T* __restrict__ running_var,
-                                      int64_t groups, double eps, double* __restrict__ mean, double* __restrict__ invstd) {
-  for (int64_t i = global_thread(); i < groups; i += grid_threads()) {
-    mean[i] = static_cast<double>(running_mean[i]);
-    invstd[i] = 1.0 / sqrt(static_cast<double>(running_var[i]) + eps);
+    if (dw) dw[group] = static_cast<T>(sum_dy_xmu[group] * invstd[group]);
+    if (db) db[group] = static_cast<T>(sum_dy[group]);
   }
 }
 
@@ -241,18 +216,11 @@ struct ApplyOp {
   const T* __restrict__ weight;
   const T* __restrict__ bias;
   T* __restrict__ y;
-  struct Coef {
-    double a, b;
-  };
-  __device__ Coef coef(int64_t group) const {
-    double a = invstd[group] * (weight ? static_cast<double>(weight[group]) : 1.0);
-    return {a, (bias ? static_cast<double>(bias[group]) : 0.0) - mean[group] * a};
-  }
+  using Coef = cpu::BnAffine;
+  __device__ Coef coef(int64_t group) const { return cpu::bn_affine(group, mean, invstd, weight, bias); }
   using Loaded = T;
   __device__ T load(int64_t i) const { return x[i]; }
-  __device__ void store(const Coef& k, T v, int64_t i) const {
-    y[i] = static_cast<T>(static_cast<double>(v) * k.a + k.b);
-  }
+  __device__ void store(const Coef& k, T v, int64_t i) const { y[i] = cpu::bn_apply(v, k); }
 };
 
 template <typename T>
@@ -267,23 +235,15 @@ struct InputGradOp {
   bool batch_stats;
   double inv_n;
   T* __restrict__ dx;
-  struct Coef {
-    double k, mean_dy, proj, mu;
-  };
+  using Coef = cpu::BnInputGrad;
   __device__ Coef coef(int64_t group) const {
-    double k = invstd[group] * (weight ? static_cast<double>(weight[group]) : 1.0);
-    if (!batch_stats) return {k, 0, 0, 0};
-    return {k, sum_dy[group] * inv_n, sum_dy_xmu[group] * inv_n * invstd[group] * invstd[group], mean[group]};
+    return cpu::bn_input_grad(group, mean, invstd, weight, sum_dy, sum_dy_xmu, batch_stats, inv_n);
   }
   struct Loaded {
     T dy, x;
   };
   __device__ Loaded load(int64_t i) const { return {dy[i], batch_stats ? x[i] : T(0)}; }
-  __device__ void store(const Coef& c, Loaded v, int64_t i) const {
-    double d = static_cast<double>(v.dy);
-    dx[i] = batch_stats ? static_cast<T>(c.k * (d - c.mean_dy - (static_cast<double>(v.x) - c.mu) * c.proj))
-                        : static_cast<T>(d * c.k);
-  }
+  __device__ void store(const Coef& c, Loaded v, int64_t i) const { dx[i] = cpu::bn_input_grad_of(v.dy, v.x, c); }
 };
 
 // Large planes (S >= kRowMin): blocks walk rows (blockIdx.y) and the row's elements, the row's
@@ -353,8 +313,7 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int64
       if (w < offset) continue;
       int64_t i = static_cast<int64_t>(w - offset);
       if (i >= n) break;
-      bool keep = philox::uniform(block.v[k]) >= p;
-      y[i] = keep ? static_cast<T>(static_cast<double>(x[i]) * scale) : T(0);
+      y[i] = cpu::dropout_value(x[i], block.v[k], p, scale);
     }
   }
 }
@@ -362,54 +321,71 @@ __global__ void dropout_kernel(const T* __restrict__ x, T* __restrict__ y, int64
 }  // namespace
 
 template <typename T>
-void batch_norm_forward(const T* x, const BatchNormGeometry& geo, bool batch_stats, bool update_running,
-                        T* running_mean, T* running_var, double momentum, double eps, const T* weight, const T* bias,
-                        T* y, double* mean, double* invstd, int device) {
-  cudaStream_t s = stream(device);
+void batch_norm_stats(const T* x, const BatchNormGeometry& geo, double* mean, double* var, int device) {
   const int64_t groups = geo.groups();
-  const Geo g = geo_of(geo);
   if (groups == 0) return;
-  if (batch_stats) {
-    PartialSums parts(groups, geo.count(), device);
-    launch_partials(g, groups, parts.view(), StatTerms<T>{x}, s);
-    MMF_CUDA_CHECK_LAUNCH("batch_norm_stats", groups, " groups (", geo.modalities, " modalities x ", geo.channels,
-                          " channels) of ", geo.count(), " elements in ", parts.chunks(), " chunks on cuda:", device);
-    bn_stats_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(
-        x, g, groups, parts.view(), eps, update_running, momentum, running_mean, running_var, mean, invstd);
-    MMF_CUDA_CHECK_LAUNCH("batch_norm_stats_finish", groups, " groups on cuda:", device);
-  } else {
-    bn_fixed_stats_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(running_mean, running_var, groups, eps,
-                                                                         mean, invstd);
-    MMF_CUDA_CHECK_LAUNCH("batch_norm_fixed_stats", groups, " groups on cuda:", device);
-  }
-  if (geo.count() == 0) return;
-  launch_elementwise(g, groups * geo.batch_per_modality, ApplyOp<T>{x, mean, invstd, weight, bias, y}, s);
+  cudaStream_t s = stream(device);
+  const Geo g = geo_of(geo);
+  PartialSums parts(groups, geo.count(), device);
+  launch_partials(g, groups, parts.view(), StatTerms<T>{x}, s);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_stats", groups, " groups (", geo.modalities, " modalities x ", geo.channels,
+                        " channels) of ", geo.count(), " elements in ", parts.chunks(), " chunks on cuda:", device);
+  bn_stats_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(x, g, groups, parts.view(), mean, var);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_stats_finish", groups, " groups on cuda:", device);
+}
+
+template <typename T>
+void batch_norm_prepare(T* running_mean, T* running_var, int64_t groups, bool batch_stats, int64_t update_count,
+                        double momentum, double eps, double* mean, double* var, double* invstd, int device) {
+  if (groups == 0) return;
+  bn_prepare_kernel<T><<<grid_for(groups), kBlockThreads, 0, stream(device)>>>(
+      running_mean, running_var, groups, batch_stats, update_count, momentum, eps, mean, var, invstd);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_prepare", groups, " groups on cuda:", device);
+}
+
+template <typename T>
+void batch_norm_apply(const T* x, const BatchNormGeometry& geo, const double* mean, const double* invstd,
+                      const T* weight, const T* bias, T* y, int device) {
+  const int64_t groups = geo.groups();
+  if (groups == 0 || geo.count() == 0) return;
+  launch_elementwise(geo_of(geo), groups * geo.batch_per_modality, ApplyOp<T>{x, mean, invstd, weight, bias, y},
+                     stream(device));
   MMF_CUDA_CHECK_LAUNCH("batch_norm_apply", groups * geo.count(), " elements in ", groups, " groups on cuda:", device);
 }
 
 template <typename T>
-void batch_norm_backward(const T* dy, const T* x, const BatchNormGeometry& geo, const double* mean,
-                         const double* invstd, const T* weight, bool batch_stats, T* dx, T* dw, T* db, int device) {
-  cudaStream_t s = stream(device);
+void batch_norm_backward_reduce(const T* dy, const T* x, const BatchNormGeometry& geo, const double* mean,
+                                double* sum_dy, double* sum_dy_xmu, int device) {
   const int64_t groups = geo.groups();
-  const Geo g = geo_of(geo);
   if (groups == 0) return;
-  Scratch sums(2 * sizeof(double) * groups, device);
-  double* sum_dy = sums.get<double>();
-  double* sum_dy_xmu = sum_dy + groups;
-  if (dw || db || (dx && batch_stats)) {
-    PartialSums parts(groups, geo.count(), device);
-    launch_partials(g, groups, parts.view(), GradTerms<T>{dy, x, mean}, s);
-    MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_reduce", groups, " groups of ", geo.count(), " elements in ",
-                          parts.chunks(), " chunks on cuda:", device);
-    bn_grad_finish_kernel<T><<<grid_for(groups), kBlockThreads, 0, s>>>(groups, parts.view(), invstd, sum_dy,
-                                                                         sum_dy_xmu, dw, db);
-    MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_finish", groups, " groups on cuda:", device);
-  }
-  if (!dx || geo.count() == 0) return;
+  cudaStream_t s = stream(device);
+  PartialSums parts(groups, geo.count(), device);
+  launch_partials(geo_of(geo), groups, parts.view(), GradTerms<T>{dy, x, mean}, s);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_reduce", groups, " groups of ", geo.count(), " elements in ",
+                        parts.chunks(), " chunks on cuda:", device);
+  bn_grad_finish_kernel<<<grid_for(groups), kBlockThreads, 0, s>>>(groups, parts.view(), sum_dy, sum_dy_xmu);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_finish", groups, " groups on cuda:", device);
+}
+
+template <typename T>
+void batch_norm_param_grads(const double* sum_dy, const double* sum_dy_xmu, const double* invstd, int64_t groups,
+                            T* dw, T* db, int device) {
+  if (groups == 0 || (!dw && !db)) return;
+  bn_param_grads_kernel<T><<<grid_for(groups), kBlockThreads, 0, stream(device)>>>(sum_dy, sum_dy_xmu, invstd,
+                                                                                    groups, dw, db);
+  MMF_CUDA_CHECK_LAUNCH("batch_norm_param_grads", groups, " groups on cuda:", device);
+}
+
+template <typename T>
+void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry& geo, const double* mean,
+                               const double* invstd, const T* weight, const double* sum_dy,
+                               const double* sum_dy_xmu, bool batch_stats, T* dx, int device) {
+  const int64_t groups = geo.groups();
+  if (groups == 0 || geo.count() == 0) return;
   double inv_n = 1.0 / static_cast<double>(std::max<int64_t>(geo.count(), 1));
-  launch_elementwise(g, groups * geo.batch_per_modality,
-                     InputGradOp<T>{dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, batch_stats, inv_n, dx}, s);
+  launch_elementwise(geo_of(geo), groups * geo.batch_per_modality,
+                     InputGradOp<T>{dy, x, mean, invstd, weight, sum_dy, sum_dy_xmu, batch_stats, inv_n, dx},
+                     stream(device));
   MMF_CUDA_CHECK_LAUNCH("batch_norm_backward_input", groups * geo.count(), " elements in ", groups,
                         " groups on cuda:", device);
 }
@@ -417,18 +393,25 @@ void batch_norm_backward(const T* dy, const T* x, const BatchNormGeometry& geo, 
 template <typename T>
 void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset, int device) {
   if (n <= 0) return;
-  double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
+  const double scale = cpu::dropout_scale(p);
   int64_t counters = static_cast<int64_t>(((offset + static_cast<uint64_t>(n) - 1) >> 2) - (offset >> 2) + 1);
   dropout_kernel<T><<<grid_for(counters), kBlockThreads, 0, stream(device)>>>(x, y, n, p, scale, seed, offset,
                                                                               counters);
   MMF_CUDA_CHECK_LAUNCH("dropout", n, " elements on cuda:", device);
 }
 
-#define MMF_NORM(T)                                                                                       \
-  template void batch_norm_forward<T>(const T*, const BatchNormGeometry&, bool, bool, T*, T*, double, double, \
-                                      const T*, const T*, T*, double*, double*, int);                     \
-  template void batch_norm_backward<T>(const T*, const T*, const BatchNormGeometry&, const double*,       \
-                                       const double*, const T*, bool, T*, T*, T*, int);                  \
+#define MMF_NORM(T)                                                                                           \
+  template void batch_norm_stats<T>(const T*, const BatchNormGeometry&, double*, double*, int);               \
+  template void batch_norm_prepare<T>(T*, T*, int64_t, bool, int64_t, double, double, double*, double*,       \
+                                      double*, int);                                                         \
+  template void batch_norm_apply<T>(const T*, const BatchNormGeometry&, const double*, const double*,         \
+                                    const T*, const T*, T*, int);                                            \
+  template void batch_norm_backward_reduce<T>(const T*, const T*, const BatchNormGeometry&, const double*,    \
+                                              double*, double*, int);                                        \
+  template void batch_norm_param_grads<T>(const double*, const double*, const double*, int64_t, T*, T*, int); \
+  template void batch_norm_backward_input<T>(const T*, const T*, const BatchNormGeometry&, const double*,     \
+                                             const double*, const T*, const double*, const double*, bool, T*, \
+                                             int);                                                           \
   template void dropout_apply<T>(const T*, T*, int64_t, double, uint64_t, uint64_t, int);
 MMF_NORM(float)
 MMF_NORM(double)

@@ -7,23 +7,31 @@
 
 namespace mmfuse::cuda {
 
-// The whole forward on the device. batch_stats: per-(modality, channel) statistics of x (one
-// launch covering every group of every modality, a block per group, shifted sums in double in
-// a fixed tree: deterministic), and when update_running also the running statistics (as
-// cpu::batch_norm_update_running). Otherwise mean and variance are read from running_mean /
-// running_var. mean and invstd (device, double, geo.groups() each) receive what backward
-// needs; then y = x * a + b with a = gamma*invstd, b = beta - mean*a (one fused kernel).
-// weight and bias may be null.
+// The twins of cpu::batch_norm_stats, _prepare, _apply, _backward_reduce, _param_grads and
+// _backward_input (same arguments, device pointers, plus the device), with the formulas of
+// base/geometry/norm.h. The per-group reductions (statistics, and sum(dy), sum(dy (x - mean))
+// backward) run as one launch over every group of every modality, cut into chunks that depend
+// on the shape only, with a fixed tree per block (cuda/block_reduce.cuh) and the chunks folded
+// in order: deterministic. The per-group steps are one thread per group; the elementwise
+// passes one fused kernel each.
 template <typename T>
-void batch_norm_forward(const T* x, const cpu::BatchNormGeometry& geo, bool batch_stats, bool update_running,
-                        T* running_mean, T* running_var, double momentum, double eps, const T* weight, const T* bias,
-                        T* y, double* mean, double* invstd, int device);
-// Two passes: per-group sum(dy) and sum(dy * (x - mean)) (a block per group, fixed tree),
-// writing dw = sum_dy_xmu * invstd and db = sum_dy, then dx by the closed form of
-// cpu::batch_norm_backward_input. dx, dw, db may each be null (not wanted).
+void batch_norm_stats(const T* x, const cpu::BatchNormGeometry& geo, double* mean, double* var, int device);
 template <typename T>
-void batch_norm_backward(const T* dy, const T* x, const cpu::BatchNormGeometry& geo, const double* mean,
-                         const double* invstd, const T* weight, bool batch_stats, T* dx, T* dw, T* db, int device);
+void batch_norm_prepare(T* running_mean, T* running_var, int64_t groups, bool batch_stats, int64_t update_count,
+                        double momentum, double eps, double* mean, double* var, double* invstd, int device);
+template <typename T>
+void batch_norm_apply(const T* x, const cpu::BatchNormGeometry& geo, const double* mean, const double* invstd,
+                      const T* weight, const T* bias, T* y, int device);
+template <typename T>
+void batch_norm_backward_reduce(const T* dy, const T* x, const cpu::BatchNormGeometry& geo, const double* mean,
+                                double* sum_dy, double* sum_dy_xmu, int device);
+template <typename T>
+void batch_norm_param_grads(const double* sum_dy, const double* sum_dy_xmu, const double* invstd, int64_t groups,
+                            T* dw, T* db, int device);
+template <typename T>
+void batch_norm_backward_input(const T* dy, const T* x, const cpu::BatchNormGeometry& geo, const double* mean,
+                               const double* invstd, const T* weight, const double* sum_dy,
+                               const double* sum_dy_xmu, bool batch_stats, T* dx, int device);
 
 // Inverted dropout with the Philox stream of cpu::dropout_apply: element i is decided by word
 // offset + i under `seed`, so the mask equals the CPU's for the same generator state.

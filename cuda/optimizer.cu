@@ -1,12 +1,13 @@
 // The optimizer on CUDA (cuda/optimizer.h): a deterministic sum of squares (fixed chunks per
-// parameter, a fixed block tree, then one block folding every partial in a fixed tree) and
-// one fused kernel per parameter for the update. The clip scale is computed on the device and
+// parameter, the fixed block tree of cuda/block_reduce.cuh, then one block folding every
+// partial in that tree) and one fused kernel per parameter for the update. The clip scale is computed on the device and
 // read there, so nothing waits for the host between the norm and the updates.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
 #include "base/error.h"
+#include "cuda/block_reduce.cuh"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/launch.h"
@@ -16,7 +17,7 @@ namespace mmfuse::cuda {
 
 namespace {
 
-constexpr int kSumThreads = 256;
+constexpr int kSumThreads = kBlockThreads;  // one group for block_reduce
 // Elements per partial: 16 per thread of a block at least; at most 1024 partials a tensor.
 constexpr int64_t kSumChunk = int64_t{kSumThreads} * 16;
 constexpr int64_t kMaxPartials = 1024;
@@ -24,18 +25,6 @@ constexpr int64_t kMaxPartials = 1024;
 int64_t sumsq_chunk(int64_t n) {
   int64_t parts = std::clamp<int64_t>((n + kSumChunk - 1) / kSumChunk, 1, kMaxPartials);
   return std::max<int64_t>(1, (n + parts - 1) / parts);
-}
-
-// Fixed tree over the block's shared array (the result is valid in thread 0).
-__device__ __forceinline__ double block_sum(double v) {
-  __shared__ double s[kSumThreads];
-  s[threadIdx.x] = v;
-  __syncthreads();
-  for (int k = kSumThreads / 2; k > 0; k /= 2) {
-    if (threadIdx.x < k) s[threadIdx.x] += s[threadIdx.x + k];
-    __syncthreads();
-  }
-  return s[0];
 }
 
 // Block k sums the squares of elements [k * chunk, min(n, (k + 1) * chunk)).
@@ -48,7 +37,7 @@ sumsq_kernel(const T* __restrict__ g, int64_t n, int64_t chunk, double* __restri
     double v = static_cast<double>(g[i]);
     acc += v * v;
   }
-  acc = block_sum(acc);
+  acc = block_reduce(acc, SumOp<double>{});
   if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
@@ -57,7 +46,7 @@ finish_norm_kernel(const double* __restrict__ partials, int64_t count, double ho
                    double* __restrict__ norm_scale) {
   double acc = 0;
   for (int64_t i = threadIdx.x; i < count; i += kSumThreads) acc += partials[i];
-  acc = block_sum(acc);
+  acc = block_reduce(acc, SumOp<double>{});
   if (threadIdx.x == 0) {
     double norm = sqrt(host_sumsq + acc);
     norm_scale[0] = norm;

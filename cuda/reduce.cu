@@ -1,8 +1,8 @@
 // Reductions on CUDA: sum/mean (accumulated in double, as the CPU path) and max with the
 // offsets of the maxima for backward. Deterministic by construction: the input is cut into
 // segments (output o, chunk c) whose layout depends on the shape and mask only; each segment
-// is folded by a group of 1, 32 or 256 threads in a fixed order (strided per thread, then a
-// fixed warp-shuffle tree, then a fixed tree over the block's warps); partial results of
+// is folded by a group of 1, 32 or 256 threads in a fixed order (strided per thread, then
+// cuda/block_reduce.cuh's fixed tree over the warp and the block's warps); partial results of
 // several chunks are folded in chunk order by a second kernel. No atomics anywhere.
 #include <algorithm>
 #include <cfloat>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "cuda/block_reduce.cuh"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -75,13 +76,11 @@ __device__ __forceinline__ int64_t offset_of(int64_t index, int n, const int64_t
 // ---- the folds ---------------------------------------------------------------------------
 
 template <typename T>
-struct SumFold {
+struct SumFold : SumOp<double> {  // combine and shuffle_down: block_reduce.cuh's sum
   using Acc = double;
   double scale;
   __device__ Acc identity() const { return 0.0; }
   __device__ Acc fold(Acc acc, T v, int64_t) const { return acc + static_cast<double>(v); }
-  __device__ Acc combine(Acc a, Acc b) const { return a + b; }
-  __device__ Acc shuffle_down(Acc a, int delta) const { return __shfl_down_sync(0xffffffffu, a, delta); }
   __device__ void finish(Acc acc, int64_t o, T* out, int64_t*) const { out[o] = static_cast<T>(acc * scale); }
 };
 
@@ -105,8 +104,8 @@ struct MaxFold {
     return a;
   }
   __device__ Acc shuffle_down(Acc a, int delta) const {
-    return {__shfl_down_sync(0xffffffffu, a.value, delta),
-            static_cast<int64_t>(__shfl_down_sync(0xffffffffu, static_cast<long long>(a.offset), delta))};
+    return {__shfl_down_sync(kFullWarp, a.value, delta),
+            static_cast<int64_t>(__shfl_down_sync(kFullWarp, static_cast<long long>(a.offset), delta))};
   }
   __device__ void finish(Acc acc, int64_t o, T* out, int64_t* argmax) const {
     out[o] = acc.value;
@@ -125,7 +124,6 @@ reduce_kernel(const T* __restrict__ x, ReduceGeometry g, int64_t chunk, int64_t 
               typename F::Acc* __restrict__ partial, T* __restrict__ out, int64_t* __restrict__ argmax) {
   using Acc = typename F::Acc;
   constexpr int kGroups = kBlockThreads / TPO;
-  constexpr int kWarps = TPO / 32;
   const int lane = threadIdx.x % TPO;
   const int64_t n_segments = g.n_out * n_chunks;
   // Every thread of a group runs the same iterations (needed for the block-wide TPO).
@@ -139,19 +137,7 @@ reduce_kernel(const T* __restrict__ x, ReduceGeometry g, int64_t chunk, int64_t 
       int64_t off = base + offset_of(r, g.n_reduced, g.red_size, g.red_stride);
       acc = f.fold(acc, x[off], off);
     }
-    if constexpr (TPO >= 32) {
-#pragma unroll
-      for (int delta = 16; delta > 0; delta /= 2) acc = f.combine(acc, f.shuffle_down(acc, delta));
-    }
-    if constexpr (TPO > 32) {
-      __shared__ Acc warp_acc[kWarps];
-      if (lane % 32 == 0) warp_acc[lane / 32] = acc;
-      __syncthreads();
-      if (lane == 0) {
-        for (int w = 1; w < kWarps; ++w) acc = f.combine(acc, warp_acc[w]);
-      }
-      __syncthreads();  // warp_acc is rewritten by the next iteration
-    }
+    acc = group_reduce<TPO>(acc, f);
     if (lane == 0) {
       if (n_chunks == 1) f.finish(acc, o, out, argmax);
       else partial[s] = acc;
@@ -224,7 +210,9 @@ __global__ void max_backward_kernel(const T* __restrict__ g, const int64_t* __re
 template <typename T>
 void reduce_sum(const T* x, T* out, const std::vector<int64_t>& shape, const std::vector<bool>& mask,
                 double scale, int device) {
-  run_reduce<T>("reduce_sum", x, shape, mask, SumFold<T>{scale}, out, nullptr, device);
+  SumFold<T> fold;
+  fold.scale = scale;
+  run_reduce<T>("reduce_sum", x, shape, mask, fold, out, nullptr, device);
 }
 
 template <typename T>

@@ -1,5 +1,5 @@
-// The geometry of softmax and cross entropy, [outer, dim, inner], and the kinds of pointwise
-// loss.
+// The geometry of softmax and cross entropy, [outer, dim, inner], the result of the target
+// check, and the kinds of pointwise loss with their formulas.
 // Shared by the CPU kernels (core/cpu/loss.h) and their CUDA twins, which take the same arguments:
 // plain structs and index arithmetic, nothing of Tensor, OpenMP or CUDA. The namespace stays
 // mmfuse::cpu, where the CPU kernels have always defined these names.
@@ -18,6 +18,14 @@ struct LineGeometry {
 };
 
 enum class PointwiseLoss { l1, mse };
+
+// What cross_entropy needs to know of its targets before it runs, from either device's check:
+// how many are not ignore_index, and the first one outside [0, classes) that is not
+// ignore_index (-1: none).
+struct TargetCheck {
+  int64_t counted = 0;
+  int64_t first_bad = -1;
+};
 
 // The pointwise losses' formulas, for the CPU loops and the CUDA kernels alike. f(diff): |diff|
 // (l1) or diff^2 (mse).

@@ -102,6 +102,15 @@ inline int64_t cross_entropy_find_bad_target(const int32_t* target, int64_t n, i
   return -1;
 }
 
+// The twin of cuda::cross_entropy_check_targets: the first bad target and the count of the
+// others that are not ignore_index.
+inline void cross_entropy_check_targets(const int32_t* target, int64_t n, int64_t classes, int64_t ignore_index,
+                                        TargetCheck* result) {
+  result->first_bad = cross_entropy_find_bad_target(target, n, classes, ignore_index);
+  result->counted = 0;
+  for (int64_t p = 0; p < n; ++p) result->counted += target[p] != ignore_index;
+}
+
 // Logits [N, K, S] (geo = {N, K, S}), target [N, S] (validated). For each position p = n*S + s:
 // lse[p] = logsumexp_k logits[n, k, s] (saved for backward), loss[p] = lse[p] - logits[n, t, s],
 // or 0 where t == ignore_index.
@@ -141,6 +150,15 @@ void cross_entropy_backward(const T* logits, const int32_t* target, const double
   });
 }
 
+// out[0] = (sum of the per-position losses, in order) / divisor: the reductions sum (divisor 1)
+// and mean (divisor = the positions counted, NaN when none is).
+template <typename T>
+void cross_entropy_total(const double* loss, int64_t positions, double divisor, T* out) {
+  double total = 0;
+  for (int64_t p = 0; p < positions; ++p) total += loss[p];
+  out[0] = static_cast<T>(total / divisor);
+}
+
 // Sum of v[0..n) in double, in fixed blocks combined in order: the same bits whatever the
 // thread count.
 template <typename F>
@@ -168,10 +186,13 @@ void pointwise_loss(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kin
   });
 }
 
-// Sum of the elementwise loss (reductions mean and sum).
+// out[0] = (sum of the elementwise loss) / divisor: the reductions sum (divisor 1) and mean
+// (divisor n, NaN for an empty input).
 template <typename T>
-double pointwise_loss_sum(const T* x, const T* t, int64_t n, PointwiseLoss kind) {
-  return deterministic_sum(n, [&](int64_t i) { return static_cast<double>(pointwise_loss_value(kind, x[i] - t[i])); });
+void pointwise_loss_sum(const T* x, const T* t, T* out, int64_t n, PointwiseLoss kind, double divisor) {
+  double total =
+      deterministic_sum(n, [&](int64_t i) { return static_cast<double>(pointwise_loss_value(kind, x[i] - t[i])); });
+  out[0] = static_cast<T>(total / divisor);
 }
 
 // dx = pointwise_loss_grad(x - t, grad_per_element ? grad[i] : grad[0], scale), dt = -dx

@@ -1,14 +1,17 @@
-// CPU loops of the normalisation family: modality-aware batch norm and Philox dropout.
+// CPU loops of the normalisation family: modality-aware batch norm and Philox dropout, the
+// twins of cuda/norm.h (same arguments); the formulas are base/geometry/norm.h's.
 //
 // Batch norm sees x as [M*N, C, S] (S = product of the spatial dims) and works on G = M*C
 // groups: group g = m*C + c holds x[(m*N + n), c, s] for n < N, s < S, i.e. count = N*S
 // elements in N contiguous runs of S. Statistics are accumulated in double. Each direction
 // reads the data at most twice:
-//   forward:  pass 1 (training only) per-group sums -> mean, biased var;
-//             pass 2 y = x * a + b with a = gamma*invstd, b = beta - mean*a.
-//   backward: pass 1 per-group sum(dy) and sum(dy*(x-mean));
-//             pass 2 dx from the closed form.
-// The CUDA twin follows the same plan (one reduction kernel, one elementwise kernel each way).
+//   forward:  pass 1 (training only) per-group sums -> mean, biased var (batch_norm_stats);
+//             per group (batch_norm_prepare): running update or running stats, invstd;
+//             pass 2 y = x * a + b with a = gamma*invstd, b = beta - mean*a (batch_norm_apply).
+//   backward: pass 1 per-group sum(dy) and sum(dy*(x-mean)) (batch_norm_backward_reduce);
+//             per group dw and db (batch_norm_param_grads);
+//             pass 2 dx from the closed form (batch_norm_backward_input).
+// SyncBN combines the per-group values between the steps, on the host (CPU tensors only).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -34,15 +37,9 @@ void batch_norm_stats(const T* x, const BatchNormGeometry& geo, double* mean, do
       double shift = x[geo.run_offset(g, 0)], s1 = 0, s2 = 0;
       for (int64_t n = 0; n < geo.batch_per_modality; ++n) {
         const T* run = x + geo.run_offset(g, n);
-        for (int64_t s = 0; s < geo.spatial; ++s) {
-          double d = static_cast<double>(run[s]) - shift;
-          s1 += d;
-          s2 += d * d;
-        }
+        for (int64_t s = 0; s < geo.spatial; ++s) bn_add_moment_terms(shift, run[s], s1, s2);
       }
-      double m1 = s1 / count;
-      mean[g] = shift + m1;
-      var[g] = std::max(0.0, s2 / count - m1 * m1);
+      bn_moments(shift, s1, s2, count, mean[g], var[g]);
     }
   });
 }
@@ -56,23 +53,31 @@ void batch_norm_apply(const T* x, const BatchNormGeometry& geo, const double* me
   parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(geo.spatial, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       int64_t g = (r / per_modality) * geo.channels + r % geo.channels;
-      double a = invstd[g] * (weight ? static_cast<double>(weight[g]) : 1.0);
-      double b = (bias ? static_cast<double>(bias[g]) : 0.0) - mean[g] * a;
+      const BnAffine k = bn_affine(g, mean, invstd, weight, bias);
       const T* px = x + r * geo.spatial;
       T* py = y + r * geo.spatial;
-      for (int64_t s = 0; s < geo.spatial; ++s) py[s] = static_cast<T>(px[s] * a + b);
+      for (int64_t s = 0; s < geo.spatial; ++s) py[s] = bn_apply(px[s], k);
     }
   });
 }
 
-// running = (1 - momentum) * running + momentum * batch, with the unbiased batch variance.
+// Between the passes, per group: the statistics to normalise with and what backward keeps.
+// With batch statistics (mean, var from batch_norm_stats) and update_count > 0, the running
+// statistics move towards them (the unbiased variance of update_count values); without, mean
+// and var are read from the running statistics. Then invstd = 1/sqrt(var + eps).
 template <typename T>
-void batch_norm_update_running(T* running_mean, T* running_var, const double* mean, const double* var,
-                               int64_t groups, int64_t count, double momentum) {
-  double unbias = count > 1 ? static_cast<double>(count) / static_cast<double>(count - 1) : 1.0;
+void batch_norm_prepare(T* running_mean, T* running_var, int64_t groups, bool batch_stats, int64_t update_count,
+                        double momentum, double eps, double* mean, double* var, double* invstd) {
+  const double unbias = bn_unbias(update_count);
   for (int64_t g = 0; g < groups; ++g) {
-    running_mean[g] = static_cast<T>((1 - momentum) * running_mean[g] + momentum * mean[g]);
-    running_var[g] = static_cast<T>((1 - momentum) * running_var[g] + momentum * var[g] * unbias);
+    if (!batch_stats) {
+      mean[g] = running_mean[g];
+      var[g] = running_var[g];
+    } else if (update_count > 0) {
+      running_mean[g] = bn_running(running_mean[g], mean[g], momentum, 1.0);
+      running_var[g] = bn_running(running_var[g], var[g], momentum, unbias);
+    }
+    invstd[g] = bn_invstd(var[g], eps);
   }
 }
 
@@ -85,11 +90,7 @@ void batch_norm_backward_reduce(const T* dy, const T* x, const BatchNormGeometry
       double s_dy = 0, s_dy_xmu = 0, mu = mean[g];
       for (int64_t n = 0; n < geo.batch_per_modality; ++n) {
         int64_t o = geo.run_offset(g, n);
-        for (int64_t s = 0; s < geo.spatial; ++s) {
-          double d = dy[o + s];
-          s_dy += d;
-          s_dy_xmu += d * (static_cast<double>(x[o + s]) - mu);
-        }
+        for (int64_t s = 0; s < geo.spatial; ++s) bn_add_grad_terms(mu, dy[o + s], x[o + s], s_dy, s_dy_xmu);
       }
       sum_dy[g] = s_dy;
       sum_dy_xmu[g] = s_dy_xmu;
@@ -97,10 +98,19 @@ void batch_norm_backward_reduce(const T* dy, const T* x, const BatchNormGeometry
   });
 }
 
-// Pass 2 of the backward. With batch statistics (the closed form through mean and variance):
-//   dx = gamma * invstd * (dy - sum_dy/n - (x - mean) * invstd^2 * sum_dy_xmu/n);
-// with fixed (running) statistics the per-channel affine dx = gamma * invstd * dy, and the sums
-// are not read.
+// The parameters' gradients from the sums: dw = sum_dy_xmu * invstd, db = sum_dy (either may
+// be null).
+template <typename T>
+void batch_norm_param_grads(const double* sum_dy, const double* sum_dy_xmu, const double* invstd, int64_t groups,
+                            T* dw, T* db) {
+  for (int64_t g = 0; g < groups; ++g) {
+    if (dw) dw[g] = static_cast<T>(sum_dy_xmu[g] * invstd[g]);
+    if (db) db[g] = static_cast<T>(sum_dy[g]);
+  }
+}
+
+// Pass 2 of the backward: dx by bn_input_grad (base/geometry/norm.h); with fixed (running)
+// statistics the sums are not read.
 template <typename T>
 void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry& geo, const double* mean,
                                const double* invstd, const T* weight, const double* sum_dy,
@@ -111,18 +121,11 @@ void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry&
   parallel_for(rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(geo.spatial, 1)), [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       int64_t g = (r / per_modality) * geo.channels + r % geo.channels;
-      double k = invstd[g] * (weight ? static_cast<double>(weight[g]) : 1.0);
+      const BnInputGrad c = bn_input_grad(g, mean, invstd, weight, sum_dy, sum_dy_xmu, batch_stats, inv_n);
       const T* pdy = dy + r * geo.spatial;
+      const T* px = batch_stats ? x + r * geo.spatial : nullptr;
       T* pdx = dx + r * geo.spatial;
-      if (!batch_stats) {
-        for (int64_t s = 0; s < geo.spatial; ++s) pdx[s] = static_cast<T>(pdy[s] * k);
-        continue;
-      }
-      const T* px = x + r * geo.spatial;
-      double mu = mean[g], mean_dy = sum_dy[g] * inv_n;
-      double proj = sum_dy_xmu[g] * inv_n * invstd[g] * invstd[g];
-      for (int64_t s = 0; s < geo.spatial; ++s)
-        pdx[s] = static_cast<T>(k * (pdy[s] - mean_dy - (px[s] - mu) * proj));
+      for (int64_t s = 0; s < geo.spatial; ++s) pdx[s] = bn_input_grad_of(pdy[s], px ? px[s] : T(0), c);
     }
   });
 }
@@ -132,7 +135,7 @@ void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry&
 // is the same call on dy.
 template <typename T>
 void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset) {
-  double scale = p < 1 ? 1.0 / (1.0 - p) : 0.0;
+  const double scale = dropout_scale(p);
   parallel_for(n, 32768, [&](int64_t b, int64_t e) {
     // philox::word(seed, offset, i), with one Philox call per 4 consecutive words.
     uint64_t counter = ~uint64_t(0);
@@ -140,8 +143,7 @@ void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_
     for (int64_t i = b; i < e; ++i) {
       uint64_t w = offset + static_cast<uint64_t>(i);
       if ((w >> 2) != counter) { counter = w >> 2; block = philox::random4(seed, counter); }
-      bool keep = philox::uniform(block.v[w & 3]) >= p;
-      y[i] = keep ? static_cast<T>(x[i] * scale) : T(0);
+      y[i] = dropout_value(x[i], block.v[w & 3], p, scale);
     }
   });
 }

@@ -1,5 +1,6 @@
 // Helpers every op front-end uses: dtype dispatch, argument checks with messages that name
-// the op and the shapes, and the CUDA branch.
+// the op and the shapes, and the kernel dispatch (MMF_KERNEL: the one place that picks a
+// kernel's device).
 #pragma once
 #include <string>
 
@@ -63,16 +64,23 @@ inline Device device_of(Device d) { return d; }
 // cpu::name<T>(args...), or, when `where` (a tensor or a Device) is on CUDA, its twin
 // cuda::name<T>(args..., device index), declared in the family's cuda/ header (plain
 // declarations: every build includes them). The one place that picks a kernel's device. In a
-// build without CUDA the twin is never instantiated (a discarded `if constexpr` branch of the
-// dispatch template), and a CUDA tensor is refused naming the kernel.
-#define MMF_KERNEL(where, name, ...)                                            \
+// build without CUDA the twin is never instantiated (a discarded `if constexpr` branch; in a
+// dispatch template it is not instantiated, elsewhere it is not odr-used, so no definition is
+// needed), and a CUDA tensor is refused naming the kernel. MMF_KERNEL_UNTYPED is the same for
+// a kernel that is not a template on the element type (cpu::name(args...)).
+#define MMF_KERNEL(where, name, ...) \
+  MMF_KERNEL_CALL(where, #name, ::mmfuse::cpu::name<T>, ::mmfuse::cuda::name<T>, __VA_ARGS__)
+#define MMF_KERNEL_UNTYPED(where, name, ...) \
+  MMF_KERNEL_CALL(where, #name, ::mmfuse::cpu::name, ::mmfuse::cuda::name, __VA_ARGS__)
+
+#define MMF_KERNEL_CALL(where, label, cpu_kernel, cuda_kernel, ...)             \
   do {                                                                          \
     const ::mmfuse::Device mmf_kernel_device = ::mmfuse::ops::device_of(where); \
     if (!mmf_kernel_device.is_cuda()) {                                         \
-      ::mmfuse::cpu::name<T>(__VA_ARGS__);                                      \
+      cpu_kernel(__VA_ARGS__);                                                  \
     } else if constexpr (::mmfuse::kWithCuda) {                                 \
-      ::mmfuse::cuda::name<T>(__VA_ARGS__, mmf_kernel_device.index);            \
+      cuda_kernel(__VA_ARGS__, mmf_kernel_device.index);                        \
     } else {                                                                    \
-      ::mmfuse::ops::no_cuda_kernel(#name);                                     \
+      ::mmfuse::ops::no_cuda_kernel(label);                                     \
     }                                                                           \
   } while (0)

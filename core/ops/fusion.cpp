@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <functional>
-#include <memory>
 
 #include "core/cpu/fusion.h"
 #include "core/ops/common.h"
@@ -27,6 +25,8 @@ int64_t per_modality_batch(const char* op, const Tensor& x, int64_t modalities) 
 
 // receives[m]: modality m takes from modality (m+1) mod M. Empty list: all modalities.
 std::vector<bool> receiver_mask(const char* op, const std::vector<int64_t>& receivers, int64_t modalities) {
+  MMF_CHECK(modalities <= cpu::kMaxExchangeModalities, OpError, op, ": at most ", cpu::kMaxExchangeModalities,
+            " modalities exchange channels, got ", modalities);
   std::vector<bool> mask(modalities, receivers.empty());
   for (int64_t r : receivers) {
     MMF_CHECK(r >= 0 && r < modalities, OpError, op, ": receiver ", r, " out of range for modalities = ", modalities);
@@ -36,44 +36,20 @@ std::vector<bool> receiver_mask(const char* op, const std::vector<int64_t>& rece
   return mask;
 }
 
-// Row tables of the cyclic exchange over a stacked batch of `rows` = M*N rows. giver[b]: the
-// row that feeds row b (-1 where b's modality does not receive). taker[b]: the row fed by b
-// (-1 where b's predecessor modality does not receive); the inverse of giver.
-struct ExchangeRows {
-  std::vector<int64_t> giver, taker;
-};
-
-ExchangeRows exchange_rows(const std::vector<bool>& receives, int64_t rows, int64_t batch) {
-  int64_t modalities = static_cast<int64_t>(receives.size());
-  ExchangeRows t{std::vector<int64_t>(rows), std::vector<int64_t>(rows)};
-  for (int64_t b = 0; b < rows; ++b) {
-    int64_t m = b / batch, n = b % batch;
-    int64_t next = (m + 1) % modalities, prev = (m + modalities - 1) % modalities;
-    t.giver[b] = receives[m] ? next * batch + n : -1;
-    t.taker[b] = receives[prev] ? prev * batch + n : -1;
-  }
-  return t;
+// The exchange both devices' kernels read (base/geometry/fusion.h): one bit per receiving
+// modality (receiver_mask has checked the count).
+cpu::Exchange make_exchange(const std::vector<bool>& receives, int64_t batch) {
+  cpu::Exchange ex;
+  ex.batch = batch;
+  ex.modalities = static_cast<int64_t>(receives.size());
+  for (size_t m = 0; m < receives.size(); ++m)
+    if (receives[m]) ex.receives |= uint64_t{1} << m;
+  return ex;
 }
 
 int64_t inner_size(const Tensor& x, int64_t leading) {
   return leading ? x.numel() / leading : 0;
 }
-
-#ifdef MMFUSE_WITH_CUDA
-// The exchange as the CUDA kernels compute it (no row tables on the device): one bit per
-// receiving modality.
-cuda::Exchange cuda_exchange(const char* op, const std::vector<bool>& receives, int64_t batch) {
-  int64_t modalities = static_cast<int64_t>(receives.size());
-  MMF_CHECK(modalities <= cuda::kMaxExchangeModalities, OpError, op, ": at most ", cuda::kMaxExchangeModalities,
-            " modalities on CUDA, got ", modalities);
-  cuda::Exchange ex;
-  ex.batch = batch;
-  ex.modalities = modalities;
-  for (int64_t m = 0; m < modalities; ++m)
-    if (receives[m]) ex.receives |= uint64_t{1} << m;
-  return ex;
-}
-#endif
 
 }  // namespace
 
@@ -109,45 +85,15 @@ Tensor channel_shuffle(const Tensor& x, int64_t modalities, double keep_ratio, c
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = x.size(0), channels = x.size(1), inner = inner_size(x, rows * channels);
   int64_t keep = channel_shuffle_kept(channels, keep_ratio);
-  if (x.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-    const cuda::Exchange ex = cuda_exchange(op, receives, batch);
-    Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-    ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
-      cuda::channel_shuffle_forward<T>(x.data<T>(), out.data<T>(), rows, channels, inner, keep, ex, x.device().index);
-    });
-    autograd::record(op, {x}, {out}, [=](const TensorList& g) -> TensorList {
-      Tensor dx = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
-      ops::dispatch_floating(op, dx.dtype(), [&]<typename T>() {
-        cuda::channel_shuffle_backward<T>(g[0].data<T>(), dx.data<T>(), rows, channels, inner, keep, ex,
-                                          dx.device().index);
-      });
-      return {dx};
-    });
-    return out;
-#else
-    ops::no_cuda_kernel(op);
-#endif
-  }
-  ExchangeRows t = exchange_rows(receives, rows, batch);
-  // Forward: channels [keep, C) of row b come from its giver, or from b itself. Backward: they
-  // go back to the giver, and to b itself where b keeps its own.
-  std::vector<int64_t> forward(rows);
-  auto own = std::make_shared<std::vector<int64_t>>(rows);
-  for (int64_t b = 0; b < rows; ++b) {
-    forward[b] = t.giver[b] >= 0 ? t.giver[b] : b;
-    (*own)[b] = t.giver[b] >= 0 ? -1 : b;
-  }
-  auto taker = std::make_shared<std::vector<int64_t>>(std::move(t.taker));
-
+  const cpu::Exchange ex = make_exchange(receives, batch);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    cpu::channel_route<T>(x.data<T>(), out.data<T>(), rows, channels, inner, keep, forward.data(), nullptr);
+    MMF_KERNEL(x, channel_shuffle_forward, x.data<T>(), out.data<T>(), rows, channels, inner, keep, ex);
   });
   autograd::record(op, {x}, {out}, [=](const TensorList& g) -> TensorList {
     Tensor dx = Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device());
     ops::dispatch_floating(op, dx.dtype(), [&]<typename T>() {
-      cpu::channel_route<T>(g[0].data<T>(), dx.data<T>(), rows, channels, inner, keep, own->data(), taker->data());
+      MMF_KERNEL(dx, channel_shuffle_backward, g[0].data<T>(), dx.data<T>(), rows, channels, inner, keep, ex);
     });
     return {dx};
   });
@@ -176,31 +122,15 @@ Tensor pixel_shift_add(const Tensor& y, const Tensor& a, int64_t modalities, int
   auto receives = receiver_mask(op, receivers, modalities);
   int64_t rows = y.size(0), channels = y.size(1), height = y.size(2), width = y.size(3);
   int64_t group_size = channels / (groups + 1);
-  // kernel(base, src, dst, backward): dst = base + PS(src) routed by the exchange; in the
-  // backward (base null) dst = the adjoint of PS applied to src, routed back. One per device.
-  std::function<void(const Tensor* base, const Tensor& src, const Tensor& dst, bool backward)> kernel;
-  if (y.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-    const cuda::Exchange ex = cuda_exchange(op, receives, batch);
-    kernel = [=](const Tensor* base, const Tensor& src, const Tensor& dst, bool backward) {
-      ops::dispatch_floating(op, src.dtype(), [&]<typename T>() {
-        cuda::pixel_shift_add<T>(base ? base->data<T>() : nullptr, src.data<T>(), dst.data<T>(), rows, channels, height,
-                                 width, group_size, groups, shift, ex, backward, src.device().index);
-      });
-    };
-#else
-    ops::no_cuda_kernel(op);
-#endif
-  } else {
-    auto t = std::make_shared<ExchangeRows>(exchange_rows(receives, rows, batch));
-    kernel = [=](const Tensor* base, const Tensor& src, const Tensor& dst, bool backward) {
-      ops::dispatch_floating(op, src.dtype(), [&]<typename T>() {
-        cpu::pixel_shift_add<T>(base ? base->data<T>() : nullptr, src.data<T>(), dst.data<T>(), rows, channels, height,
-                                width, group_size, groups, shift, backward ? t->taker.data() : t->giver.data(),
-                                backward ? -1 : +1);
-      });
-    };
-  }
+  const cpu::Exchange ex = make_exchange(receives, batch);
+  // dst = base + PS(src) routed by the exchange; in the backward (base null) dst = the
+  // adjoint of PS applied to src, routed back.
+  auto kernel = [=](const Tensor* base, const Tensor& src, const Tensor& dst, bool backward) {
+    ops::dispatch_floating(op, src.dtype(), [&]<typename T>() {
+      MMF_KERNEL(src, pixel_shift_add, base ? base->data<T>() : nullptr, src.data<T>(), dst.data<T>(), rows, channels,
+                 height, width, group_size, groups, shift, ex, backward);
+    });
+  };
 
   Tensor out = Tensor::empty(y.shape(), y.dtype(), y.device());
   kernel(&y, a, out, false);
@@ -227,16 +157,7 @@ Tensor channel_gate(const Tensor& x, const Tensor& e, double gate_scale) {
   int64_t planes = e.numel(), inner = inner_size(x, planes);
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    if (x.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-      cuda::channel_gate_forward<T>(x.data<T>(), e.data<T>(), out.data<T>(), planes, inner, gate_scale,
-                                    x.device().index);
-      return;
-#else
-      ops::no_cuda_kernel(op);
-#endif
-    }
-    cpu::channel_gate_forward<T>(x.data<T>(), e.data<T>(), out.data<T>(), planes, inner, gate_scale);
+    MMF_KERNEL(x, channel_gate_forward, x.data<T>(), e.data<T>(), out.data<T>(), planes, inner, gate_scale);
   });
   bool gx = x.requires_grad(), ge = e.requires_grad();
   // x is needed only for de.
@@ -244,19 +165,8 @@ Tensor channel_gate(const Tensor& x, const Tensor& e, double gate_scale) {
     Tensor dx = gx ? Tensor::empty(g[0].shape(), g[0].dtype(), g[0].device()) : Tensor();
     Tensor de = ge ? Tensor::empty(e.shape(), e.dtype(), e.device()) : Tensor();
     ops::dispatch_floating(op, e.dtype(), [&]<typename T>() {
-      if (e.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-        cuda::channel_gate_backward<T>(ge ? x.data<T>() : nullptr, e.data<T>(), g[0].data<T>(),
-                                       gx ? dx.data<T>() : nullptr, ge ? de.data<T>() : nullptr, planes, inner,
-                                       gate_scale, e.device().index);
-        return;
-#else
-        ops::no_cuda_kernel(op);
-#endif
-      }
-      cpu::channel_gate_backward<T>(ge ? x.data<T>() : nullptr, e.data<T>(), g[0].data<T>(),
-                                    gx ? dx.data<T>() : nullptr, ge ? de.data<T>() : nullptr, planes, inner,
-                                    gate_scale);
+      MMF_KERNEL(e, channel_gate_backward, ge ? x.data<T>() : nullptr, e.data<T>(), g[0].data<T>(),
+                 gx ? dx.data<T>() : nullptr, ge ? de.data<T>() : nullptr, planes, inner, gate_scale);
     });
     return {dx, de};
   });
@@ -274,63 +184,24 @@ Tensor modality_ensemble(const Tensor& logits, const Tensor& alpha, int64_t moda
   out_shape[0] = batch;
   int64_t slice = shape_numel(out_shape);
   Tensor out = Tensor::empty(out_shape, logits.dtype(), logits.device());
-  if (logits.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-    // softmax(alpha) by a one-thread kernel into device memory: the weights never visit the
-    // host, so the op does not synchronise.
-    const int device = logits.device().index;
-    Tensor weights = Tensor::empty({modalities}, DType::f64, logits.device());
-    ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
-      cuda::ensemble_weights<T>(alpha.data<T>(), weights.data<double>(), modalities, device);
-      cuda::modality_ensemble_forward<T>(logits.data<T>(), weights.data<double>(), out.data<T>(), modalities, slice,
-                                         device);
-    });
-    bool glogits = !detach && logits.requires_grad(), galpha = alpha.requires_grad();
-    autograd::record(op, {detach ? logits.detach() : logits, alpha}, {out},
-                     [=, logits = logits.detach()](const TensorList& g) -> TensorList {
-      Tensor dlogits = glogits ? Tensor::empty(logits.shape(), logits.dtype(), logits.device()) : Tensor();
-      Tensor dalpha = galpha ? Tensor::empty({modalities}, logits.dtype(), logits.device()) : Tensor();
-      ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
-        cuda::modality_ensemble_backward<T>(logits.data<T>(), weights.data<double>(), g[0].data<T>(),
-                                            glogits ? dlogits.data<T>() : nullptr,
-                                            galpha ? dalpha.data<T>() : nullptr, modalities, slice, device);
-      });
-      return {dlogits, dalpha};
-    });
-    return out;
-#else
-    ops::no_cuda_kernel(op);
-#endif
-  }
-
-  // softmax(alpha) on the host (M numbers), shifted by the maximum for stability.
-  auto weights = std::make_shared<std::vector<double>>(alpha.to_vector<double>());
-  double top = *std::max_element(weights->begin(), weights->end()), total = 0;
-  for (double& w : *weights) total += (w = std::exp(w - top));
-  for (double& w : *weights) w /= total;
-
+  // softmax(alpha) on alpha's device (on a GPU by a one-thread kernel: the weights never visit
+  // the host, so the op does not synchronise), saved for backward.
+  Tensor weights = Tensor::empty({modalities}, DType::f64, logits.device());
   ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
-    cpu::modality_ensemble_forward<T>(logits.data<T>(), weights->data(), out.data<T>(), modalities, slice);
+    MMF_KERNEL(logits, ensemble_weights, alpha.data<T>(), weights.data<double>(), modalities);
+    MMF_KERNEL(logits, modality_ensemble_forward, logits.data<T>(), weights.data<double>(), out.data<T>(), modalities,
+               slice);
   });
   bool glogits = !detach && logits.requires_grad(), galpha = alpha.requires_grad();
   // With detach the node does not see the logits' history at all (torch's logits.detach()).
   autograd::record(op, {detach ? logits.detach() : logits, alpha}, {out},
                    [=, logits = logits.detach()](const TensorList& g) -> TensorList {
     Tensor dlogits = glogits ? Tensor::empty(logits.shape(), logits.dtype(), logits.device()) : Tensor();
-    std::vector<double> dweights(modalities);
+    Tensor dalpha = galpha ? Tensor::empty({modalities}, logits.dtype(), logits.device()) : Tensor();
     ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
-      cpu::modality_ensemble_backward<T>(logits.data<T>(), weights->data(), g[0].data<T>(),
-                                         glogits ? dlogits.data<T>() : nullptr, dweights.data(), modalities, slice);
+      MMF_KERNEL(logits, modality_ensemble_backward, logits.data<T>(), weights.data<double>(), g[0].data<T>(),
+                 glogits ? dlogits.data<T>() : nullptr, galpha ? dalpha.data<T>() : nullptr, modalities, slice);
     });
-    Tensor dalpha;
-    if (galpha) {
-      // Through the softmax: dalpha_m = w_m * (dw_m - sum_j w_j dw_j).
-      double mean = 0;
-      for (int64_t m = 0; m < modalities; ++m) mean += (*weights)[m] * dweights[m];
-      std::vector<double> d(modalities);
-      for (int64_t m = 0; m < modalities; ++m) d[m] = (*weights)[m] * (dweights[m] - mean);
-      dalpha = Tensor::from_vector<double>(d, {modalities}, logits.dtype(), logits.device());
-    }
     return {dlogits, dalpha};
   });
   return out;

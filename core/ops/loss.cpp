@@ -1,11 +1,9 @@
 #include "core/ops/loss.h"
 
 #include <limits>
-#include <vector>
 
 #include "core/cpu/loss.h"
 #include "core/ops/common.h"
-#include "cuda/kernels.h"
 #include "cuda/loss.h"
 
 namespace mmfuse {
@@ -18,16 +16,12 @@ int64_t product(const Shape& shape, size_t begin, size_t end) {
   return p;
 }
 
-// A 0-d result holding `value`, converted to the tensor's dtype.
-Tensor scalar_result(double value, const Tensor& like) {
-  Tensor out = Tensor::empty({}, like.dtype(), like.device());
-  ops::dispatch_floating("loss", like.dtype(), [&]<typename T>() { out.data<T>()[0] = static_cast<T>(value); });
-  return out;
-}
-
-double reduce_total(double total, int64_t count, Reduction reduction) {
-  if (reduction == Reduction::sum) return total;
-  return count > 0 ? total / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+// What the total of the losses is divided by: 1 for sum; for mean the positions counted, NaN
+// when none is (as PyTorch). The kernels of both devices take it (cpu::pointwise_loss_sum,
+// cpu::cross_entropy_total and their CUDA twins).
+double divisor_of(Reduction reduction, int64_t count) {
+  if (reduction == Reduction::sum) return 1.0;
+  return count > 0 ? static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
 }
 
 Tensor softmax_impl(const char* op, const Tensor& x, int64_t dim, bool log) {
@@ -64,19 +58,10 @@ Tensor pointwise_loss_op(const char* op, cpu::PointwiseLoss kind, const Tensor& 
     if (reduction == Reduction::none) {
       out = Tensor::empty(input.shape(), input.dtype(), input.device());
       MMF_KERNEL(input, pointwise_loss, input.data<T>(), target.data<T>(), out.data<T>(), n, kind);
-    } else if (input.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-      out = Tensor::empty({}, input.dtype(), input.device());
-      // sum: scale 1; mean: 1/n (NaN for an empty input, as the CPU path).
-      double scale = reduction == Reduction::sum ? 1.0 : reduce_total(1.0, n, reduction);
-      cuda::pointwise_loss_sum<T>(input.data<T>(), target.data<T>(), out.data<T>(), n, kind, scale,
-                                  input.device().index);
-#else
-      ops::no_cuda_kernel(op);
-#endif
     } else {
-      double total = cpu::pointwise_loss_sum<T>(input.data<T>(), target.data<T>(), n, kind);
-      out = scalar_result(reduce_total(total, n, reduction), input);
+      out = Tensor::empty({}, input.dtype(), input.device());
+      MMF_KERNEL(input, pointwise_loss_sum, input.data<T>(), target.data<T>(), out.data<T>(), n, kind,
+                 divisor_of(reduction, n));
     }
   });
   const double scale = reduction == Reduction::mean && n > 0 ? 1.0 / static_cast<double>(n) : 1.0;
@@ -125,72 +110,41 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   }
   MMF_CHECK(target.shape() == expected, OpError, op, ": target ", shape_str(target.shape()), " does not match logits ",
             shape_str(logits.shape()), " (expected target ", shape_str(expected), ")");
-  if (logits.is_cuda()) {
-#ifndef MMFUSE_WITH_CUDA
-    ops::no_cuda_kernel(op);
-#endif
-  }
 
-  const int64_t positions = target.numel();
   // The labels are validated and counted where they are: on the host, or by a device kernel
   // that returns only the count and the first bad position (the targets stay on the GPU).
-  int64_t bad = -1, count = 0;
-  const int32_t* labels = target.is_cuda() ? nullptr : target.data<int32_t>();
-  if (target.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-    cuda::TargetCheck c = cuda::cross_entropy_check_targets(target.data<int32_t>(), positions, geo.dim, ignore_index,
-                                                            target.device().index);
-    bad = c.first_bad, count = c.counted;
-#endif
-  } else {
-    bad = cpu::cross_entropy_find_bad_target(labels, positions, geo.dim, ignore_index);
-    for (int64_t p = 0; p < positions; ++p) count += labels[p] != ignore_index;
-  }
-  if (bad >= 0) {
+  const int64_t positions = target.numel();
+  cpu::TargetCheck check;
+  MMF_KERNEL_UNTYPED(target, cross_entropy_check_targets, target.data<int32_t>(), positions, geo.dim, ignore_index,
+                     &check);
+  if (check.first_bad >= 0) {
     Shape position(expected.size());
-    for (int64_t d = static_cast<int64_t>(expected.size()) - 1, rest = bad; d >= 0; --d) {
+    for (int64_t d = static_cast<int64_t>(expected.size()) - 1, rest = check.first_bad; d >= 0; --d) {
       position[d] = rest % expected[d];
       rest /= expected[d];
     }
-    int32_t value = target.reshape({positions}).narrow(bad, 1).to(Device::cpu()).data<int32_t>()[0];
+    int32_t value = target.reshape({positions}).narrow(check.first_bad, 1).to(Device::cpu()).data<int32_t>()[0];
     throw OpError(detail::concat(op, ": target ", value, " at position ", shape_str(position),
                                  " is outside [0, ", geo.dim, ") and is not ignore_index ", ignore_index,
                                  " (logits ", shape_str(logits.shape()), ")"));
   }
+  const int64_t count = check.counted;
   if (counted) *counted = count;
 
-  // Per-position logsumexp, saved for backward, and loss.
+  // Per-position logsumexp (saved for backward) and loss, on the logits' device; then the
+  // losses as they are (none), or their total (a 0-d tensor there).
   Tensor lse = Tensor::empty({positions}, DType::f64, logits.device());
-  std::vector<double> loss(logits.is_cuda() ? 0 : positions);
+  Tensor loss = Tensor::empty({positions}, DType::f64, logits.device());
   Tensor out;
   ops::dispatch_floating(op, logits.dtype(), [&]<typename T>() {
-    if (logits.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-      const int device = logits.device().index;
-      Tensor loss_dev = Tensor::empty({positions}, DType::f64, logits.device());
-      cuda::cross_entropy_forward<T>(logits.data<T>(), target.data<int32_t>(), geo, ignore_index, lse.data<double>(),
-                                     loss_dev.data<double>(), device);
-      if (reduction == Reduction::none) {
-        out = loss_dev.to(logits.dtype()).reshape(target.shape());
-      } else {
-        // Deterministic double sum (cuda/reduce.cu), then the cast to the logits' dtype.
-        Tensor total = Tensor::empty({}, DType::f64, logits.device());
-        double scale = reduction == Reduction::sum ? 1.0 : reduce_total(1.0, count, reduction);
-        cuda::reduce_sum<double>(loss_dev.data<double>(), total.data<double>(), {positions}, {true}, scale, device);
-        out = total.to(logits.dtype());
-      }
-#endif
-      return;
-    }
-    cpu::cross_entropy_forward<T>(logits.data<T>(), labels, geo, ignore_index, lse.data<double>(), loss.data());
+    MMF_KERNEL(logits, cross_entropy_forward, logits.data<T>(), target.data<int32_t>(), geo, ignore_index,
+               lse.data<double>(), loss.data<double>());
     if (reduction == Reduction::none) {
-      out = Tensor::empty(target.shape(), logits.dtype(), logits.device());
-      T* po = out.data<T>();
-      for (int64_t p = 0; p < positions; ++p) po[p] = static_cast<T>(loss[p]);
+      out = loss.to(logits.dtype()).reshape(target.shape());
     } else {
-      double total = 0;
-      for (double l : loss) total += l;
-      out = scalar_result(reduce_total(total, count, reduction), logits);
+      out = Tensor::empty({}, logits.dtype(), logits.device());
+      MMF_KERNEL(logits, cross_entropy_total, loss.data<double>(), positions, divisor_of(reduction, count),
+                 out.data<T>());
     }
   });
 

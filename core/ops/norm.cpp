@@ -20,53 +20,6 @@ std::string batch_norm_args(const Tensor& x, const Tensor& weight, const Tensor&
          ", running_mean " + optional_shape(running_mean) + ", running_var " + optional_shape(running_var);
 }
 
-#ifdef MMFUSE_WITH_CUDA
-// The CUDA branch of batch_norm (checks done): statistics, running update and the fused
-// normalise + affine all on the device (cuda/norm.h); mean and invstd stay there for backward.
-Tensor batch_norm_cuda(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                       const Tensor& running_var, const BatchNormOptions& options, const cpu::BatchNormGeometry& geo,
-                       bool batch_stats) {
-  const int64_t groups = geo.groups();
-  const int device = x.device().index;
-  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  Tensor save_mean = Tensor::empty({groups}, DType::f64, x.device());
-  Tensor save_invstd = Tensor::empty({groups}, DType::f64, x.device());
-  const bool update = options.training && running_mean.defined() && geo.count() > 0;
-  ops::dispatch_floating("batch_norm", x.dtype(), [&]<typename T>() {
-    cuda::batch_norm_forward<T>(x.data<T>(), geo, batch_stats, update,
-                                running_mean.defined() ? running_mean.data<T>() : nullptr,
-                                running_var.defined() ? running_var.data<T>() : nullptr, options.momentum, options.eps,
-                                weight.defined() ? weight.data<T>() : nullptr, bias.defined() ? bias.data<T>() : nullptr,
-                                y.data<T>(), save_mean.data<double>(), save_invstd.data<double>(), device);
-  });
-  const bool gx = x.requires_grad();
-  const bool gw = weight.defined() && weight.requires_grad();
-  const bool gb = bias.defined() && bias.requires_grad();
-  autograd::record("batch_norm", {x, weight, bias}, {y},
-                   [x = x.detach(), weight = weight.defined() ? weight.detach() : Tensor(),
-                    bias_shape = bias.defined() ? bias.shape() : Shape(), save_mean, save_invstd, geo, batch_stats,
-                    gx, gw, gb](const TensorList& g) -> TensorList {
-    const Tensor& dy = g[0];
-    ops::check_compatible("batch_norm", x, dy);
-    Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
-    Tensor dw = gw ? Tensor::empty(weight.shape(), x.dtype(), x.device()) : Tensor();
-    Tensor db = gb ? Tensor::empty(bias_shape, x.dtype(), x.device()) : Tensor();
-    ops::dispatch_floating("batch_norm", x.dtype(), [&]<typename T>() {
-      cuda::batch_norm_backward<T>(dy.data<T>(), x.data<T>(), geo, save_mean.data<double>(),
-                                   save_invstd.data<double>(), weight.defined() ? weight.data<T>() : nullptr,
-                                   batch_stats, gx ? dx.data<T>() : nullptr, gw ? dw.data<T>() : nullptr,
-                                   gb ? db.data<T>() : nullptr, x.device().index);
-    });
-    return {dx, dw, db};
-  });
-  return y;
-}
-#endif
-
-}  // namespace
-
-namespace {
-
 // SyncBN's statistics: this process's per-group mean and biased variance (from count values
 // each) become those of all processes' values, combined as Chan et al.'s parallel variance —
 // the mean first, then each process's spread about it — so that no sum of squares of large
@@ -136,42 +89,30 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   const bool batch_stats = options.training || !running_mean.defined();
   const bool sync = batch_stats && options.sum_over_processes != nullptr;
 
-  if (x.is_cuda()) {
-    MMF_CHECK(!sync, OpError, op, ": synchronised statistics (BatchNorm sync) are implemented for CPU tensors only; "
-              "got ", args, " on ", x.device().str());
-#ifdef MMFUSE_WITH_CUDA
-    return batch_norm_cuda(x, weight, bias, running_mean, running_var, options, geo, batch_stats);
-#else
-    ops::no_cuda_kernel(op);
-#endif
-  }
+  MMF_CHECK(!sync || !x.is_cuda(), OpError, op,
+            ": synchronised statistics (BatchNorm sync) are implemented for CPU tensors only; got ", args, " on ",
+            x.device().str());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  // Per-group mean and 1/sqrt(var + eps) in double, saved for backward.
+  // Per-group mean, variance and 1/sqrt(var + eps) in double on x's device; mean and invstd
+  // are saved for backward.
   Tensor save_mean = Tensor::empty({groups}, DType::f64, x.device());
+  Tensor var = Tensor::empty({groups}, DType::f64, x.device());
   Tensor save_invstd = Tensor::empty({groups}, DType::f64, x.device());
   double* mean = save_mean.data<double>();
   double* invstd = save_invstd.data<double>();
-  std::vector<double> var(groups);
   double count_share = 1;  // this process's values per group over all processes' (sync)
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
+    int64_t count = geo.count();
     if (batch_stats) {
-      cpu::batch_norm_stats<T>(x.data<T>(), geo, mean, var.data());
-      int64_t count = geo.count();
-      if (sync) count = sync_batch_stats(options.sum_over_processes, geo, mean, var.data(), count_share);
-      if (options.training && running_mean.defined() && count > 0)
-        cpu::batch_norm_update_running<T>(running_mean.data<T>(), running_var.data<T>(), mean, var.data(), groups,
-                                          count, options.momentum);
-    } else {
-      const T* rm = running_mean.data<T>();
-      const T* rv = running_var.data<T>();
-      for (int64_t g = 0; g < groups; ++g) {
-        mean[g] = rm[g];
-        var[g] = rv[g];
-      }
+      MMF_KERNEL(x, batch_norm_stats, x.data<T>(), geo, mean, var.data<double>());
+      if (sync) count = sync_batch_stats(options.sum_over_processes, geo, mean, var.data<double>(), count_share);
     }
-    for (int64_t g = 0; g < groups; ++g) invstd[g] = 1.0 / std::sqrt(var[g] + options.eps);
-    cpu::batch_norm_apply<T>(x.data<T>(), geo, mean, invstd, weight.defined() ? weight.data<T>() : nullptr,
-                             bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
+    const int64_t update_count = batch_stats && options.training && running_mean.defined() ? count : 0;
+    MMF_KERNEL(x, batch_norm_prepare, running_mean.defined() ? running_mean.data<T>() : nullptr,
+               running_var.defined() ? running_var.data<T>() : nullptr, groups, batch_stats, update_count,
+               options.momentum, options.eps, mean, var.data<double>(), invstd);
+    MMF_KERNEL(x, batch_norm_apply, x.data<T>(), geo, mean, invstd, weight.defined() ? weight.data<T>() : nullptr,
+               bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
   });
 
   const bool gx = x.requires_grad();
@@ -183,66 +124,44 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                     batch_stats, gx, gw, gb, sync, count_share,
                     sum_over_processes = options.sum_over_processes](const TensorList& g) -> TensorList {
                      const Tensor& dy = g[0];
+                     ops::check_compatible("batch_norm", x, dy);
                      const int64_t groups = geo.groups();
-                     std::vector<double> sum_dy(groups), sum_dy_xmu(groups);
+                     // sum(dy) and sum(dy * (x - mean)) per group, on x's device.
+                     Tensor sums = Tensor::empty({2, groups}, DType::f64, x.device());
+                     double* sum_dy = sums.data<double>();
+                     double* sum_dy_xmu = sum_dy + groups;
                      const double* mean = save_mean.data<double>();
                      const double* invstd = save_invstd.data<double>();
-                     Tensor dx, dw, db;
+                     Tensor dx = gx ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+                     Tensor dw = gw ? Tensor::empty(weight.shape(), x.dtype(), x.device()) : Tensor();
+                     Tensor db = gb ? Tensor::empty(bias_shape, x.dtype(), x.device()) : Tensor();
                      ops::dispatch_floating("batch_norm", x.dtype(), [&]<typename T>() {
                        if (gw || gb || (gx && batch_stats))
-                         cpu::batch_norm_backward_reduce<T>(dy.data<T>(), x.data<T>(), geo, mean, sum_dy.data(),
-                                                            sum_dy_xmu.data());
-                       if (gx) {
-                         // SyncBN: the statistics' share of dx comes from every process's
-                         // gradients, scaled so that the kernel's division by this process's
-                         // count divides by the count of all; weight and bias keep their own
-                         // sums (the solver averages parameter gradients).
-                         std::vector<double> all_dy, all_dy_xmu;
-                         const double *pdy = sum_dy.data(), *pdy_xmu = sum_dy_xmu.data();
-                         if (sync) {
-                           std::vector<double> both(sum_dy);
-                           both.insert(both.end(), sum_dy_xmu.begin(), sum_dy_xmu.end());
-                           sum_over_processes(both.data(), both.size());
-                           for (double& v : both) v *= count_share;
-                           all_dy.assign(both.begin(), both.begin() + groups);
-                           all_dy_xmu.assign(both.begin() + groups, both.end());
-                           pdy = all_dy.data(), pdy_xmu = all_dy_xmu.data();
-                         }
-                         dx = Tensor::empty(x.shape(), x.dtype(), x.device());
-                         cpu::batch_norm_backward_input<T>(dy.data<T>(), x.data<T>(), geo, mean, invstd,
-                                                           weight.defined() ? weight.data<T>() : nullptr,
-                                                           pdy, pdy_xmu, batch_stats, dx.data<T>());
+                         MMF_KERNEL(x, batch_norm_backward_reduce, dy.data<T>(), x.data<T>(), geo, mean, sum_dy,
+                                    sum_dy_xmu);
+                       MMF_KERNEL(x, batch_norm_param_grads, sum_dy, sum_dy_xmu, invstd, groups,
+                                  gw ? dw.data<T>() : nullptr, gb ? db.data<T>() : nullptr);
+                       if (!gx) return;
+                       // SyncBN (CPU only): the statistics' share of dx comes from every
+                       // process's gradients, scaled so that the kernel's division by this
+                       // process's count divides by the count of all; weight and bias keep
+                       // their own sums (the solver averages parameter gradients).
+                       std::vector<double> all;
+                       const double *pdy = sum_dy, *pdy_xmu = sum_dy_xmu;
+                       if (sync) {
+                         all.assign(sum_dy, sum_dy + 2 * groups);
+                         sum_over_processes(all.data(), all.size());
+                         for (double& v : all) v *= count_share;
+                         pdy = all.data(), pdy_xmu = all.data() + groups;
                        }
-                       if (gw) {
-                         dw = Tensor::empty(weight.shape(), x.dtype(), x.device());
-                         T* p = dw.data<T>();
-                         for (int64_t i = 0; i < groups; ++i) p[i] = static_cast<T>(sum_dy_xmu[i] * invstd[i]);
-                       }
-                       if (gb) {
-                         db = Tensor::empty(bias_shape, x.dtype(), x.device());
-                         T* p = db.data<T>();
-                         for (int64_t i = 0; i < groups; ++i) p[i] = static_cast<T>(sum_dy[i]);
-                       }
+                       MMF_KERNEL(x, batch_norm_backward_input, dy.data<T>(), x.data<T>(), geo, mean, invstd,
+                                  weight.defined() ? weight.data<T>() : nullptr, pdy, pdy_xmu, batch_stats,
+                                  dx.data<T>());
                      });
                      return {dx, dw, db};
                    });
   return y;
 }
-
-namespace {
-
-// cpu::dropout_apply or its CUDA twin (the same Philox mask for the same seed and offset).
-template <typename T>
-void dropout_on_device(const Tensor& x, const Tensor& y, double p, uint64_t seed, uint64_t offset) {
-  if (!x.is_cuda()) return cpu::dropout_apply<T>(x.data<T>(), y.data<T>(), x.numel(), p, seed, offset);
-#ifdef MMFUSE_WITH_CUDA
-  cuda::dropout_apply<T>(x.data<T>(), y.data<T>(), x.numel(), p, seed, offset, x.device().index);
-#else
-  ops::no_cuda_kernel("dropout");
-#endif
-}
-
-}  // namespace
 
 Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const char* op = "dropout";
@@ -253,15 +172,16 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   const int64_t n = x.numel();
   const uint64_t seed = gen.seed(), offset = gen.take(static_cast<uint64_t>(n));
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  // cpu::dropout_apply or its CUDA twin: the same Philox mask for the same seed and offset.
   ops::dispatch_floating(op, x.dtype(), [&]<typename T>() {
-    dropout_on_device<T>(x, y, p, seed, offset);
+    MMF_KERNEL(x, dropout_apply, x.data<T>(), y.data<T>(), n, p, seed, offset);
   });
   // The same mask applies to the gradient: recomputed from (seed, offset), nothing stored.
   autograd::record(op, {x}, {y}, [p, seed, offset](const TensorList& g) -> TensorList {
     const Tensor& dy = g[0];
     Tensor dx = Tensor::empty(dy.shape(), dy.dtype(), dy.device());
     ops::dispatch_floating("dropout", dy.dtype(), [&]<typename T>() {
-      dropout_on_device<T>(dy, dx, p, seed, offset);
+      MMF_KERNEL(dy, dropout_apply, dy.data<T>(), dx.data<T>(), dy.numel(), p, seed, offset);
     });
     return {dx};
   });
