@@ -11,7 +11,7 @@
 //   backward: pass 1 per-group sum(dy) and sum(dy*(x-mean)) (batch_norm_backward_reduce);
 //             per group dw and db (batch_norm_param_grads);
 //             pass 2 dx from the closed form (batch_norm_backward_input).
-// SyncBN combines the per-group values between the steps, on the host (CPU tensors only).
+// SyncBN combines the per-group values between the steps, on the host (core/ops/norm.cpp).
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -45,6 +45,18 @@ int64_t sync_batch_stats(const std::function<void(double*, size_t)>& sum_over_pr
   return static_cast<int64_t>(total);
 }
 
+// Calls f on the `count` doubles at p, which live on `device`: in place on the CPU, on a host
+// copy written back afterwards for CUDA. SyncBN's sums are a few doubles per channel and the
+// all-reduce (MPI) is a host call, so a CUDA SyncBN pays one round trip per reduction.
+template <typename F>
+void on_host(Device device, double* p, int64_t count, F&& f) {
+  if (device.is_cpu()) return f(p);
+  std::vector<double> host(static_cast<size_t>(count));
+  copy_elements(p, DType::f64, device, host.data(), DType::f64, Device::cpu(), count);
+  f(host.data());
+  copy_elements(host.data(), DType::f64, Device::cpu(), p, DType::f64, device, count);
+}
+
 }  // namespace
 
 Shape batch_norm_param_shape(const Shape& x, int64_t modalities) {
@@ -88,10 +100,6 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
             modalities);
   const bool batch_stats = options.training || !running_mean.defined();
   const bool sync = batch_stats && options.sum_over_processes != nullptr;
-
-  MMF_CHECK(!sync || !x.is_cuda(), OpError, op,
-            ": synchronised statistics (BatchNorm sync) are implemented for CPU tensors only; got ", args, " on ",
-            x.device().str());
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   // Per-group mean, variance and 1/sqrt(var + eps) in double on x's device; mean and invstd
   // are saved for backward.
@@ -105,7 +113,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
     int64_t count = geo.count();
     if (batch_stats) {
       MMF_KERNEL(x, batch_norm_stats, x.data<T>(), geo, mean, var.data<double>());
-      if (sync) count = sync_batch_stats(options.sum_over_processes, geo, mean, var.data<double>(), count_share);
+      if (sync)
+        on_host(x.device(), mean, groups, [&](double* m) {
+          on_host(x.device(), var.data<double>(), groups, [&](double* v) {
+            count = sync_batch_stats(options.sum_over_processes, geo, m, v, count_share);
+          });
+        });
     }
     const int64_t update_count = batch_stats && options.training && running_mean.defined() ? count : 0;
     MMF_KERNEL(x, batch_norm_prepare, running_mean.defined() ? running_mean.data<T>() : nullptr,
@@ -142,20 +155,17 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, con
                        MMF_KERNEL(x, batch_norm_param_grads, sum_dy, sum_dy_xmu, invstd, groups,
                                   gw ? dw.data<T>() : nullptr, gb ? db.data<T>() : nullptr);
                        if (!gx) return;
-                       // SyncBN (CPU only): the statistics' share of dx comes from every
-                       // process's gradients, scaled so that the kernel's division by this
-                       // process's count divides by the count of all; weight and bias keep
-                       // their own sums (the solver averages parameter gradients).
-                       std::vector<double> all;
-                       const double *pdy = sum_dy, *pdy_xmu = sum_dy_xmu;
-                       if (sync) {
-                         all.assign(sum_dy, sum_dy + 2 * groups);
-                         sum_over_processes(all.data(), all.size());
-                         for (double& v : all) v *= count_share;
-                         pdy = all.data(), pdy_xmu = all.data() + groups;
-                       }
+                       // SyncBN: the statistics' share of dx comes from every process's
+                       // gradients, scaled so that the kernel's division by this process's
+                       // count divides by the count of all; weight and bias kept their own
+                       // sums above (the solver averages parameter gradients).
+                       if (sync)
+                         on_host(x.device(), sum_dy, 2 * groups, [&](double* both) {
+                           sum_over_processes(both, static_cast<size_t>(2 * groups));
+                           for (int64_t i = 0; i < 2 * groups; ++i) both[i] *= count_share;
+                         });
                        MMF_KERNEL(x, batch_norm_backward_input, dy.data<T>(), x.data<T>(), geo, mean, invstd,
-                                  weight.defined() ? weight.data<T>() : nullptr, pdy, pdy_xmu, batch_stats,
+                                  weight.defined() ? weight.data<T>() : nullptr, sum_dy, sum_dy_xmu, batch_stats,
                                   dx.data<T>());
                      });
                      return {dx, dw, db};

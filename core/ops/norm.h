@@ -18,7 +18,8 @@ struct BatchNormOptions {
   // over the processes. When set, training statistics are those of the union of every
   // process's batch (the mean first, then the variance about it: two calls in forward) and
   // backward sums the two per-group reductions the input gradient needs (one call). Every
-  // process must run the same layers in the same order. CPU tensors only.
+  // process must run the same layers in the same order. For CUDA tensors the values are staged
+  // through the host (the callee always gets host memory).
   std::function<void(double* values, size_t count)> sum_over_processes = {};
 };
 
