@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -44,18 +46,53 @@ void nccl_destroy(void* comm) {
   if (comm) ncclCommDestroy(static_cast<ncclComm_t>(comm));
 }
 
+namespace {
+
+// The communication stream of `device`: NCCL's collectives run there, beside the compute
+// stream, so that a bucket's all-reduce overlaps the backward kernels still queued on the
+// compute stream. Created on first use, kept for the life of the process (as the compute
+// stream is).
+cudaStream_t comm_stream(int device) {
+  static std::mutex mutex;
+  static std::map<int, cudaStream_t> streams;
+  std::lock_guard<std::mutex> lock(mutex);
+  cudaStream_t& s = streams[device];
+  if (!s) {
+    context(device);  // makes the device current
+    MMF_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  }
+  return s;
+}
+
+// The communication stream of `device`, made to wait for everything queued so far on the
+// compute stream (the kernels that wrote the buffer a collective reads), without blocking the
+// host.
+cudaStream_t comm_stream_after_compute(int device) {
+  cudaStream_t compute = stream(device), comm = comm_stream(device);
+  cudaEvent_t ready = nullptr;
+  MMF_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+  MMF_CUDA_CHECK(cudaEventRecord(ready, compute));
+  MMF_CUDA_CHECK(cudaStreamWaitEvent(comm, ready, 0));
+  MMF_CUDA_CHECK(cudaEventDestroy(ready));  // released once the wait has been satisfied
+  return comm;
+}
+
+}  // namespace
+
 void nccl_allreduce_sum(float* data, size_t n, void* comm, int device) {
-  cudaStream_t s = stream(device);
+  cudaStream_t s = comm_stream_after_compute(device);
   MMF_NCCL_CHECK(ncclAllReduce(data, data, n, ncclFloat32, ncclSum, static_cast<ncclComm_t>(comm), s));
 }
 
 void nccl_broadcast(void* data, size_t bytes, void* comm, int device) {
-  cudaStream_t s = stream(device);
+  cudaStream_t s = comm_stream_after_compute(device);
   MMF_NCCL_CHECK(ncclBroadcast(data, data, bytes, ncclUint8, 0, static_cast<ncclComm_t>(comm), s));
 }
 
 void nccl_wait(void* comm, int device, double timeout, const char* what) {
-  cudaStream_t s = stream(device);
+  // Once the host has seen the communication stream drain, work queued on the compute stream
+  // afterwards reads the reduced buffers in order: no event back is needed.
+  cudaStream_t s = comm_stream(device);
   auto nc = static_cast<ncclComm_t>(comm);
   const auto start = std::chrono::steady_clock::now();
   for (;;) {

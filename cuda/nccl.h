@@ -20,13 +20,14 @@ std::vector<char> nccl_unique_id();
 // ncclCommInitRank on `device` with the broadcast id; the communicator as an opaque handle.
 void* nccl_init(const std::vector<char>& id, int ranks, int rank, int device);
 void nccl_destroy(void* comm);
-// In-place sum of n float32 values over the ranks, queued on `device`'s compute stream after
-// the backward kernels that wrote them (no host synchronisation). The result is ready for any
-// later work on that stream.
+// In-place sum of n float32 values over the ranks, queued on `device`'s communication stream
+// behind an event on the compute stream, so it starts once the kernels queued before it (the
+// ones that wrote `data`) are done, and runs beside the backward kernels queued after it (no
+// host synchronisation). The result is ready after nccl_wait.
 void nccl_allreduce_sum(float* data, size_t n, void* comm, int device);
-// Rank 0's bytes to every rank, on the compute stream.
+// Rank 0's bytes to every rank, on the communication stream likewise.
 void nccl_broadcast(void* data, size_t bytes, void* comm, int device);
-// Waits for the compute stream, at most `timeout` seconds; past that (a rank died or stalled)
+// Waits for the communication stream, at most `timeout` seconds; past that (a rank died or stalled)
 // aborts the communicator and throws DeviceError naming `what`. Polls ncclCommGetAsyncError so
 // that an error from a peer is reported instead of waited on.
 void nccl_wait(void* comm, int device, double timeout, const char* what);
