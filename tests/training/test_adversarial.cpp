@@ -1,4 +1,4 @@
-// The multi-net solver and its adversarial game (core/multi_solver.h, core/adversarial.h): the
+// The solver with `player`s and its adversarial game (core/solver.h, core/adversarial.h): the
 // GAN losses' values, alternating updates that touch only their own player, tests with image
 // grids and metrics, snapshots of every player, bit-exact resume, SIGINT, and the errors of a
 // bad solver. On a tiny PNG set written here: inputs a (RGB) and b (grey), target t.
@@ -9,7 +9,7 @@
 #include <string>
 
 #include "core/adversarial.h"
-#include "core/multi_solver.h"
+#include "core/solver.h"
 #include "core/prototxt.h"
 #include "core/snapshot.h"
 #include "datasets/image.h"
@@ -123,7 +123,7 @@ std::vector<float> values_of(const proto::NetWeights& w) {
 
 std::string construction_error(const proto::SolverParameter& p) {
   try {
-    MultiSolver s(p, "gan_solver.prototxt", quiet());
+    Solver s(p, "gan_solver.prototxt", quiet());
   } catch (const Error& e) {
     return e.what();
   }
@@ -155,12 +155,12 @@ TEST_CASE("gan_loss: LSGAN's squares and BCE on logits, real and fake") {
     }
 }
 
-TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume is bit-exact") {
+TEST_CASE("players: tests, grids, metrics, every player's snapshot; resume is bit-exact") {
   TempDir dir("gan_resume");
   write_pairs(dir);
   proto::NetWeights g0, d0;
   {
-    MultiSolver s(solver_param(dir, "run", 6, "snapshot: 3 test_interval: 3"), "", quiet());
+    Solver s(solver_param(dir, "run", 6, "snapshot: 3 test_interval: 3"), "", quiet());
     g0 = net_weights(*s.player("generator").net);
     d0 = net_weights(*s.player("discriminator").net);
     CHECK(s.solve() == Solver::Outcome::finished);
@@ -189,7 +189,7 @@ TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume i
 
   // Resume at 3: the weights of iteration 6 again, bit for bit (dropout and data included).
   {
-    MultiSolver s(solver_param(dir, "resumed", 6, "snapshot: 3 test_interval: 3"), "", quiet());
+    Solver s(solver_param(dir, "resumed", 6, "snapshot: 3 test_interval: 3"), "", quiet());
     s.restore(dir / "run_iter_3.solverstate");
     CHECK(s.iter() == 3);
     CHECK(s.solve() == Solver::Outcome::finished);
@@ -207,12 +207,12 @@ TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume i
   }
 }
 
-TEST_CASE("MultiSolver: each update moves only its own player") {
+TEST_CASE("players: each update moves only its own player") {
   TempDir dir("gan_players");
   write_pairs(dir);
   for (bool freeze_generator : {true, false}) {
     INFO("generator frozen: ", freeze_generator);
-    MultiSolver s(solver_param(dir, "p", 3, "snapshot_after_train: false", freeze_generator ? "base_lr: 0" : "",
+    Solver s(solver_param(dir, "p", 3, "snapshot_after_train: false", freeze_generator ? "base_lr: 0" : "",
                                freeze_generator ? "" : "base_lr: 0"),
                   "", quiet());
     auto g0 = values_of(net_weights(*s.player("generator").net));
@@ -225,11 +225,11 @@ TEST_CASE("MultiSolver: each update moves only its own player") {
   }
 }
 
-TEST_CASE("MultiSolver: SIGINT snapshots every player and stops; BCE trains too") {
+TEST_CASE("players: SIGINT snapshots every player and stops; BCE trains too") {
   TempDir dir("gan_sigint");
   write_pairs(dir);
   g_gan_sigint_at = 2;
-  MultiSolver s(solver_param(dir, "int", 10, "", "", "", "gan_mode: BCE d_steps: 2"), "", quiet());
+  Solver s(solver_param(dir, "int", 10, "", "", "", "gan_mode: BCE d_steps: 2"), "", quiet());
   auto outcome = s.solve();
   g_gan_sigint_at = -1;
   CHECK(outcome == Solver::Outcome::interrupted);
@@ -239,7 +239,7 @@ TEST_CASE("MultiSolver: SIGINT snapshots every player and stops; BCE trains too"
   CHECK(s.message().find("resume with --snapshot") != std::string::npos);
 }
 
-TEST_CASE("MultiSolver: a bad solver is refused naming the field") {
+TEST_CASE("players: a bad solver is refused naming the field") {
   TempDir dir("gan_errors");
   write_pairs(dir);
   auto has = [](const std::string& what, const std::string& part) {
@@ -267,13 +267,12 @@ TEST_CASE("MultiSolver: a bad solver is refused naming the field") {
   p = solver_param(dir, "e", 1);
   p.mutable_adversarial()->add_grid("nothing");
   has(construction_error(p), "grid blob 'nothing'");
-  // A single-net Solver given players says where they are trained.
-  try {
-    Solver s(solver_param(dir, "e", 1), "gan_solver.prototxt", quiet());
-    FAIL("a Solver accepted `player`s");
-  } catch (const Error& e) {
-    has(e.what(), "`mmfuse train` runs it");
-  }
+  p = solver_param(dir, "e", 1);
+  p.mutable_player(1)->set_momentum(1.5);  // the optimizer's settings are checked per player
+  has(construction_error(p), "player #1 'discriminator': momentum must be in [0, 1)");
+  p = solver_param(dir, "e", 1);
+  p.add_weights("g.weights");
+  has(construction_error(p), "`weights` (fine-tuning) is for single-net solvers");
 }
 
 TEST_CASE("models/translation: every generator builds on scene-sized inputs, with fusion only in AsymFusion") {
