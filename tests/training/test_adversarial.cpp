@@ -3,6 +3,7 @@
 // grids and metrics, snapshots of every player, bit-exact resume, SIGINT, and the errors of a
 // bad solver. On a tiny PNG set written here: inputs a (RGB) and b (grey), target t.
 #include <csignal>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -237,6 +238,53 @@ TEST_CASE("players: SIGINT snapshots every player and stops; BCE trains too") {
   CHECK(fs::exists(dir / "int_iter_3.generator.weights"));
   CHECK(fs::exists(dir / "int_iter_3.discriminator.weights"));
   CHECK(s.message().find("resume with --snapshot") != std::string::npos);
+}
+
+TEST_CASE("players: the lines of the one training loop; a state of the other kind is refused") {
+  TempDir dir("gan_lines");
+  write_pairs(dir);
+  // Everything the solver prints, read back from a file.
+  auto run = [&](const std::string& prefix, const std::string& resume) {
+    std::FILE* out = std::tmpfile();
+    REQUIRE(out);
+    SolverOptions o;
+    o.out = out;
+    {
+      Solver s(solver_param(dir, prefix, 4, "snapshot: 2 test_interval: 4"), "", o);
+      if (!resume.empty()) s.restore(resume);
+      CHECK(s.solve() == Solver::Outcome::finished);
+    }
+    std::string text;
+    std::rewind(out);
+    for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
+    std::fclose(out);
+    return text;
+  };
+  const std::string text = run("lines", "");
+  INFO(text);
+  for (const char* part : {"Solver: adversarial (LSGAN", "\n    player generator: Adam, base_lr 0.01",
+                           "Solving 2 nets from iteration 0 to 4 (batch 2 from blob",
+                           "Iteration 1 (", "lr generator = 0.01, lr discriminator = 0.01, elapsed ",
+                           "\n    Train net output #0: G_total = ", "\n    Train net output #4: l1 = ",
+                           "(* 10 = ", "Iteration 4, Testing player generator", "Test net generator output #",
+                           "Snapshot at iteration 2: ", "Optimization done at iteration 4 ("})
+    CHECK_MESSAGE(text.find(part) != std::string::npos, part);
+  const std::string base = dir / "lines_iter_2";
+  const std::string resumed = run("again", base + ".solverstate");
+  CHECK(resumed.find("Resuming from " + base + ".solverstate at iteration 2 (weights " + base + ".generator.weights, " +
+                     base + ".discriminator.weights)") != std::string::npos);
+  // A single-net state names one weights file, not a player's.
+  proto::SolverState one;
+  read_binary(base + ".solverstate", one);
+  one.set_learned_net(dir / "net_iter_2.weights");
+  write_binary_atomic(dir / "net_iter_2.solverstate", one);
+  Solver s(solver_param(dir, "other", 4), "", quiet());
+  try {
+    s.restore(dir / "net_iter_2.solverstate");
+    FAIL("a single-net state was restored into players");
+  } catch (const IOError& e) {
+    CHECK(std::string(e.what()).find("a state written by a single-net Solver?") != std::string::npos);
+  }
 }
 
 TEST_CASE("players: a bad solver is refused naming the field") {
