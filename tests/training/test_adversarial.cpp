@@ -95,10 +95,10 @@ std::string discriminator_text() {
          "kernel_size: 4 stride: 1 pad: 1 weight_filler { type: 'gaussian' std: 0.1 } } }\n";
 }
 
-// The solver: `extra` is appended (players' overrides go through `g_extra` / `d_extra`).
-proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefix, int max_iter,
-                                    const std::string& extra = "", const std::string& g_extra = "",
-                                    const std::string& d_extra = "", const std::string& adversarial_extra = "") {
+// The solver's text: `extra` is appended (players' overrides go through `g_extra` / `d_extra`).
+std::string solver_text(const TempDir& dir, const std::string& prefix, int max_iter, const std::string& extra = "",
+                        const std::string& g_extra = "", const std::string& d_extra = "",
+                        const std::string& adversarial_extra = "") {
   std::ofstream(dir / "g.prototxt") << generator_text(dir);
   std::ofstream(dir / "d.prototxt") << discriminator_text();
   std::string text = "player { name: 'generator' net: '" + dir / "g.prototxt" + "' test_iter: 2 " + g_extra + " }\n" +
@@ -107,7 +107,14 @@ proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefi
                      "grid: 't' " + adversarial_extra + " }\n"
                      "type: 'Adam' base_lr: 0.01 momentum: 0.5 momentum2: 0.999 max_iter: " + std::to_string(max_iter) +
                      " display: 1 snapshot_prefix: '" + dir / prefix + "' random_seed: 5 solver_mode: CPU\n" + extra;
-  return read_solver_text(text, "gan_solver.prototxt");
+  return text;
+}
+
+proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefix, int max_iter,
+                                    const std::string& extra = "", const std::string& g_extra = "",
+                                    const std::string& d_extra = "", const std::string& adversarial_extra = "") {
+  return read_solver_text(solver_text(dir, prefix, max_iter, extra, g_extra, d_extra, adversarial_extra),
+                          "gan_solver.prototxt");
 }
 
 SolverOptions quiet() {
@@ -285,6 +292,24 @@ TEST_CASE("players: the lines of the one training loop; a state of the other kin
   } catch (const IOError& e) {
     CHECK(std::string(e.what()).find("a state written by a single-net Solver?") != std::string::npos);
   }
+}
+
+TEST_CASE("players: `mmfuse check --solver` and `mmfuse train` take them; --weights is refused") {
+  TempDir dir("gan_tools");
+  write_pairs(dir);
+  std::ofstream(dir / "gan_solver.prototxt") << solver_text(dir, "cli", 2);
+  std::string g = generator_text(dir);  // without the test-only trigger layer, which the binary has not
+  g.erase(g.find("layer { name: 'trigger'"), g.find("layer { name: 'cond'") - g.find("layer { name: 'trigger'"));
+  std::ofstream(dir / "g.prototxt") << g;
+  std::string out;
+  CHECK(testing::run_mmfuse(dir.path, "check --solver gan_solver.prototxt", out) == 0);
+  CHECK_MESSAGE(out.find("gan_solver.prototxt: Adam solver, player generator 'g', player discriminator 'd', "
+                         "1 test net(s): ok") != std::string::npos, out);
+  CHECK(testing::run_mmfuse(dir.path, "train --solver gan_solver.prototxt", out) == 0);
+  CHECK_MESSAGE(out.find("Optimization done at iteration 2") != std::string::npos, out);
+  CHECK(fs::exists(dir / "cli_iter_2.discriminator.weights"));
+  CHECK(testing::run_mmfuse(dir.path, "train --solver gan_solver.prototxt --weights cli_iter_2.generator.weights", out) == 1);
+  CHECK_MESSAGE(out.find("--weights is for single-net solvers") != std::string::npos, out);
 }
 
 TEST_CASE("players: a bad solver is refused naming the field") {
