@@ -6,11 +6,12 @@
 // GAN's generator and discriminator, docs/translation.md), each with its optimizer; and the
 // Game that says what an iteration does with them (supervised: forward/backward over iter_size
 // sub-batches, each loss scaled by 1/iter_size, one optimizer step; `adversarial {}`: the GAN
-// schedule of core/adversarial.h). solve() then owns the rest of the run: each iteration's
+// schedule of core/adversarial.h); building one, with every setting checked first, is
+// core/solver_setup.cpp. solve() (core/solver.cpp) then owns the rest of the run: each iteration's
 // learning rate (the solver's lr_policy, for every player), display lines (a progress bar in
 // place between them on a terminal), JSONL metrics, tests every test_interval, snapshots every
-// `snapshot` iterations and at the end, a training-curve SVG, resume. SIGINT and SIGTERM
-// snapshot and stop, SIGHUP snapshots and continues (the handlers only set flags, read between
+// `snapshot` iterations and at the end, a training-curve SVG, resume. SIGINT, SIGTERM and
+// SIGUSR1 snapshot and stop, SIGHUP snapshots and continues (the handlers only set flags, read between
 // iterations). A snapshot is written only from weights shown good: those of iteration k are
 // captured in memory and go to disk once iteration k's forwards and backwards gave finite
 // losses and finite gradients (at the end of a run, one checking pass of the game decides, and

@@ -24,14 +24,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int64_t g_gan_sigint_at = -1;
-// Passes its bottom through; raises SIGINT at a chosen TRAIN iteration.
+int64_t g_gan_sigint_at = -1, g_gan_nan_at = -1;
+// Passes its bottom through; raises SIGINT or emits NaN at a chosen TRAIN iteration.
 class GanTriggerLayer : public Layer {
  public:
   using Layer::Layer;
   std::vector<Shape> setup(const std::vector<Shape>& b, LayerContext&) override { return {b[0]}; }
   TensorList forward(const TensorList& b, ForwardContext& ctx) override {
     if (ctx.phase == proto::TRAIN && ctx.iteration == g_gan_sigint_at) std::raise(SIGINT);
+    if (ctx.phase == proto::TRAIN && ctx.iteration == g_gan_nan_at) return {b[0] * std::nan("")};
     return {b[0]};
   }
 };
@@ -245,6 +246,39 @@ TEST_CASE("players: SIGINT snapshots every player and stops; BCE trains too") {
   CHECK(fs::exists(dir / "int_iter_3.generator.weights"));
   CHECK(fs::exists(dir / "int_iter_3.discriminator.weights"));
   CHECK(s.message().find("resume with --snapshot") != std::string::npos);
+}
+
+TEST_CASE("players: a snapshot is written only from weights that gave finite losses") {
+  TempDir dir("gan_nan");
+  write_pairs(dir);
+  SUBCASE("a NaN at iteration 4 keeps the snapshot of iteration 4 off the disk") {
+    g_gan_nan_at = 4;
+    Solver s(solver_param(dir, "a", 10, "snapshot: 2"), "", quiet());
+    auto outcome = s.solve();
+    g_gan_nan_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(fs::exists(dir / "a_iter_2.generator.weights"));
+    CHECK_FALSE(fs::exists(dir / "a_iter_4.generator.weights"));
+    CHECK_FALSE(fs::exists(dir / "a_iter_4.solverstate"));
+    CHECK(s.message().find("iteration 4: the discriminator's loss is NaN") != std::string::npos);
+    CHECK(s.message().find("the last good one is " + dir / "a_iter_2.solverstate") != std::string::npos);
+  }
+  SUBCASE("the end-of-run snapshot is checked by one more pass of the game, which leaves no trace") {
+    g_gan_nan_at = 4;
+    Solver s(solver_param(dir, "b", 4, "snapshot: 2"), "", quiet());
+    auto outcome = s.solve();
+    g_gan_nan_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(fs::exists(dir / "b_iter_2.discriminator.weights"));
+    CHECK_FALSE(fs::exists(dir / "b_iter_4.discriminator.weights"));
+    CHECK(s.message().find("on the weights of iteration 4") != std::string::npos);
+    Solver good(solver_param(dir, "c", 4, "snapshot: 4"), "", quiet());
+    CHECK(good.solve() == Solver::Outcome::finished);
+    CHECK(values_of(read_weights(dir / "c_iter_4.generator.weights")) ==
+          values_of(net_weights(*good.player("generator").net)));
+    CHECK(values_of(read_weights(dir / "c_iter_4.discriminator.weights")) ==
+          values_of(net_weights(*good.player("discriminator").net)));
+  }
 }
 
 TEST_CASE("players: the lines of the one training loop; a state of the other kind is refused") {
