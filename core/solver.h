@@ -79,9 +79,8 @@ class Solver {
   // Runs every TEST net once (test_iter batches), prints and records the results.
   std::vector<TestResult> test_all();
 
-  // The (first) player's TRAIN net and TEST nets.
+  // The (first) player's TRAIN net; every player (its TEST nets in Player::tests).
   Net& net() { return *players_[0].net; }
-  const std::vector<Player::Test>& test_nets() const { return players_[0].tests; }
   std::vector<Player>& players() { return players_; }
   Player& player(const std::string& name);
   int64_t iter() const { return iter_; }
