@@ -19,20 +19,6 @@ Tensor gan_loss(const Tensor& d_out, bool real, proto::AdversarialParameter::Gan
 
 namespace {
 
-const char* non_finite(double v) { return std::isnan(v) ? "NaN" : "Inf"; }
-
-// "" when every gradient the optimizer holds is finite, else which is not.
-std::string bad_gradient(const Optimizer& optimizer) {
-  for (const OptimParam& q : optimizer.params()) {
-    Tensor g = q.value.grad();
-    if (!g.defined()) continue;
-    Tensor g64 = g.to(DType::f64);
-    double sq = sum(mul(g64, g64)).item();
-    if (!std::isfinite(sq)) return "the gradient of " + q.name + " is " + non_finite(sq);
-  }
-  return "";
-}
-
 class AdversarialGame : public Game {
  public:
   AdversarialGame(const proto::AdversarialParameter& p, std::vector<Player>& players) : p_(p) {
@@ -81,9 +67,9 @@ class AdversarialGame : public Game {
     d_out_ = outs[0];
     if (!d.loss_weights().empty()) throw Error("the discriminator has loss layers; its loss is the solver's gan_mode");
     if (!p.grid().empty()) {
-      if (!players[g_].test) throw Error("grid needs the generator's TEST net (its player's test_iter > 0)");
+      if (players[g_].tests.empty()) throw Error("grid needs the generator's TEST net (its player's test_iter > 0)");
       for (const auto& b : p.grid())
-        if (!players[g_].test->blob_shapes().count(b))
+        if (!players[g_].tests[0].net->blob_shapes().count(b))
           throw Error("grid blob '" + b + "' is not a blob of the generator's TEST net");
       if (!(p.grid_max() > p.grid_min())) throw Error("grid_max must exceed grid_min");
     }
@@ -95,7 +81,7 @@ class AdversarialGame : public Game {
            " fake(s) judged, d_steps " + std::to_string(p_.d_steps()) + ")";
   }
 
-  GameStep step(std::vector<Player>& players, int64_t iter, bool apply) override {
+  GameStep forward_backward(std::vector<Player>& players, int64_t iter, bool apply, bool show) override {
     Player &g = players[g_], &d = players[d_];
     GameStep r;
     auto blobs = g.net->forward({}, iter);
@@ -124,7 +110,7 @@ class AdversarialGame : public Game {
         return r;
       }
       l_d.backward();
-      if (!apply) {  // the check: D's gradients of this batch are enough
+      if (!apply) {  // the check: D's gradients of this batch are enough (G's loss below adds to them)
         r.bad = bad_gradient(*d.optimizer);
         if (!r.bad.empty()) return r;
         d.optimizer->zero_grad();
@@ -151,24 +137,24 @@ class AdversarialGame : public Game {
     }
     l_g.backward();
     d.optimizer->zero_grad();  // G's loss reaches D's parameters: not D's update
-    if (apply) {
-      r.grad_norm = g.optimizer->step(g.lr(iter));
-      if (!std::isfinite(r.grad_norm)) {
-        r.bad = std::string("the generator's gradients are ") + non_finite(r.grad_norm) + " (their norm)";
-        return r;
-      }
-    } else if (r.bad = bad_gradient(*g.optimizer); !r.bad.empty()) {
-      return r;
-    }
     r.loss = lg;
-    r.outputs = {{"G_total", lg}, {"G_gan", l_gan.item()}, {"D_real", d_real}, {"D_fake", d_fake}};
-    for (const auto& l : g.net->loss_weights()) r.outputs.emplace_back(l.first, mean(blobs.at(l.first)).item());
+    if (show) {
+      r.outputs = {{"G_total", lg}, {"G_gan", l_gan.item()}, {"D_real", d_real}, {"D_fake", d_fake}};
+      for (const auto& l : g.net->loss_weights()) r.outputs.emplace_back(l.first, mean(blobs.at(l.first)).item());
+    }
     return r;
+  }
+
+  void update(std::vector<Player>& players, int64_t iter, GameStep& step) override {
+    Player& g = players[g_];
+    step.grad_norm = g.optimizer->step(g.lr(iter));
+    if (!std::isfinite(step.grad_norm))
+      step.bad = std::string("the generator's gradients are ") + non_finite(step.grad_norm) + " (their norm)";
   }
 
   void after_test(std::vector<Player>& players, const std::string& prefix) override {
     if (p_.grid().empty()) return;
-    const Net& net = *players[g_].test;
+    const Net& net = *players[g_].tests[0].net;
     std::vector<Tensor> cols;
     for (const auto& b : p_.grid()) cols.push_back(net.blob(b).to(Device::cpu()).to(DType::f64));
     const int64_t rows = std::min<int64_t>(8, cols[0].shape()[0]), gap = 2;

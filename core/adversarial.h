@@ -1,5 +1,5 @@
 // The conditional GAN schedule of pix2pix (Isola et al. 2017) and the AsymFusion/CEN
-// translation code, as a Game of core/multi_solver.h over two players, a generator G and a
+// translation code, as a Game (core/game.h) over two players, a generator G and a
 // discriminator D (`adversarial { }` in the solver prototxt, docs/translation.md).
 //
 // Iteration t: G forwards batch t (its data layer, its loss layers: the weighted L1 of each
@@ -8,11 +8,12 @@
 // over the fakes f (the blobs `fake`: each branch's output and the ensemble's), c the condition
 // blob; then G one update on L_G = G's net loss + gan_weight · mean_f gan(D(c, f), 1) (D's
 // gradients from it are dropped). gan is LSGAN's least squares (default) or BCE on D's logits.
+// D's steps are the game's first phase; G's update, its second.
 #pragma once
 #include <memory>
 #include <vector>
 
-#include "core/multi_solver.h"
+#include "core/game.h"
 
 namespace mmfuse {
 

@@ -1,3 +1,5 @@
+// The training loop (solve()) and the lifecycle around it: signals, display and progress,
+// tests, snapshots held until shown good, resume. Building a Solver is core/solver_setup.cpp.
 #include "core/solver.h"
 
 #include <unistd.h>
@@ -9,15 +11,8 @@
 #include <csignal>
 #include <fcntl.h>
 #include <filesystem>
-#include <functional>
 
 #include "base/format.h"
-#include "core/ops.h"
-#include "core/prototxt.h"
-#include "cuda/precision.h"
-#ifdef MMFUSE_WITH_CUDA
-#include "cuda/runtime.h"
-#endif
 
 namespace mmfuse {
 
@@ -60,243 +55,63 @@ std::string duration_str(double s) {
   return buf;
 }
 
-double mean_of(const Tensor& t) {
-  std::vector<double> v = t.to_vector<double>();
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / static_cast<double>(v.size());
-}
+// The handlers, installed for solve()'s life: the flags cleared at its start, the previous
+// handlers put back at its end.
+class SignalScope {
+ public:
+  explicit SignalScope(bool enabled) {
+    g_stop.store(false);
+    g_snapshot.store(false);
+    if (!enabled) return;
+    installed_ = true;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int_);
+    sigaction(SIGTERM, &sa, &old_term_);  // what mpirun and Slurm send the ranks on Ctrl-C
+    // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
+    sigaction(SIGUSR1, &sa, &old_usr1_);
+    sa.sa_handler = on_sighup;
+    sigaction(SIGHUP, &sa, &old_hup_);
+  }
+  ~SignalScope() {
+    g_unblock_output_on_stop.store(false);
+    if (!installed_) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGUSR1, &old_usr1_, nullptr);
+    sigaction(SIGHUP, &old_hup_, nullptr);
+  }
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
 
-int visible_gpus() {
-#ifdef MMFUSE_WITH_CUDA
-  return cuda::device_count();
-#else
-  return 0;
-#endif
-}
+ private:
+  bool installed_ = false;
+  struct sigaction old_int_ {}, old_term_ {}, old_usr1_ {}, old_hup_ {};
+};
 
 }  // namespace
 
-Device solver_device(const proto::SolverParameter& param, const std::optional<Device>& requested,
-                     const std::function<void(const std::string&)>& note) {
-  Device want = requested ? *requested
-                          : (param.solver_mode() == proto::SolverParameter::GPU ? Device::cuda(param.device_id())
-                                                                                : Device::cpu());
-  if (!want.is_cuda()) return want;
-  int n = visible_gpus();
-  if (n == 0) {
-    note("note: no CUDA device visible" +
-         std::string(
-#ifdef MMFUSE_WITH_CUDA
-             ""
-#else
-             " (a CPU-only build)"
-#endif
-             ) +
-         "; training on the CPU");
-    return Device::cpu();
-  }
-  MMF_CHECK(want.index < n, DeviceError, "solver: CUDA device ", want.index, " requested, ", n, " visible");
-  return want;
-}
-
 void request_snapshot() { g_snapshot.store(true); }
 void request_stop() { g_stop.store(true); }
-bool stop_requested() { return g_stop.load(); }
-bool take_snapshot_request() { return g_snapshot.exchange(false); }
-
-struct SignalScope::Saved {
-  struct sigaction old_int {}, old_term {}, old_usr1 {}, old_hup {};
-};
-
-SignalScope::SignalScope(bool enabled) {
-  g_stop.store(false);
-  g_snapshot.store(false);
-  if (!enabled) return;
-  saved_ = std::make_unique<Saved>();
-  struct sigaction sa {};
-  sa.sa_handler = on_sigint;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, &saved_->old_int);
-  sigaction(SIGTERM, &sa, &saved_->old_term);  // what mpirun and Slurm send the ranks on Ctrl-C
-  // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
-  sigaction(SIGUSR1, &sa, &saved_->old_usr1);
-  sa.sa_handler = on_sighup;
-  sigaction(SIGHUP, &sa, &saved_->old_hup);
-}
-
-SignalScope::~SignalScope() {
-  g_unblock_output_on_stop.store(false);
-  if (!saved_) return;
-  sigaction(SIGINT, &saved_->old_int, nullptr);
-  sigaction(SIGTERM, &saved_->old_term, nullptr);
-  sigaction(SIGUSR1, &saved_->old_usr1, nullptr);
-  sigaction(SIGHUP, &saved_->old_hup, nullptr);
-}
 
 // ---- the solver ------------------------------------------------------------------------------
 
 namespace {
-std::string resolve_path(const std::string& path, const std::string& dir) {
-  if (path.empty() || fs::exists(path) || dir.empty() || fs::path(path).is_absolute()) return path;
-  fs::path alt = fs::path(dir) / path;
-  return fs::exists(alt) ? alt.string() : path;
-}
 
-// Every setting checked before a net is built or a file touched: the first problem, naming the
-// field (Caffe refuses the same: one train net, a non-negative rate, ascending step values).
-void check_solver(const proto::SolverParameter& p, int64_t max_iter_override) {
-  auto bad = [](const std::string& what) { throw Error(what); };
-  int nets = p.has_net() + p.has_net_param() + p.has_train_net() + p.has_train_net_param();
-  if (p.player_size() > 0)
-    bad("this solver trains several nets (`player`s): `mmfuse train` runs it (core/multi_solver.h, docs/translation.md)");
-  if (nets == 0) bad("no net given (set one of net, net_param, train_net, train_net_param)");
-  if (nets > 1) bad("more than one train net given (net, net_param, train_net, train_net_param: set exactly one)");
-  if (!std::isfinite(p.base_lr()) || p.base_lr() < 0) bad("base_lr must be >= 0, got " + format_number("%g", p.base_lr()));
-  if (p.max_iter() < 0) bad("max_iter must be >= 0, got " + std::to_string(p.max_iter()));
-  if (max_iter_override < -1) bad("--max-iter must be >= 0, got " + std::to_string(max_iter_override));
-  const int64_t max_iter = max_iter_override >= 0 ? max_iter_override : p.max_iter();
-  if (p.iter_size() < 1) bad("iter_size must be >= 1, got " + std::to_string(p.iter_size()));
-  if (p.average_loss() < 1) bad("average_loss must be >= 1, got " + std::to_string(p.average_loss()));
-  if (p.test_interval() > 0 && p.test_iter_size() == 0)
-    bad("test_interval " + std::to_string(p.test_interval()) +
-        " needs a test_iter (batches per test) for each test net; none given");
-  for (int i = 0; i < p.test_iter_size(); ++i)
-    if (p.test_iter(i) <= 0)
-      bad("test_iter must be > 0, got " + std::to_string(p.test_iter(i)) +
-          (p.test_iter_size() > 1 ? " (value #" + std::to_string(i) + ")" : std::string()));
-  for (auto [name, v] : {std::pair<const char*, int>{"test_interval", p.test_interval()}, {"display", p.display()},
-                         {"snapshot", p.snapshot()}, {"warmup_iter", p.warmup_iter()}, {"stepsize", p.stepsize()}})
-    if (v < 0) bad(std::string(name) + " must be >= 0, got " + std::to_string(v));
-  for (int i = 0; i < p.stepvalue_size(); ++i) {
-    if (p.stepvalue(i) < 0) bad("stepvalue must be >= 0, got " + std::to_string(p.stepvalue(i)));
-    if (i > 0 && p.stepvalue(i) <= p.stepvalue(i - 1))
-      bad("stepvalue must ascend, got " + std::to_string(p.stepvalue(i - 1)) + " then " + std::to_string(p.stepvalue(i)));
-  }
-  if (!std::isfinite(p.weight_decay()) || p.weight_decay() < 0)
-    bad("weight_decay must be >= 0, got " + format_number("%g", p.weight_decay()));
-  if (!(p.momentum() >= 0 && p.momentum() < 1)) bad("momentum must be in [0, 1), got " + format_number("%g", p.momentum()));
-  if (!(p.momentum2() >= 0 && p.momentum2() < 1)) bad("momentum2 must be in [0, 1), got " + format_number("%g", p.momentum2()));
-  if (!(p.delta() > 0)) bad("delta must be > 0, got " + format_number("%g", p.delta()));
-  if (p.precision() != "fp32" && p.precision() != "tf32")
-    bad("precision must be fp32 or tf32, got '" + p.precision() + "'");
-  check_solver_type(p);
-  // The policy's own checks (unknown name, stepsize, step_factor count) and a finite rate
-  // over the whole run.
-  for (int64_t it : {int64_t{0}, std::max<int64_t>(max_iter, 1) - 1}) {
-    double lr = learning_rate(p, it);
-    if (!std::isfinite(lr) || lr < 0)
-      bad("lr_policy " + p.lr_policy() + " gives the rate " + format_number("%g", lr) + " at iteration " + std::to_string(it));
-  }
+// A named player's step count and generator in a history slot "<player>/@state": current_step,
+// then seed and offset as 32-bit halves (float64 holds them exactly).
+const char* kStateSlot = "@state";
+
+void put_u64(proto::BlobProto& b, uint64_t v) {
+  b.add_double_data(static_cast<double>(v >> 32));
+  b.add_double_data(static_cast<double>(v & 0xffffffffu));
+}
+uint64_t get_u64(const proto::BlobProto& b, int at) {
+  return (static_cast<uint64_t>(b.double_data(at)) << 32) | static_cast<uint64_t>(b.double_data(at + 1));
 }
 
 }  // namespace
-
-Solver::Solver(const proto::SolverParameter& param, const std::string& solver_file, SolverOptions options)
-    : param_(param), options_(std::move(options)) {
-  if (!solver_file.empty()) solver_dir_ = fs::path(solver_file).parent_path().string();
-  tty_ = options_.out && isatty(fileno(options_.out));
-  seed_ = param_.random_seed() < 0 ? 1 : static_cast<uint64_t>(param_.random_seed());
-  max_iter_ = options_.max_iter >= 0 ? options_.max_iter : param_.max_iter();
-  const std::string where = solver_file.empty() ? std::string("solver") : solver_file;
-  try {
-    check_solver(param_, options_.max_iter);
-  } catch (const Error& e) {
-    throw Error(where + ": " + e.what());
-  }
-  if (dist::world().distributed()) {
-    MMF_CHECK(param_.collective_timeout() > 0, Error, where, ": collective_timeout must be > 0, got ",
-              param_.collective_timeout());
-    dist::world().set_timeout(param_.collective_timeout());
-    data_parallel_ =
-        std::make_unique<DataParallel>(dist::world(), param_.allreduce_bucket_mb(), param_.allreduce_overlap());
-    root_ = dist::world().is_root();
-    if (!root_) options_.out = nullptr, tty_ = false;  // rank 0 alone prints
-  }
-  precision_ = options_.precision.empty() ? param_.precision() : options_.precision;
-  MMF_CHECK(precision_ == "fp32" || precision_ == "tf32", Error, "--precision must be fp32 or tf32, got '",
-            precision_, "'");
-  // One switch for the solver: products in cuBLAS and convolutions in cuDNN alike.
-  cuda::set_precision(cuda::parse_precision(precision_));
-
-  device_ = solver_device(param_, options_.device, [&](const std::string& line) { note(line); });
-
-  // Nets. An inline net's errors name the solver file.
-  auto load = [&](const std::string& p) { return read_net(resolve_path(p, solver_dir_)); };
-  auto inline_net = [&](proto::NetParameter n, const char* field) {
-    if (!n.has_source_file()) n.set_source_file(where + " (" + field + ")");
-    return n;
-  };
-  proto::NetParameter train;
-  bool generic = false;
-  if (param_.has_train_net_param())
-    train = inline_net(param_.train_net_param(), "train_net_param");
-  else if (param_.has_train_net())
-    train = load(param_.train_net());
-  else if (param_.has_net_param())
-    train = inline_net(param_.net_param(), "net_param"), generic = true;
-  else if (param_.has_net())
-    train = load(param_.net()), generic = true;
-  else
-    throw Error("solver: no net given");  // check_solver refused it already
-  proto::NetParameter generic_net = train;
-  if (param_.has_train_state()) *train.mutable_state() = param_.train_state();
-  net_ = std::make_unique<Net>(train, proto::TRAIN, device_, seed_);
-
-  std::vector<proto::NetParameter> tests;
-  for (const auto& n : param_.test_net_param()) tests.push_back(inline_net(n, "test_net_param"));
-  for (const auto& p : param_.test_net()) tests.push_back(load(p));
-  if (param_.has_net_param() || param_.has_net()) {
-    if (!generic) generic_net = param_.has_net_param() ? inline_net(param_.net_param(), "net_param") : load(param_.net());
-    int extra = param_.test_iter_size() - static_cast<int>(tests.size());
-    for (int i = 0; i < extra; ++i) tests.push_back(generic_net);
-  }
-  if (param_.test_interval() > 0 || param_.test_iter_size() > 0)
-    MMF_CHECK(param_.test_iter_size() == static_cast<int>(tests.size()), Error, where, ": ", param_.test_iter_size(),
-              " test_iter value(s) for ", tests.size(), " test net(s) (give one test_iter per test net)");
-  for (size_t i = 0; i < tests.size(); ++i) {
-    if (static_cast<int>(i) < param_.test_state_size()) *tests[i].mutable_state() = param_.test_state(static_cast<int>(i));
-    test_nets_.push_back(std::make_unique<Net>(tests[i], proto::TEST, device_, seed_, net_.get()));
-  }
-
-  std::vector<OptimParam> ps;
-  for (const Param& p : net_->learnable_params()) ps.push_back({p.name, p.value, p.lr_mult, p.decay_mult});
-  optimizer_ = std::make_unique<Optimizer>(param_, std::move(ps));
-
-  // Batch size: the smallest leading dim among the tops of the first layer (the data or Input
-  // layer). A modality-stacked data top is [M*N, ...] while its label is [N, ...]: N samples.
-  batch_size_ = 1;
-  if (!net_->layers().empty()) {
-    batch_size_ = -1;
-    for (const auto& top : net_->top_names(0)) {
-      const Shape& s = net_->blob_shape(top);
-      int64_t n = s.empty() ? 1 : s[0];
-      if (batch_size_ < 0 || n < batch_size_) {
-        batch_size_ = n;
-        batch_blob_ = top;
-      }
-    }
-    if (batch_size_ < 0) batch_size_ = 1;
-  }
-
-  // Output paths.
-  prefix_ = param_.snapshot_prefix();
-  if (prefix_.empty())
-    prefix_ = solver_file.empty() ? std::string("mmfuse") : fs::path(solver_file).replace_extension().string();
-  if (prefix_.back() == '/') prefix_ += net_->name().empty() ? "mmfuse" : net_->name();
-  metrics_ = MetricsLog(param_.has_metrics_file() ? param_.metrics_file() : prefix_ + "_metrics.jsonl");
-  if (param_.snapshot_format() == proto::SolverParameter::HDF5)
-    note("note: snapshot_format HDF5: mmfuse writes its own binary protobuf snapshots (.weights, .solverstate) "
-         "whatever the format says");
-  // Nothing is written (folders included) until training produces its first output.
-  note("Solver: " + param_.type() + ", lr_policy " + param_.lr_policy() + ", base_lr " + format_number("%g", param_.base_lr()) +
-       ", max_iter " + std::to_string(max_iter_) + ", iter_size " + std::to_string(param_.iter_size()) + ", device " +
-       device_.str() + ", precision " + precision_ + ", random_seed " + std::to_string(seed_) +
-       (param_.random_seed() < 0 ? " (random_seed -1 means 1: runs reproduce)" : "") +
-       (data_parallel_ ? ", data-parallel over " + std::to_string(dist::world().size()) + " ranks (global batch " +
-                             std::to_string(batch_size_ * dist::world().size()) + ")"
-                       : std::string()));
-}
 
 Solver::~Solver() = default;
 
@@ -307,6 +122,12 @@ void Solver::note(const std::string& line) {
   std::fflush(options_.out);
 }
 
+Player& Solver::player(const std::string& name) {
+  for (Player& p : players_)
+    if (p.name == name) return p;
+  throw Error("no player '" + name + "'");
+}
+
 double Solver::smoothed_loss() const {
   if (losses_.empty()) return 0;
   double s = 0;
@@ -315,7 +136,7 @@ double Solver::smoothed_loss() const {
 }
 
 CopyReport Solver::load_weights(const std::string& path) {
-  CopyReport r = mmfuse::load_weights(*net_, path);
+  CopyReport r = mmfuse::load_weights(net(), path);
   note("Fine-tuning from " + path + ":\n" + r.table());
   return r;
 }
@@ -334,91 +155,145 @@ void Solver::restore(const std::string& path) {
     MMF_CHECK(std::isfinite(v), IOError, path, ": its smoothed loss holds ", v);
   std::string w = st.learned_net();
   MMF_CHECK(!w.empty(), IOError, path, ": names no weights file");
-  if (!fs::exists(w)) {
-    fs::path alt = fs::path(path).parent_path() / fs::path(w).filename();
-    MMF_CHECK(fs::exists(alt), IOError, path, ": its weights file '", w, "' is missing (also looked for ",
-              alt.string(), ")");
-    w = alt.string();
+  // The weights files, and each player's part of the state.
+  std::vector<std::string> files;
+  std::vector<proto::SolverState> states(players_.size());
+  std::vector<const proto::BlobProto*> slots(players_.size(), nullptr);
+  if (players_[0].name.empty()) {
+    if (!fs::exists(w)) {
+      fs::path alt = fs::path(path).parent_path() / fs::path(w).filename();
+      MMF_CHECK(fs::exists(alt), IOError, path, ": its weights file '", w, "' is missing (also looked for ",
+                alt.string(), ")");
+      w = alt.string();
+    }
+    files.push_back(w);
+    states[0] = st;
+  } else {
+    // The first player's file names the others: <base>.<first>.weights -> <base>.<player>.weights.
+    const std::string suffix = "." + players_[0].name + ".weights";
+    MMF_CHECK(w.size() > suffix.size() && w.compare(w.size() - suffix.size(), suffix.size(), suffix) == 0, IOError,
+              path, ": names the weights file '", w, "', not one of player '", players_[0].name,
+              "' (a state written by a single-net Solver? resume it without `player`s)");
+    std::string base = w.substr(0, w.size() - suffix.size());
+    if (!fs::exists(w)) base = (fs::path(path).parent_path() / fs::path(base).filename()).string();
+    for (const Player& p : players_) {
+      files.push_back(weights_file(base, p));
+      MMF_CHECK(fs::exists(files.back()), IOError, path, ": the weights file of player '", p.name, "' (",
+                files.back(), ") is missing");
+    }
+    for (const auto& h : st.history()) {
+      size_t slash = h.name().find('/');
+      MMF_CHECK(slash != std::string::npos, IOError, path, ": history slot '", h.name(), "' names no player");
+      size_t k = 0;
+      while (k < players_.size() && players_[k].name != h.name().substr(0, slash)) ++k;
+      MMF_CHECK(k < players_.size(), IOError, path, ": history slot '", h.name(), "' is of no player of this solver");
+      if (h.name().substr(slash + 1) == kStateSlot) {
+        MMF_CHECK(h.double_data_size() == 5, IOError, path, ": ", h.name(), " holds ", h.double_data_size(),
+                  " values, not 5");
+        slots[k] = &h;
+      } else {
+        *states[k].add_history() = h;
+      }
+    }
+    for (size_t k = 0; k < players_.size(); ++k) {
+      MMF_CHECK(slots[k], IOError, path, ": holds no state of player '", players_[k].name, "'");
+      states[k].set_current_step(static_cast<int32_t>(slots[k]->double_data(0)));
+    }
   }
-  try {
-    optimizer_->load_state(st);
-  } catch (const IOError& e) {
-    throw IOError(path + ": " + e.what());
+  for (size_t k = 0; k < players_.size(); ++k) {
+    try {
+      players_[k].optimizer->load_state(states[k]);
+    } catch (const IOError& e) {
+      throw IOError(path + ": " + (players_[k].name.empty() ? "" : "player '" + players_[k].name + "': ") + e.what());
+    }
+    mmfuse::load_weights(*players_[k].net, files[k], /*strict=*/true);
+    if (slots[k])
+      players_[k].net->generator().set_state(get_u64(*slots[k], 1), get_u64(*slots[k], 3));
+    else
+      players_[k].net->generator().set_state(st.rng_seed(), st.rng_offset());
   }
-  mmfuse::load_weights(*net_, w, /*strict=*/true);
   iter_ = st.iter();
-  net_->generator().set_state(st.rng_seed(), st.rng_offset());
   losses_.assign(st.smoothed_loss().begin(), st.smoothed_loss().end());
   if (static_cast<int>(losses_.size()) > param_.average_loss())
     losses_.erase(losses_.begin(), losses_.end() - param_.average_loss());
   losses_pos_ = losses_.size() % static_cast<size_t>(param_.average_loss());
   metrics_.resume_at(iter_);
   // The earlier part of the training curve, from the records a resume keeps.
-  curve_.reload(metrics_.path(), iter_, test_nets_.size());
-  note("Resuming from " + path + " at iteration " + std::to_string(iter_) + " (weights " + w + ")");
+  size_t tests = 0;
+  for (const Player& p : players_) tests += p.tests.size();
+  curve_.reload(metrics_.path(), iter_, tests);
+  std::string list;
+  for (const std::string& f : files) list += (list.empty() ? "" : ", ") + f;
+  note("Resuming from " + path + " at iteration " + std::to_string(iter_) + " (weights " + list + ")");
 }
 
 Solver::Pending Solver::capture() const {
   Pending s;
   s.iter = iter_;
-  s.weights = net_weights(*net_);
-  optimizer_->save_state(s.state);
+  for (const Player& p : players_) {
+    s.weights.push_back(net_weights(*p.net));
+    s.generators.emplace_back(p.net->generator().seed(), p.net->generator().offset());
+    if (p.name.empty()) {  // the one net: Caffe's layout
+      p.optimizer->save_state(s.state);
+      continue;
+    }
+    proto::SolverState st;
+    p.optimizer->save_state(st);
+    for (const auto& h : st.history()) *s.state.add_history() = h;
+    proto::BlobProto* b = s.state.add_history();
+    b->set_name(p.scope() + kStateSlot);
+    b->add_double_data(static_cast<double>(st.current_step()));
+    put_u64(*b, s.generators.back().first);
+    put_u64(*b, s.generators.back().second);
+  }
   s.state.set_iter(static_cast<int32_t>(iter_));
-  s.state.set_rng_seed(net_->generator().seed());
-  s.state.set_rng_offset(net_->generator().offset());
+  s.state.set_rng_seed(s.generators[0].first);
+  s.state.set_rng_offset(s.generators[0].second);
   // The window oldest first, so that a restore can continue the ring.
   size_t n = losses_.size();
   for (size_t i = 0; i < n; ++i) s.state.add_smoothed_loss(static_cast<float>(losses_[(losses_pos_ + i) % n]));
   return s;
 }
 
+std::string Solver::weights_file(const std::string& base, const Player& player) const {
+  return base + (player.name.empty() ? "" : "." + player.name) + ".weights";
+}
+
 std::string Solver::write_snapshot(const Pending& s) {
   std::string base = prefix_ + "_iter_" + std::to_string(s.iter);
   if (!root_) return last_snapshot_ = base + ".solverstate";  // rank 0 writes it
   create_parent(base);
-  write_binary_atomic(base + ".weights", s.weights);
+  std::string files;
+  for (size_t k = 0; k < players_.size(); ++k) {
+    std::string w = weights_file(base, players_[k]);
+    write_binary_atomic(w, s.weights[k]);
+    files += w + ", ";
+  }
   proto::SolverState st = s.state;
-  st.set_learned_net(base + ".weights");
+  st.set_learned_net(weights_file(base, players_[0]));
   write_binary_atomic(base + ".solverstate", st);
   last_snapshot_ = base + ".solverstate";
-  note("Snapshot at iteration " + std::to_string(s.iter) + ": " + base + ".weights, " + last_snapshot_);
+  note("Snapshot at iteration " + std::to_string(s.iter) + ": " + files + last_snapshot_);
   return last_snapshot_;
 }
 
 std::string Solver::snapshot() { return write_snapshot(capture()); }
 
-namespace {
-// "NaN" or "Inf" for a non-finite value.
-const char* non_finite(double v) { return std::isnan(v) ? "NaN" : "Inf"; }
-}  // namespace
+void Solver::put_back(const Pending& s) {
+  for (size_t k = 0; k < players_.size(); ++k) {
+    copy_weights(*players_[k].net, s.weights[k], /*strict=*/true);
+    players_[k].net->generator().set_state(s.generators[k].first, s.generators[k].second);
+  }
+}
 
 std::string Solver::check_weights(const Pending& current) {
-  std::string bad;
-  for (int k = 0; k < param_.iter_size() && bad.empty(); ++k) {
-    net_->forward({}, static_cast<int64_t>(iter_) * param_.iter_size() + k);
-    Tensor l = net_->loss();
-    double lv = l.item();
-    if (!std::isfinite(lv))
-      bad = std::string("the loss is ") + non_finite(lv);
-    else if (l.requires_grad())
-      (l * (1.0 / param_.iter_size())).backward();
-  }
-  if (bad.empty())
-    for (const OptimParam& p : optimizer_->params()) {
-      Tensor g = p.value.grad();
-      if (!g.defined()) continue;
-      Tensor g64 = g.to(DType::f64);
-      double sq = sum(g64 * g64).item();
-      if (!std::isfinite(sq)) {
-        bad = std::string("the gradient of ") + p.name + " is " + non_finite(sq);
-        break;
-      }
-    }
-  optimizer_->zero_grad();
-  // Put back what the checking forward changed: BN statistics and the generator.
-  copy_weights(*net_, current.weights, /*strict=*/true);
-  net_->generator().set_state(current.state.rng_seed(), current.state.rng_offset());
-  return bad;
+  GameStep r = game_->forward_backward(players_, iter_, /*apply=*/false, /*show=*/false);
+  for (const Player& p : players_)
+    if (r.bad.empty()) r.bad = bad_gradient(*p.optimizer);
+  for (Player& p : players_) p.optimizer->zero_grad();
+  // Put back what the checking forwards changed: BN statistics and the generators.
+  put_back(current);
+  return r.bad;
 }
 
 bool Solver::write_checked_snapshot() {
@@ -447,19 +322,27 @@ std::string Solver::divergence(const std::string& what) {
 
 std::vector<TestResult> Solver::test_all() {
   // Every rank tests with rank 0's BatchNorm statistics (the test nets share the train net's).
-  if (data_parallel_) data_parallel_->broadcast_state(*net_, iter_);
+  if (data_parallel_) data_parallel_->broadcast_state(net(), iter_);
+  size_t nets = 0;
+  for (const Player& p : players_) nets += p.tests.size();
   std::vector<TestResult> results;
-  for (size_t i = 0; i < test_nets_.size(); ++i) {
-    note("Iteration " + std::to_string(iter_) + ", Testing net #" + std::to_string(i));
-    TestResult r = evaluate(*test_nets_[i], param_.test_iter(static_cast<int>(i)), "Test net");
-    std::string text = r.format_with_loss_weights(*test_nets_[i]);
-    if (!text.empty()) text.pop_back();
-    note(text);
-    if (root_) metrics_.write_test(iter_, i, r);
-    curve_.add_test(iter_, i, test_nets_.size(), r);
-    results.push_back(std::move(r));
+  for (const Player& p : players_)
+    for (const Player::Test& t : p.tests) {
+      const size_t i = results.size();
+      note("Iteration " + std::to_string(iter_) + ", Testing " +
+           (p.name.empty() ? "net #" + std::to_string(i) : "player " + p.name));
+      TestResult r = evaluate(*t.net, t.iterations, p.name.empty() ? "Test net" : "Test net " + p.name);
+      std::string text = r.format_with_loss_weights(*t.net);
+      if (!text.empty()) text.pop_back();
+      note(text);
+      if (root_) metrics_.write_test(iter_, i, r);
+      curve_.add_test(iter_, i, nets, r);
+      results.push_back(std::move(r));
+    }
+  if (!results.empty()) {
+    if (root_) game_->after_test(players_, prefix_ + "_iter_" + std::to_string(iter_));
+    write_curve();
   }
-  if (!test_nets_.empty()) write_curve();
   return results;
 }
 
@@ -488,6 +371,30 @@ void Solver::progress(double loss) {
   std::fflush(options_.out);
 }
 
+void Solver::display(const GameStep& step, double smoothed, double samples_per_s, double elapsed) {
+  const double lr = players_[0].lr(iter_);
+  std::string line = "Iteration " + std::to_string(iter_) + " (" + format_number("%.4g", samples_per_s) +
+                     " samples/s), loss = " + format_number("%.6g", smoothed);
+  if (players_[0].name.empty())
+    line += ", lr = " + format_number("%.6g", lr);
+  else
+    for (const Player& p : players_) line += ", lr " + p.name + " = " + format_number("%.6g", p.lr(iter_));
+  line += ", elapsed " + duration_str(elapsed) + ", ETA " + eta_;
+  for (size_t i = 0; i < step.outputs.size(); ++i) {
+    const auto& [name, value] = step.outputs[i];
+    float w = loss_weight_of(net(), name);
+    line += "\n    Train net output #" + std::to_string(i) + ": " + name + " = " + format_number("%.6g", value) +
+            (w != 0 ? " (* " + format_number("%g", w) + " = " + format_number("%.6g", w * value) + " loss)" : "");
+  }
+  note(line);
+  std::vector<std::pair<std::string, std::vector<double>>> figures;
+  for (const Player& p : players_)
+    for (const auto& layer : p.net->layers())
+      if (auto f = layer->logged_figures(); !f.empty()) figures.emplace_back(p.scope() + layer->name(), std::move(f));
+  if (root_) metrics_.write_train(iter_, lr, smoothed, step.outputs, step.grad_norm, samples_per_s, elapsed, figures);
+  curve_.add_train(iter_, smoothed);
+}
+
 Solver::Outcome Solver::solve() {
   SignalScope signals(options_.handle_signals);
   g_unblock_output_on_stop.store(data_parallel_ != nullptr);
@@ -500,12 +407,15 @@ Solver::Outcome Solver::solve() {
   int64_t last_display_iter = iter_;
   int64_t snapshot_iter = -1;
   if (data_parallel_) {
-    data_parallel_->broadcast_parameters(*net_, "at the start (from rank 0)");
-    data_parallel_->own_dropout_stream(net_->generator());
+    data_parallel_->broadcast_parameters(net(), "at the start (from rank 0)");
+    data_parallel_->own_dropout_stream(net().generator());
   }
-  note("Solving " + (net_->name().empty() ? std::string("the net") : net_->name()) + " from iteration " +
-       std::to_string(iter_) + " to " + std::to_string(max_iter_) + " (batch " + std::to_string(batch_size_) +
-       " from blob '" + batch_blob_ + "' x iter_size " + std::to_string(iter_size) + ")");
+  note("Solving " +
+       (!players_[0].name.empty() ? std::to_string(players_.size()) + " nets"
+        : net().name().empty()    ? std::string("the net")
+                                  : net().name()) +
+       " from iteration " + std::to_string(iter_) + " to " + std::to_string(max_iter_) + " (batch " +
+       std::to_string(batch_size_) + " from blob '" + batch_blob_ + "' x iter_size " + std::to_string(iter_size) + ")");
   int64_t tested_at = -1;
   while (iter_ < max_iter_) {
     if (param_.test_interval() > 0 && iter_ % param_.test_interval() == 0 &&
@@ -516,46 +426,24 @@ Solver::Outcome Solver::solve() {
       last_display += Clock::now() - t0;  // throughput counts training only
     }
     bool show = display_every > 0 && iter_ % display_every == 0;
-    if (data_parallel_) data_parallel_->broadcast_state(*net_, iter_);
-    double loss = 0;
-    std::vector<std::pair<std::string, double>> outputs;
-    for (int k = 0; k < iter_size; ++k) {
-      auto blobs = net_->forward({}, static_cast<int64_t>(iter_) * iter_size + k);
-      Tensor l = net_->loss();
-      double lv = l.item();
-      if (!std::isfinite(lv)) {
-        std::string culprit = "loss";
-        for (const auto& [n, w] : net_->loss_weights())
-          if (!std::isfinite(mean_of(blobs.at(n)))) {
-            culprit = n;
-            break;
-          }
-        divergence(std::string("the loss is ") + non_finite(lv) + " (output '" + culprit + "')");
-        // The other ranks saw a finite loss and wait for this one: stop the job.
-        if (data_parallel_) data_parallel_->world().abort(message_, 3);
-        return Outcome::diverged;
-      }
-      loss += lv / iter_size;
-      // The last sub-batch's backward makes the gradients final: their buckets start during it.
-      if (data_parallel_ && k == iter_size - 1) data_parallel_->start_backward(optimizer_->params(), iter_);
-      if (l.requires_grad()) (l * (1.0 / iter_size)).backward();
-      if (show) {
-        const auto& outs = net_->output_names();
-        if (outputs.empty())
-          for (const auto& n : outs) outputs.emplace_back(n, 0.0);
-        for (size_t i = 0; i < outs.size(); ++i) outputs[i].second += mean_of(blobs.at(outs[i])) / iter_size;
-      }
+    if (data_parallel_) data_parallel_->broadcast_state(net(), iter_);
+    GameStep step = game_->forward_backward(players_, iter_, /*apply=*/true, show);
+    if (!step.bad.empty()) {
+      divergence(step.bad);
+      // The other ranks saw a finite loss and wait for this one: stop the job.
+      if (data_parallel_) data_parallel_->world().abort(message_, 3);
+      return Outcome::diverged;
     }
     // The signals as seen now; under data parallelism the ranks agree on them (and average the
     // loss and the gradients), so that all stop or snapshot at the same iteration.
     bool want_stop = g_stop.load(), want_snapshot = g_snapshot.exchange(false);
     if (data_parallel_) {
       std::vector<double> shown;
-      for (const auto& o : outputs) shown.push_back(o.second);
-      DataParallel::Agreed a = data_parallel_->agree(loss, shown, want_stop, want_snapshot, iter_);
-      loss = a.loss, want_stop = a.stop, want_snapshot = a.snapshot;
-      for (size_t i = 0; i < outputs.size(); ++i) outputs[i].second = a.outputs[i];
-      data_parallel_->average_gradients(optimizer_->params(), iter_);
+      for (const auto& o : step.outputs) shown.push_back(o.second);
+      DataParallel::Agreed a = data_parallel_->agree(step.loss, shown, want_stop, want_snapshot, iter_);
+      step.loss = a.loss, want_stop = a.stop, want_snapshot = a.snapshot;
+      for (size_t i = 0; i < step.outputs.size(); ++i) step.outputs[i].second = a.outputs[i];
+      data_parallel_->average_gradients(players_[0].optimizer->params(), iter_);
       if (iter_ == start_iter)
         note("Gradient all-reduce: " + std::to_string(data_parallel_->buckets().size()) + " buckets of <= " +
              format_number("%g", param_.allreduce_bucket_mb()) + " MiB, " +
@@ -563,23 +451,22 @@ Solver::Outcome Solver::solve() {
                   ? std::to_string(data_parallel_->started_during_backward()) + " of them started during backward"
                   : std::string("all after backward (allreduce_overlap: false)")));
     }
-    double lr = learning_rate(param_, iter_);
-    double grad_norm = optimizer_->step(lr);
-    optimizer_->zero_grad();
-    if (!std::isfinite(grad_norm)) {
-      divergence(std::string("the gradients are ") + non_finite(grad_norm) + " (their norm)");
+    game_->update(players_, iter_, step);
+    for (Player& p : players_) p.optimizer->zero_grad();
+    if (!step.bad.empty()) {
+      divergence(step.bad);
       return Outcome::diverged;
     }
-    // This iteration's loss and gradients show the captured weights good.
+    // This iteration's losses and gradients show the captured weights good.
     if (pending_) {
       write_snapshot(*pending_);
       pending_.reset();
     }
 
     if (static_cast<int>(losses_.size()) < param_.average_loss()) {
-      losses_.push_back(loss);
+      losses_.push_back(step.loss);
     } else {
-      losses_[losses_pos_] = loss;
+      losses_[losses_pos_] = step.loss;
     }
     losses_pos_ = (losses_pos_ + 1) % static_cast<size_t>(param_.average_loss());
     double smoothed = smoothed_loss();
@@ -591,21 +478,7 @@ Solver::Outcome Solver::solve() {
       int64_t iters = iter_ + 1 - last_display_iter;
       // Samples of the global batch: every rank's.
       double sps = secs > 0 ? static_cast<double>(iters * batch_size_ * iter_size * dist::world().size()) / secs : 0;
-      std::string line = "Iteration " + std::to_string(iter_) + " (" + format_number("%.4g", sps) + " samples/s), loss = " +
-                         format_number("%.6g", smoothed) + ", lr = " + format_number("%.6g", lr) + ", elapsed " + duration_str(elapsed) +
-                         ", ETA " + eta_;
-      for (size_t i = 0; i < outputs.size(); ++i) {
-        float w = loss_weight_of(*net_, outputs[i].first);
-        line += "\n    Train net output #" + std::to_string(i) + ": " + outputs[i].first + " = " +
-                format_number("%.6g", outputs[i].second) +
-                (w != 0 ? " (* " + format_number("%g", w) + " = " + format_number("%.6g", w * outputs[i].second) + " loss)" : "");
-      }
-      note(line);
-      std::vector<std::pair<std::string, std::vector<double>>> figures;
-      for (const auto& layer : net_->layers())
-        if (auto f = layer->logged_figures(); !f.empty()) figures.emplace_back(layer->name(), std::move(f));
-      if (root_) metrics_.write_train(iter_, lr, smoothed, outputs, grad_norm, sps, elapsed, figures);
-      curve_.add_train(iter_, smoothed);
+      display(step, smoothed, sps, elapsed);
       last_display = Clock::now();
       last_display_iter = iter_ + 1;
     }

@@ -1,22 +1,32 @@
-// The Solver: Caffe's training loop with PyTorch's numerics (core/optimizer.h).
+// The Solver: Caffe's training loop with PyTorch's numerics (core/optimizer.h), the one loop
+// for every kind of training run.
 //
-// A Solver builds the TRAIN net and the TEST nets (sharing the train net's parameters) from a
-// SolverParameter, then solve() runs iterations: forward/backward over iter_size sub-batches
-// (each loss scaled by 1/iter_size), an optimizer step at learning_rate(solver, iter), display
-// lines (a progress bar in place between them on a terminal), JSONL metrics, tests every
-// test_interval, snapshots every `snapshot` iterations and at the end, a training-curve SVG.
-// SIGINT and SIGTERM snapshot and stop, SIGHUP snapshots and continues (the handlers only set flags,
-// read between iterations). A snapshot is written only from weights shown good: those of
-// iteration k are captured in memory and go to disk once iteration k's forward and backward
-// gave a finite loss and finite gradients (at the end of a run, one checking forward and
-// backward decides, and the net is put back as it was). A NaN/Inf loss or gradient stops
-// training; every snapshot on disk is then one the message can truly call good. The test phase
-// is evaluate() (core/evaluate.h); the metrics log and the curve are core/metrics_log.h.
-// Under an MPI launcher (dist::world().distributed()) the solver trains data-parallel
+// A Solver builds its players (core/game.h) from a SolverParameter: one unnamed player (the TRAIN
+// net and the TEST nets sharing its parameters, Caffe's solver), or one per `player { }` (e.g. a
+// GAN's generator and discriminator, docs/translation.md), each with its optimizer; and the
+// Game that says what an iteration does with them (supervised: forward/backward over iter_size
+// sub-batches, each loss scaled by 1/iter_size, one optimizer step; `adversarial {}`: the GAN
+// schedule of core/adversarial.h); building one, with every setting checked first, is
+// core/solver_setup.cpp. solve() (core/solver.cpp) then owns the rest of the run: each iteration's
+// learning rate (the solver's lr_policy, for every player), display lines (a progress bar in
+// place between them on a terminal), JSONL metrics, tests every test_interval, snapshots every
+// `snapshot` iterations and at the end, a training-curve SVG, resume. SIGINT, SIGTERM and
+// SIGUSR1 snapshot and stop, SIGHUP snapshots and continues (the handlers only set flags, read between
+// iterations). A snapshot is written only from weights shown good: those of iteration k are
+// captured in memory and go to disk once iteration k's forwards and backwards gave finite
+// losses and finite gradients (at the end of a run, one checking pass of the game decides, and
+// the nets are put back as they were). A NaN/Inf loss or gradient stops training; every
+// snapshot on disk is then one the message can truly call good. The test phase is evaluate()
+// (core/evaluate.h); the metrics log and the curve are core/metrics_log.h. Under an MPI
+// launcher (dist::world().distributed()) a one-net solver trains data-parallel
 // (core/data_parallel.h, docs/distributed.md): rank 0 alone prints, logs and snapshots.
+//
+// Snapshots: the one net's are Caffe's <prefix>_iter_N.weights and .solverstate; with `player`s,
+// one <prefix>_iter_N.<player>.weights each (each loads alone into that player's net) and one
+// .solverstate naming the first player's file, whose history slots are named
+// "<player>/<layer>.<param>.<k>", with each player's step count and generator in "<player>/@state".
 #pragma once
 #include <cstdio>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +35,7 @@
 
 #include "core/data_parallel.h"
 #include "core/evaluate.h"
+#include "core/game.h"
 #include "core/metrics_log.h"
 #include "core/net.h"
 #include "core/optimizer.h"
@@ -52,23 +63,26 @@ class Solver {
   Solver& operator=(const Solver&) = delete;
 
   enum class Outcome { finished, interrupted, diverged };
-  // Runs up to max_iter. `diverged`: message() names the iteration and the output blob.
+  // Runs up to max_iter. `diverged`: message() names the iteration and what was not finite.
   Outcome solve();
   const std::string& message() const { return message_; }
 
-  // Fine-tuning: copies weights by name, prints and returns the table.
+  // Fine-tuning: copies weights by name into the (first) player's net, prints and returns the table.
   CopyReport load_weights(const std::string& path);
-  // Resumes from a .solverstate (weights from its learned_net, optimizer history, iteration,
-  // the train net's generator, the smoothed-loss window). Every field is checked first. The
-  // metrics log keeps the records of earlier iterations only (at the first write).
+  // Resumes from a .solverstate (weights from its learned_net, or each player's file beside
+  // it; optimizer history, iteration, the nets' generators, the smoothed-loss window). Every
+  // field is checked first. The metrics log keeps the records of earlier iterations only (at
+  // the first write).
   void restore(const std::string& solverstate_path);
-  // Writes <prefix>_iter_N.weights and .solverstate now, unchecked; returns the solverstate path.
+  // Writes the snapshot of the current iteration now, unchecked; returns the solverstate path.
   std::string snapshot();
-  // Runs every test net once (test_iter batches), prints and records the results.
+  // Runs every TEST net once (test_iter batches), prints and records the results.
   std::vector<TestResult> test_all();
 
-  Net& net() { return *net_; }
-  const std::vector<std::unique_ptr<Net>>& test_nets() const { return test_nets_; }
+  // The (first) player's TRAIN net; every player (its TEST nets in Player::tests).
+  Net& net() { return *players_[0].net; }
+  std::vector<Player>& players() { return players_; }
+  Player& player(const std::string& name);
   int64_t iter() const { return iter_; }
   int64_t max_iter() const { return max_iter_; }
   const proto::SolverParameter& param() const { return param_; }
@@ -83,19 +97,24 @@ class Solver {
   double smoothed_loss() const;
 
  private:
-  void display(double loss, const std::vector<std::pair<std::string, double>>& outputs, double lr,
-               double seconds_since_display, int64_t iters_since_display);
+  void build_net(const std::string& where);
+  void build_players(const std::string& where);
+  void display(const GameStep& step, double smoothed, double samples_per_s, double elapsed);
   void progress(double loss);
   // A snapshot held in memory until the weights it holds are shown good.
   struct Pending {
     int64_t iter = 0;
-    proto::NetWeights weights;
+    std::vector<proto::NetWeights> weights;                  // per player
+    std::vector<std::pair<uint64_t, uint64_t>> generators;  // per player: seed, offset
     proto::SolverState state;
   };
   Pending capture() const;
+  std::string weights_file(const std::string& base, const Player& player) const;
   std::string write_snapshot(const Pending& s);
-  // One forward and backward of iteration iter_ on the current weights; "" when the loss and
-  // the gradients are finite, else what was not. Generator and parameters are put back.
+  // The nets' weights and generators as `s` holds them.
+  void put_back(const Pending& s);
+  // The game's check pass on iteration iter_ with the current weights; "" when the losses and
+  // the gradients are finite, else what was not. Generators and parameters are put back.
   std::string check_weights(const Pending& current);
   // Writes pending_ if check_weights finds it good; else records the divergence, false.
   bool write_checked_snapshot();
@@ -110,9 +129,8 @@ class Solver {
   std::string precision_;
   uint64_t seed_ = 1;
   int64_t max_iter_ = 0;
-  std::unique_ptr<Net> net_;
-  std::vector<std::unique_ptr<Net>> test_nets_;
-  std::unique_ptr<Optimizer> optimizer_;
+  std::vector<Player> players_;
+  std::unique_ptr<Game> game_;
   int64_t iter_ = 0;
   int64_t batch_size_ = 0;
   std::string batch_blob_;
@@ -130,30 +148,8 @@ class Solver {
   TrainingCurve curve_;  // the points of the training curve (SVG)
 };
 
-// Signal flags (set by the handlers solve() installs; exposed for tests and tools).
-// The device a solver trains on: `requested` (--gpu), else solver_mode / device_id. With no CUDA
-// device visible, the CPU, after a note through `note`; an index past the visible devices is a
-// DeviceError.
-Device solver_device(const proto::SolverParameter& param, const std::optional<Device>& requested,
-                     const std::function<void(const std::string&)>& note);
-
+// Signal flags, as the handlers solve() installs set them (for tests and tools).
 void request_snapshot();  // as SIGHUP
 void request_stop();      // as SIGINT or SIGTERM
-// For other training loops (core/multi_solver.h): the flags, read between iterations
-// (take_snapshot_request clears its flag), and the handlers, installed for a scope's life (the
-// flags cleared at its start, the previous handlers put back at its end).
-bool stop_requested();
-bool take_snapshot_request();
-class SignalScope {
- public:
-  explicit SignalScope(bool enabled);
-  ~SignalScope();
-  SignalScope(const SignalScope&) = delete;
-  SignalScope& operator=(const SignalScope&) = delete;
-
- private:
-  struct Saved;
-  std::unique_ptr<Saved> saved_;
-};
 
 }  // namespace mmfuse

@@ -1,7 +1,7 @@
 // mmfuse check MODEL.prototxt [--phase train|test] [--stage S]... [--level N]: builds the net
 // (shape inference and parameter initialisation, no compute) and prints its summary; exits 1
 // with the error (file:line, layer, shapes) otherwise. mmfuse check --solver SOLVER.prototxt
-// does the same for a solver: its settings, its train and test nets, its optimizer.
+// does the same for a solver: its settings, its train and test nets (each player's), its optimizers.
 #include <cstdio>
 
 #include "core/net.h"
@@ -21,9 +21,15 @@ int check(const std::vector<std::string>& argv) {
     options.max_iter = 0;
     options.handle_signals = false;
     Solver solver(read_solver(path), path, options);  // every check a training run makes first
-    std::fputs(solver.net().summary().c_str(), stdout);
-    std::printf("%s: %s solver, train net '%s', %zu test net(s): ok\n", path.c_str(), solver.param().type().c_str(),
-                solver.net().name().c_str(), solver.test_nets().size());
+    std::string nets;
+    size_t tests = 0;
+    for (const Player& p : solver.players()) {  // the one net, or each `player`'s
+      std::fputs(p.net->summary().c_str(), stdout);
+      nets += (nets.empty() ? "" : ", ") + (p.name.empty() ? "train net" : "player " + p.name) + " '" + p.net->name() + "'";
+      tests += p.tests.size();
+    }
+    std::printf("%s: %s solver, %s, %zu test net(s): ok\n", path.c_str(), solver.param().type().c_str(), nets.c_str(),
+                tests);
     return 0;
   }
   if (args.positional().size() != 1) throw Error("check: expected one MODEL.prototxt (see `mmfuse help check`)");
@@ -50,7 +56,7 @@ CommandRegistrar registrar({"check", "validate a model prototxt and print its su
                             "  and prints each layer, its type, top shapes and parameter count, with totals.\n"
                             "  Exits 1 with file:line and the layer named when the model is wrong.\n"
                             "  With --solver: checks the solver's settings and builds its train and test nets\n"
-                            "  and its optimizer, as `mmfuse train` does before the first iteration.",
+                            "  (each `player`'s) and optimizers, as `mmfuse train` does before the first iteration.",
                             check});
 
 }  // namespace

@@ -6,8 +6,6 @@
 #include <optional>
 
 #include "core/distributed.h"
-
-#include "core/multi_solver.h"
 #include "core/prototxt.h"
 #include "core/solver.h"
 #include "tools/command.h"
@@ -58,18 +56,8 @@ int train_on(const Args& args, dist::World& world) {
   std::string path = args.get("solver");
   proto::SolverParameter param = read_solver(path);
   opt.device = pick_device(args, param, world);
-  if (is_multi_net(param)) {  // several nets, one schedule (core/multi_solver.h)
-    if (world.distributed())
-      throw Error("train: " + path + " trains `player`s; the multi-net solver runs in one process (no mpirun)");
-    if (args.has("weights"))
-      throw Error("train: --weights is for single-net solvers; " + path + " trains `player`s (resume with --snapshot)");
-    MultiSolver multi(param, path, opt);
-    if (args.has("snapshot")) multi.restore(args.get("snapshot"));
-    Solver::Outcome outcome = multi.solve();
-    if (outcome != Solver::Outcome::diverged) return 0;
-    std::fprintf(stderr, "mmfuse: error: %s\n", multi.message().c_str());
-    return 3;
-  }
+  if (param.player_size() > 0 && args.has("weights"))
+    throw Error("train: --weights is for single-net solvers; " + path + " trains `player`s (resume with --snapshot)");
   Solver solver(param, path, opt);
   if (args.has("snapshot")) solver.restore(args.get("snapshot"));
   // The solver's own `weights` (Caffe's field) start a run that --weights or --snapshot does not.
@@ -84,7 +72,8 @@ int train_on(const Args& args, dist::World& world) {
       return 0;
     case Solver::Outcome::diverged:
       // The ranks diverge together (their gradients are averaged; a loss that only one rank
-      // sees stops the job from inside the solver): rank 0 says so.
+      // sees stops the job from inside the solver): rank 0 says so (a solver with `player`s
+      // runs in one process).
       if (world.is_root()) std::fprintf(stderr, "mmfuse: error: %s\n", solver.message().c_str());
       return 3;
   }

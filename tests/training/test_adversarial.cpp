@@ -1,15 +1,16 @@
-// The multi-net solver and its adversarial game (core/multi_solver.h, core/adversarial.h): the
+// The solver with `player`s and its adversarial game (core/solver.h, core/adversarial.h): the
 // GAN losses' values, alternating updates that touch only their own player, tests with image
 // grids and metrics, snapshots of every player, bit-exact resume, SIGINT, and the errors of a
 // bad solver. On a tiny PNG set written here: inputs a (RGB) and b (grey), target t.
 #include <csignal>
+#include <cstdio>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
 
 #include "core/adversarial.h"
-#include "core/multi_solver.h"
+#include "core/solver.h"
 #include "core/prototxt.h"
 #include "core/snapshot.h"
 #include "datasets/image.h"
@@ -23,14 +24,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int64_t g_gan_sigint_at = -1;
-// Passes its bottom through; raises SIGINT at a chosen TRAIN iteration.
+int64_t g_gan_sigint_at = -1, g_gan_nan_at = -1;
+// Passes its bottom through; raises SIGINT or emits NaN at a chosen TRAIN iteration.
 class GanTriggerLayer : public Layer {
  public:
   using Layer::Layer;
   std::vector<Shape> setup(const std::vector<Shape>& b, LayerContext&) override { return {b[0]}; }
   TensorList forward(const TensorList& b, ForwardContext& ctx) override {
     if (ctx.phase == proto::TRAIN && ctx.iteration == g_gan_sigint_at) std::raise(SIGINT);
+    if (ctx.phase == proto::TRAIN && ctx.iteration == g_gan_nan_at) return {b[0] * std::nan("")};
     return {b[0]};
   }
 };
@@ -94,10 +96,10 @@ std::string discriminator_text() {
          "kernel_size: 4 stride: 1 pad: 1 weight_filler { type: 'gaussian' std: 0.1 } } }\n";
 }
 
-// The solver: `extra` is appended (players' overrides go through `g_extra` / `d_extra`).
-proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefix, int max_iter,
-                                    const std::string& extra = "", const std::string& g_extra = "",
-                                    const std::string& d_extra = "", const std::string& adversarial_extra = "") {
+// The solver's text: `extra` is appended (players' overrides go through `g_extra` / `d_extra`).
+std::string solver_text(const TempDir& dir, const std::string& prefix, int max_iter, const std::string& extra = "",
+                        const std::string& g_extra = "", const std::string& d_extra = "",
+                        const std::string& adversarial_extra = "") {
   std::ofstream(dir / "g.prototxt") << generator_text(dir);
   std::ofstream(dir / "d.prototxt") << discriminator_text();
   std::string text = "player { name: 'generator' net: '" + dir / "g.prototxt" + "' test_iter: 2 " + g_extra + " }\n" +
@@ -106,7 +108,14 @@ proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefi
                      "grid: 't' " + adversarial_extra + " }\n"
                      "type: 'Adam' base_lr: 0.01 momentum: 0.5 momentum2: 0.999 max_iter: " + std::to_string(max_iter) +
                      " display: 1 snapshot_prefix: '" + dir / prefix + "' random_seed: 5 solver_mode: CPU\n" + extra;
-  return read_solver_text(text, "gan_solver.prototxt");
+  return text;
+}
+
+proto::SolverParameter solver_param(const TempDir& dir, const std::string& prefix, int max_iter,
+                                    const std::string& extra = "", const std::string& g_extra = "",
+                                    const std::string& d_extra = "", const std::string& adversarial_extra = "") {
+  return read_solver_text(solver_text(dir, prefix, max_iter, extra, g_extra, d_extra, adversarial_extra),
+                          "gan_solver.prototxt");
 }
 
 SolverOptions quiet() {
@@ -123,7 +132,7 @@ std::vector<float> values_of(const proto::NetWeights& w) {
 
 std::string construction_error(const proto::SolverParameter& p) {
   try {
-    MultiSolver s(p, "gan_solver.prototxt", quiet());
+    Solver s(p, "gan_solver.prototxt", quiet());
   } catch (const Error& e) {
     return e.what();
   }
@@ -155,12 +164,12 @@ TEST_CASE("gan_loss: LSGAN's squares and BCE on logits, real and fake") {
     }
 }
 
-TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume is bit-exact") {
+TEST_CASE("players: tests, grids, metrics, every player's snapshot; resume is bit-exact") {
   TempDir dir("gan_resume");
   write_pairs(dir);
   proto::NetWeights g0, d0;
   {
-    MultiSolver s(solver_param(dir, "run", 6, "snapshot: 3 test_interval: 3"), "", quiet());
+    Solver s(solver_param(dir, "run", 6, "snapshot: 3 test_interval: 3"), "", quiet());
     g0 = net_weights(*s.player("generator").net);
     d0 = net_weights(*s.player("discriminator").net);
     CHECK(s.solve() == Solver::Outcome::finished);
@@ -189,7 +198,7 @@ TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume i
 
   // Resume at 3: the weights of iteration 6 again, bit for bit (dropout and data included).
   {
-    MultiSolver s(solver_param(dir, "resumed", 6, "snapshot: 3 test_interval: 3"), "", quiet());
+    Solver s(solver_param(dir, "resumed", 6, "snapshot: 3 test_interval: 3"), "", quiet());
     s.restore(dir / "run_iter_3.solverstate");
     CHECK(s.iter() == 3);
     CHECK(s.solve() == Solver::Outcome::finished);
@@ -207,12 +216,12 @@ TEST_CASE("MultiSolver: tests, grids, metrics, every player's snapshot; resume i
   }
 }
 
-TEST_CASE("MultiSolver: each update moves only its own player") {
+TEST_CASE("players: each update moves only its own player") {
   TempDir dir("gan_players");
   write_pairs(dir);
   for (bool freeze_generator : {true, false}) {
     INFO("generator frozen: ", freeze_generator);
-    MultiSolver s(solver_param(dir, "p", 3, "snapshot_after_train: false", freeze_generator ? "base_lr: 0" : "",
+    Solver s(solver_param(dir, "p", 3, "snapshot_after_train: false", freeze_generator ? "base_lr: 0" : "",
                                freeze_generator ? "" : "base_lr: 0"),
                   "", quiet());
     auto g0 = values_of(net_weights(*s.player("generator").net));
@@ -225,11 +234,11 @@ TEST_CASE("MultiSolver: each update moves only its own player") {
   }
 }
 
-TEST_CASE("MultiSolver: SIGINT snapshots every player and stops; BCE trains too") {
+TEST_CASE("players: SIGINT snapshots every player and stops; BCE trains too") {
   TempDir dir("gan_sigint");
   write_pairs(dir);
   g_gan_sigint_at = 2;
-  MultiSolver s(solver_param(dir, "int", 10, "", "", "", "gan_mode: BCE d_steps: 2"), "", quiet());
+  Solver s(solver_param(dir, "int", 10, "", "", "", "gan_mode: BCE d_steps: 2"), "", quiet());
   auto outcome = s.solve();
   g_gan_sigint_at = -1;
   CHECK(outcome == Solver::Outcome::interrupted);
@@ -239,7 +248,105 @@ TEST_CASE("MultiSolver: SIGINT snapshots every player and stops; BCE trains too"
   CHECK(s.message().find("resume with --snapshot") != std::string::npos);
 }
 
-TEST_CASE("MultiSolver: a bad solver is refused naming the field") {
+TEST_CASE("players: a snapshot is written only from weights that gave finite losses") {
+  TempDir dir("gan_nan");
+  write_pairs(dir);
+  SUBCASE("a NaN at iteration 4 keeps the snapshot of iteration 4 off the disk") {
+    g_gan_nan_at = 4;
+    Solver s(solver_param(dir, "a", 10, "snapshot: 2"), "", quiet());
+    auto outcome = s.solve();
+    g_gan_nan_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(fs::exists(dir / "a_iter_2.generator.weights"));
+    CHECK_FALSE(fs::exists(dir / "a_iter_4.generator.weights"));
+    CHECK_FALSE(fs::exists(dir / "a_iter_4.solverstate"));
+    CHECK(s.message().find("iteration 4: the discriminator's loss is NaN") != std::string::npos);
+    CHECK(s.message().find("the last good one is " + dir / "a_iter_2.solverstate") != std::string::npos);
+  }
+  SUBCASE("the end-of-run snapshot is checked by one more pass of the game, which leaves no trace") {
+    g_gan_nan_at = 4;
+    Solver s(solver_param(dir, "b", 4, "snapshot: 2"), "", quiet());
+    auto outcome = s.solve();
+    g_gan_nan_at = -1;
+    CHECK(outcome == Solver::Outcome::diverged);
+    CHECK(fs::exists(dir / "b_iter_2.discriminator.weights"));
+    CHECK_FALSE(fs::exists(dir / "b_iter_4.discriminator.weights"));
+    CHECK(s.message().find("on the weights of iteration 4") != std::string::npos);
+    Solver good(solver_param(dir, "c", 4, "snapshot: 4"), "", quiet());
+    CHECK(good.solve() == Solver::Outcome::finished);
+    CHECK(values_of(read_weights(dir / "c_iter_4.generator.weights")) ==
+          values_of(net_weights(*good.player("generator").net)));
+    CHECK(values_of(read_weights(dir / "c_iter_4.discriminator.weights")) ==
+          values_of(net_weights(*good.player("discriminator").net)));
+  }
+}
+
+TEST_CASE("players: the lines of the one training loop; a state of the other kind is refused") {
+  TempDir dir("gan_lines");
+  write_pairs(dir);
+  // Everything the solver prints, read back from a file.
+  auto run = [&](const std::string& prefix, const std::string& resume) {
+    std::FILE* out = std::tmpfile();
+    REQUIRE(out);
+    SolverOptions o;
+    o.out = out;
+    {
+      Solver s(solver_param(dir, prefix, 4, "snapshot: 2 test_interval: 4"), "", o);
+      if (!resume.empty()) s.restore(resume);
+      CHECK(s.solve() == Solver::Outcome::finished);
+    }
+    std::string text;
+    std::rewind(out);
+    for (int c; (c = std::fgetc(out)) != EOF;) text += static_cast<char>(c);
+    std::fclose(out);
+    return text;
+  };
+  const std::string text = run("lines", "");
+  INFO(text);
+  for (const char* part : {"Solver: adversarial (LSGAN", "\n    player generator: Adam, base_lr 0.01",
+                           "Solving 2 nets from iteration 0 to 4 (batch 2 from blob",
+                           "Iteration 1 (", "lr generator = 0.01, lr discriminator = 0.01, elapsed ",
+                           "\n    Train net output #0: G_total = ", "\n    Train net output #4: l1 = ",
+                           "(* 10 = ", "Iteration 4, Testing player generator", "Test net generator output #",
+                           "Snapshot at iteration 2: ", "Optimization done at iteration 4 ("})
+    CHECK_MESSAGE(text.find(part) != std::string::npos, part);
+  const std::string base = dir / "lines_iter_2";
+  const std::string resumed = run("again", base + ".solverstate");
+  CHECK(resumed.find("Resuming from " + base + ".solverstate at iteration 2 (weights " + base + ".generator.weights, " +
+                     base + ".discriminator.weights)") != std::string::npos);
+  // A single-net state names one weights file, not a player's.
+  proto::SolverState one;
+  read_binary(base + ".solverstate", one);
+  one.set_learned_net(dir / "net_iter_2.weights");
+  write_binary_atomic(dir / "net_iter_2.solverstate", one);
+  Solver s(solver_param(dir, "other", 4), "", quiet());
+  try {
+    s.restore(dir / "net_iter_2.solverstate");
+    FAIL("a single-net state was restored into players");
+  } catch (const IOError& e) {
+    CHECK(std::string(e.what()).find("a state written by a single-net Solver?") != std::string::npos);
+  }
+}
+
+TEST_CASE("players: `mmfuse check --solver` and `mmfuse train` take them; --weights is refused") {
+  TempDir dir("gan_tools");
+  write_pairs(dir);
+  std::ofstream(dir / "gan_solver.prototxt") << solver_text(dir, "cli", 2);
+  std::string g = generator_text(dir);  // without the test-only trigger layer, which the binary has not
+  g.erase(g.find("layer { name: 'trigger'"), g.find("layer { name: 'cond'") - g.find("layer { name: 'trigger'"));
+  std::ofstream(dir / "g.prototxt") << g;
+  std::string out;
+  CHECK(testing::run_mmfuse(dir.path, "check --solver gan_solver.prototxt", out) == 0);
+  CHECK_MESSAGE(out.find("gan_solver.prototxt: Adam solver, player generator 'g', player discriminator 'd', "
+                         "1 test net(s): ok") != std::string::npos, out);
+  CHECK(testing::run_mmfuse(dir.path, "train --solver gan_solver.prototxt", out) == 0);
+  CHECK_MESSAGE(out.find("Optimization done at iteration 2") != std::string::npos, out);
+  CHECK(fs::exists(dir / "cli_iter_2.discriminator.weights"));
+  CHECK(testing::run_mmfuse(dir.path, "train --solver gan_solver.prototxt --weights cli_iter_2.generator.weights", out) == 1);
+  CHECK_MESSAGE(out.find("--weights is for single-net solvers") != std::string::npos, out);
+}
+
+TEST_CASE("players: a bad solver is refused naming the field") {
   TempDir dir("gan_errors");
   write_pairs(dir);
   auto has = [](const std::string& what, const std::string& part) {
@@ -267,13 +374,12 @@ TEST_CASE("MultiSolver: a bad solver is refused naming the field") {
   p = solver_param(dir, "e", 1);
   p.mutable_adversarial()->add_grid("nothing");
   has(construction_error(p), "grid blob 'nothing'");
-  // A single-net Solver given players says where they are trained.
-  try {
-    Solver s(solver_param(dir, "e", 1), "gan_solver.prototxt", quiet());
-    FAIL("a Solver accepted `player`s");
-  } catch (const Error& e) {
-    has(e.what(), "`mmfuse train` runs it");
-  }
+  p = solver_param(dir, "e", 1);
+  p.mutable_player(1)->set_momentum(1.5);  // the optimizer's settings are checked per player
+  has(construction_error(p), "player #1 'discriminator': momentum must be in [0, 1)");
+  p = solver_param(dir, "e", 1);
+  p.add_weights("g.weights");
+  has(construction_error(p), "`weights` (fine-tuning) is for single-net solvers");
 }
 
 TEST_CASE("models/translation: every generator builds on scene-sized inputs, with fusion only in AsymFusion") {

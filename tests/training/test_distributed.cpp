@@ -195,6 +195,18 @@ TEST_CASE("distributed: the launcher's process count is read from its environmen
   CHECK(mmfuse::dist::world().agree_sum({4.0}, "test")[0] == 4.0);
 }
 
+TEST_CASE("distributed: a solver with `player`s is refused under the launcher, before any net") {
+  MPI_OR_SKIP();
+  TempDir dir("dist_players");
+  std::ofstream(dir / "gan_solver.prototxt") << "player { name: 'g' net: 'g.prototxt' }\n"
+                                                "player { name: 'd' net: 'd.prototxt' }\n"
+                                                "adversarial { fake: 'fake' real: 'real' }\nmax_iter: 2\n";
+  CHECK(run(dir, 2, "train --solver gan_solver.prototxt", "log.txt") != 0);
+  const std::string log = read_file(dir / "log.txt");
+  CHECK_MESSAGE(log.find("gan_solver.prototxt: this solver trains `player`s; the multi-net solver runs in one process "
+                         "(no mpirun)") != std::string::npos, log);
+}
+
 TEST_CASE("distributed: LeNet, 2 ranks x 8 against 1 process x 16") {
   MPI_OR_SKIP();
   if (!fs::exists(mmfuse::datasets::fashion_mnist_dir())) {
