@@ -12,13 +12,53 @@
 // out of the exponent field by bit arithmetic on unsigned integers (no float-to-int cast, which
 // would be undefined for NaN), and NaN propagates through the selects.
 #pragma once
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 
 namespace mmfuse::cpu {
 
-inline float exp_approx(float x) {
+// ---- AVX2 where the CPU has it --------------------------------------------------------------
+// The project builds for plain x86-64 (SSE2). A loop that should use AVX2 on the CPUs that have
+// it runs its range through simd_range(range, begin, end): range(begin, end) is compiled twice,
+// inlined into a function with target("avx2") and into the baseline caller, and the CPU picks
+// (__builtin_cpu_supports, once). Everything range calls must be MMF_SIMD_INLINE (forced
+// inline), or it stays baseline code. Both versions run the same IEEE operations on every
+// element (no FMA: target("avx2") does not enable it, and contraction is off), so they give
+// the same bits, provided no sum is split by the vector width (cpu::lane_sum in loss.h).
+#define MMF_SIMD_INLINE __attribute__((always_inline))
+
+// Tests turn AVX2 off to compare the two versions bit for bit.
+inline std::atomic<bool>& simd_avx2_allowed() {
+  static std::atomic<bool> allowed{true};
+  return allowed;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
+}
+template <typename F>
+__attribute__((target("avx2"))) void simd_range_avx2(F& range, int64_t begin, int64_t end) {
+  range(begin, end);
+}
+#else
+inline bool cpu_has_avx2() { return false; }
+#endif
+
+template <typename F>
+void simd_range(F& range, int64_t begin, int64_t end) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  if (cpu_has_avx2() && simd_avx2_allowed().load(std::memory_order_relaxed)) return simd_range_avx2(range, begin, end);
+#endif
+  range(begin, end);
+}
+
+// ---- exp and log --------------------------------------------------------------------------
+
+MMF_SIMD_INLINE inline float exp_approx(float x) {
   constexpr float kMax = 88.72283935546875f;   // exp(kMax) is the largest finite float
   constexpr float kMin = -87.33654022216797f;  // exp(kMin) is the smallest normal float; below, 0
   constexpr float kLog2e = 1.44269504088896341f;
@@ -49,7 +89,7 @@ inline float exp_approx(float x) {
 }
 
 // For x > 0 (0 gives -inf, a negative x or NaN gives NaN, +inf gives +inf).
-inline float log_approx(float x) {
+MMF_SIMD_INLINE inline float log_approx(float x) {
   constexpr float kSqrtHalf = 0.707106781186547524f;
   constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
   // Subnormals: scale by 2^23 first, so that the exponent field holds the whole exponent.
@@ -81,13 +121,13 @@ inline float log_approx(float x) {
 }
 
 template <typename T>
-inline T exp_of(T x) {
+MMF_SIMD_INLINE inline T exp_of(T x) {
   if constexpr (sizeof(T) == sizeof(float)) return exp_approx(x);
   else return std::exp(x);
 }
 
 template <typename T>
-inline T log_of(T x) {
+MMF_SIMD_INLINE inline T log_of(T x) {
   if constexpr (sizeof(T) == sizeof(float)) return log_approx(x);
   else return std::log(x);
 }

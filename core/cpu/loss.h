@@ -7,14 +7,16 @@
 // - inner > 1 (a feature map, [N, K, H*W]): a work item is one outer index and a block of up to
 //   kLineBlock consecutive inner positions; every pass over `dim` runs across the block, one
 //   SIMD lane per position;
-// - inner == 1 (a classifier, [N, K]): a work item is a line; the passes run along it.
+// - inner == 1 (a classifier, [N, K]): a work item is a line; the passes run along it, its sums
+//   in kSumLanes interleaved lanes (lane_sum).
 // Per line: the max, the sum of exp(x - max) (numerically stable), then the output. exp and log
-// are core/cpu/fast_math.h's: vectorisable float forms, libm's in double. Precision: each
-// exponential is a float within 2 ulp; the sum over `dim` (and the dot products of backward)
-// accumulate in double, so that a line's log-sum-exp carries a float's rounding (one log)
-// whatever the number of classes, where a float sum would lose up to dim ulp; the per-line
-// quantities are then used in the input's type. Nothing depends on how the lines are split
-// between threads: results are the same bits for every thread count.
+// are core/cpu/fast_math.h's: vectorisable float forms, libm's in double; the loops run as AVX2
+// code where the CPU has it (simd_range). Precision: each exponential is a float within 2 ulp;
+// the sums over `dim` (and the dot products of backward) accumulate in double, so that a line's
+// log-sum-exp carries a float's rounding (one log) whatever the number of classes, where a float
+// sum would lose up to dim ulp; the per-line quantities are then used in the input's type.
+// Nothing depends on how the lines are split between threads, nor on the vector width: results
+// are the same bits for every thread count, with AVX2 or without.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -29,31 +31,70 @@ namespace mmfuse::cpu {
 
 constexpr int64_t kLineBlock = 64;
 
-// Calls f(o, i0, width) for every (outer index, block of inner indices), in parallel.
+// Calls f(o, i0, width) for every (outer index, block of inner indices), in parallel; each
+// thread's range runs through simd_range (core/cpu/fast_math.h): AVX2 code where the CPU has
+// it. f must be MMF_SIMD_INLINE, so that it and its helpers compile into that code.
 template <typename F>
 void for_each_line_block(const LineGeometry& geo, F&& f) {
   int64_t blocks = (geo.inner + kLineBlock - 1) / kLineBlock;
   int64_t items = geo.outer * blocks;
   int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(geo.dim * std::min(geo.inner, kLineBlock), 1));
-  parallel_for(items, grain, [&](int64_t b, int64_t e) {
+  auto range = [&](int64_t b, int64_t e) MMF_SIMD_INLINE {
     for (int64_t item = b; item < e; ++item) {
       int64_t o = item / blocks, i0 = (item % blocks) * kLineBlock;
       f(o, i0, std::min(kLineBlock, geo.inner - i0));
     }
-  });
+  };
+  parallel_for(items, grain, [&](int64_t b, int64_t e) { simd_range(range, b, e); });
 }
 
-// Calls f(o) for every line of an inner == 1 geometry (x[o, 0..dim) contiguous), in parallel.
+// Calls f(o) for every line of an inner == 1 geometry (x[o, 0..dim) contiguous), in parallel,
+// as for_each_line_block.
 template <typename F>
 void for_each_line(const LineGeometry& geo, F&& f) {
-  parallel_for(geo.outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(geo.dim, 1)), [&](int64_t b, int64_t e) {
+  auto range = [&](int64_t b, int64_t e) MMF_SIMD_INLINE {
     for (int64_t o = b; o < e; ++o) f(o);
-  });
+  };
+  parallel_for(geo.outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(geo.dim, 1)),
+               [&](int64_t b, int64_t e) { simd_range(range, b, e); });
+}
+
+// sum_k value(k) for k in [0, n), in double, as kSumLanes interleaved partial sums (k mod
+// kSumLanes) combined in a fixed order: SIMD over the lanes at any vector width, and the same
+// bits whatever that width (AVX2 or the baseline).
+constexpr int64_t kSumLanes = 8;
+template <typename F>
+MMF_SIMD_INLINE inline double lane_sum(int64_t n, F&& value) {
+  double part[kSumLanes] = {};
+  int64_t k = 0;
+  for (; k + kSumLanes <= n; k += kSumLanes)
+#pragma GCC unroll 1  // left a loop, the vectoriser takes it (unrolled, GCC leaves it scalar)
+    for (int64_t l = 0; l < kSumLanes; ++l) part[l] += value(k + l);
+  for (int64_t l = 0; k + l < n; ++l) part[l] += value(k + l);
+  double total = 0;
+  for (int64_t l = 0; l < kSumLanes; ++l) total += part[l];
+  return total;
+}
+
+// max_k line[k] for n >= 1, in kSumLanes lanes as lane_sum (a max is exact in any order; NaN
+// propagates only from line[0], as the block layout's running max).
+template <typename T>
+MMF_SIMD_INLINE inline T lane_max(const T* line, int64_t n) {
+  T part[kSumLanes];
+  for (int64_t l = 0; l < kSumLanes; ++l) part[l] = line[0];
+  int64_t k = 0;
+  for (; k + kSumLanes <= n; k += kSumLanes)
+#pragma GCC unroll 1
+    for (int64_t l = 0; l < kSumLanes; ++l) part[l] = line[k + l] > part[l] ? line[k + l] : part[l];
+  for (; k < n; ++k) part[0] = line[k] > part[0] ? line[k] : part[0];
+  T mx = part[0];
+  for (int64_t l = 1; l < kSumLanes; ++l) mx = part[l] > mx ? part[l] : mx;
+  return mx;
 }
 
 // log(sum) + max: a line's log-sum-exp from its max and its sum of exp(x - max) (>= 1).
 template <typename T>
-inline double line_logsumexp(T mx, double sum) {
+MMF_SIMD_INLINE inline double line_logsumexp(T mx, double sum) {
   return static_cast<double>(mx) + static_cast<double>(log_of(static_cast<T>(sum)));
 }
 
@@ -61,7 +102,7 @@ inline double line_logsumexp(T mx, double sum) {
 // mx[j] = max_d x and sum[j] = sum_d exp(x - mx[j]); with kStore, also exps[d, j] = exp(x - mx[j])
 // (same strides as `base`; kStore: a template argument, so that the loops carry no branch).
 template <bool kStore, typename T>
-void block_max_sum(const T* base, const LineGeometry& geo, int64_t width, T* mx, double* sum, T* exps) {
+MMF_SIMD_INLINE inline void block_max_sum(const T* base, const LineGeometry& geo, int64_t width, T* mx, double* sum, T* exps) {
   for (int64_t j = 0; j < width; ++j) mx[j] = base[j], sum[j] = 0;
   for (int64_t d = 1; d < geo.dim; ++d) {
     const T* row = base + d * geo.inner;
@@ -80,18 +121,14 @@ void block_max_sum(const T* base, const LineGeometry& geo, int64_t width, T* mx,
 
 // The same for one contiguous line of n values; returns the max, sets `sum`.
 template <bool kStore, typename T>
-T line_max_sum(const T* line, int64_t n, double& sum, T* exps) {
-  T mx = line[0];
-#pragma omp simd reduction(max : mx)
-  for (int64_t k = 1; k < n; ++k) mx = line[k] > mx ? line[k] : mx;
-  double s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t k = 0; k < n; ++k) {
-    T e = exp_of<T>(line[k] - mx);
-    s += static_cast<double>(e);
-    if constexpr (kStore) exps[k] = e;
+MMF_SIMD_INLINE inline T line_max_sum(const T* line, int64_t n, double& sum, T* exps) {
+  T mx = lane_max(line, n);
+  if constexpr (kStore) {
+    for (int64_t k = 0; k < n; ++k) exps[k] = exp_of<T>(line[k] - mx);
+    sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(exps[k]); });
+  } else {
+    sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(exp_of<T>(line[k] - mx)); });
   }
-  sum = s;
   return mx;
 }
 
@@ -101,7 +138,7 @@ template <typename T>
 void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
   if (geo.dim == 0) return;
   if (geo.inner == 1) {
-    for_each_line(geo, [&](int64_t o) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T* in = x + o * geo.dim;
       T* out = y + o * geo.dim;
       double sum;
@@ -116,7 +153,7 @@ void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
     });
     return;
   }
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     int64_t offset = o * geo.dim * geo.inner + i0;
     T mx[kLineBlock], scale[kLineBlock];
     double sum[kLineBlock];
@@ -143,25 +180,21 @@ template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, bool log) {
   if (geo.dim == 0) return;
   if (geo.inner == 1) {
-    for_each_line(geo, [&](int64_t o) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T *py = y + o * geo.dim, *pg = dy + o * geo.dim;
       T* out = dx + o * geo.dim;
-      double dot = 0;
       if (log) {
-#pragma omp simd reduction(+ : dot)
-        for (int64_t k = 0; k < geo.dim; ++k) dot += static_cast<double>(pg[k]);
-        T total = static_cast<T>(dot);
+        T total = static_cast<T>(lane_sum(geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(pg[k]); }));
         for (int64_t k = 0; k < geo.dim; ++k) out[k] = pg[k] - exp_of<T>(py[k]) * total;
       } else {
-#pragma omp simd reduction(+ : dot)
-        for (int64_t k = 0; k < geo.dim; ++k) dot += static_cast<double>(pg[k]) * static_cast<double>(py[k]);
-        T total = static_cast<T>(dot);
+        T total = static_cast<T>(lane_sum(
+            geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(pg[k]) * static_cast<double>(py[k]); }));
         for (int64_t k = 0; k < geo.dim; ++k) out[k] = py[k] * (pg[k] - total);
       }
     });
     return;
   }
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     int64_t offset = o * geo.dim * geo.inner + i0;
     double dot[kLineBlock] = {};
     for (int64_t d = 0; d < geo.dim; ++d) {
@@ -201,12 +234,12 @@ template <typename T>
 void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeometry& geo, int64_t ignore_index,
                            double* lse, double* loss) {
   if (geo.dim == 0) return;
-  auto position_loss = [&](int64_t p, const T* at_class0) {
+  auto position_loss = [&](int64_t p, const T* at_class0) MMF_SIMD_INLINE {
     int32_t t = target[p];
     loss[p] = t == ignore_index ? 0.0 : lse[p] - static_cast<double>(at_class0[t * geo.inner]);
   };
   if (geo.inner == 1) {
-    for_each_line(geo, [&](int64_t o) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T* line = logits + o * geo.dim;
       double sum;
       T mx = line_max_sum<false, T>(line, geo.dim, sum, nullptr);
@@ -215,7 +248,7 @@ void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeo
     });
     return;
   }
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     const T* base = logits + o * geo.dim * geo.inner + i0;
     int64_t p0 = o * geo.inner + i0;
     T mx[kLineBlock];
@@ -231,11 +264,11 @@ void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeo
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* target, const double* lse, const LineGeometry& geo,
                             int64_t ignore_index, const T* grad, bool grad_per_position, double scale, T* dx) {
-  auto coef_at = [&](int64_t p) {
+  auto coef_at = [&](int64_t p) MMF_SIMD_INLINE {
     return static_cast<T>(target[p] == ignore_index ? 0.0 : scale * (grad_per_position ? grad[p] : grad[0]));
   };
   if (geo.inner == 1) {
-    for_each_line(geo, [&](int64_t o) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T* line = logits + o * geo.dim;
       T* out = dx + o * geo.dim;
       T coef = coef_at(o);
@@ -250,7 +283,7 @@ void cross_entropy_backward(const T* logits, const int32_t* target, const double
     });
     return;
   }
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     int64_t offset = o * geo.dim * geo.inner + i0;
     int64_t p0 = o * geo.inner + i0;
     T coef[kLineBlock];

@@ -2,8 +2,9 @@
 // two layouts of core/cpu/loss.h): exp_approx / log_approx against libm in double over their
 // whole range and at the special values; softmax, log_softmax and cross_entropy in float32,
 // forward and backward, against the float64 kernels (libm's exp), in both layouts and across
-// the block boundary; the same bits for 1, 2 and 3 threads.
+// the block boundary; the same bits for 1, 2 and 3 threads, and with AVX2 or without.
 #include <cmath>
+#include <cstring>
 #include <bit>
 #include <limits>
 
@@ -131,5 +132,38 @@ TEST_CASE("float32 softmax and cross_entropy give the same bits for 1, 2 and 3 t
           return TensorList{loss, softmax(x, 1), leaf.grad()};
         },
         "loss, softmax, dlogits");
+  }
+}
+
+TEST_CASE("float32 softmax and cross_entropy give the same bits with AVX2 and with the baseline code") {
+  if (!cpu::cpu_has_avx2()) {
+    MESSAGE("this CPU has no AVX2: only the baseline code runs");
+    return;
+  }
+  Generator gen(9);
+  for (Shape shape : {Shape{37, 1000}, Shape{3, 7, 4099}, Shape{64, 10}}) {
+    CAPTURE(shape_str(shape));
+    Tensor x = Tensor::rand(shape, gen, -20, 20, DType::f32);
+    Shape target_shape = shape;
+    target_shape.erase(target_shape.begin() + 1);
+    Tensor target = Tensor::empty(target_shape, DType::i32);
+    for (int64_t p = 0; p < target.numel(); ++p)
+      target.data<int32_t>()[p] = p % 7 == 2 ? -100 : static_cast<int32_t>((p * 17) % shape[1]);
+    auto run = [&] {
+      Tensor leaf = x.detach().set_requires_grad();
+      Tensor loss = cross_entropy(leaf, target, -100, Reduction::none);
+      Tensor y = log_softmax(leaf, 1), p = softmax(leaf, 1);
+      (sum(loss) + sum(y * y) + sum(p * p)).backward();
+      return TensorList{loss, y, p, leaf.grad()};
+    };
+    TensorList with_avx2 = run();
+    cpu::simd_avx2_allowed() = false;
+    TensorList baseline = run();
+    cpu::simd_avx2_allowed() = true;
+    for (size_t i = 0; i < with_avx2.size(); ++i) {
+      CAPTURE(i);
+      std::vector<float> a = with_avx2[i].to_vector<float>(), b = baseline[i].to_vector<float>();
+      CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+    }
   }
 }
