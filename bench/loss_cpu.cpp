@@ -1,9 +1,10 @@
 // CPU time of the softmax / cross-entropy family on the shapes the zoo trains: the main job's
 // SoftmaxWithLoss (logits [16, 7, 64, 64], 2 modalities x batch 8, 7 classes, ignore_label 255
-// at ~5% of the positions), LeNet's ([64, 10]), a wide classifier ([256, 1000]) and softmax /
-// log_softmax over the channels of a feature map. Each row is the median of 15 runs after a
-// warm-up, forward alone and forward + backward, in float32 (what training runs). Run with
-// OMP_NUM_THREADS set to compare thread counts.
+// at ~5% of the positions), LeNet's ([64, 10]), a wide classifier ([256, 1000]), softmax /
+// log_softmax over the channels of a feature map, and the SoftmaxWithLoss layer's label
+// preparation. Each row is the median of 15 runs after a warm-up, forward alone and forward +
+// backward, in float32 (what training runs). Run with OMP_NUM_THREADS set to compare thread
+// counts.
 //
 // Usage: bench_loss_cpu [runs, default 15]
 #include <algorithm>
@@ -77,6 +78,14 @@ void bench_softmax(const char* what, const Shape& shape, bool log) {
   row(what, fwd, both);
 }
 
+// What SoftmaxWithLoss does to its label before cross_entropy on every call
+// (layers/softmax_with_loss.cpp): float -> int32, then tiled over the 2 modalities.
+void bench_label_preparation() {
+  Tensor label = Tensor::zeros({8, 1, 64, 64}, DType::f32);
+  double ms = median_ms([&] { modality_tile(label.to(DType::i32).reshape({8, 64, 64}), 2); });
+  std::printf("%-44s %9.3f ms\n", "label float->int32 + tile x2 [8,64,64]", ms);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,5 +99,6 @@ int main(int argc, char** argv) {
   bench_softmax("log_softmax [16,7,64,64] dim 1", {16, 7, 64, 64}, true);
   bench_softmax("softmax [256,1000] dim 1", {256, 1000}, false);
   bench_softmax("log_softmax [256,1000] dim 1", {256, 1000}, true);
+  bench_label_preparation();
   return 0;
 }
