@@ -11,12 +11,23 @@ For each workload this program
      mmfuse's semantics (layers/*.cpp, docs/layers.md, docs/fusion.md), checks the learnable
      parameter count against `mmfuse check`, and times one SGD-momentum step
      (zero_grad(set_to_none=True), forward, backward, step) the same way,
-and prints one table row per (workload, precision).
+and prints one table row per (workload, precision). Steps 3 and 4 run in interleaved rounds
+(mmfuse, PyTorch, mmfuse, ...: a change of machine load hits both) and each figure is the median
+over the rounds. On CPU it then prints, per workload, the time per layer family (conv, BN /
+private BN, ReLU, pooling, fusion, upsample, inner product, loss, data, other layers, and the
+optimizer with what no layer claims): mmfuse's from the per-layer rows of `mmfuse time`, PyTorch's
+from its profiler (a range per layer; backward nodes attributed by their forward op's sequence
+number), each the median over the rounds, with the mmfuse/PyTorch ratio.
 
     python3 bench/vs_pytorch.py [--mmfuse ./build/mmfuse] [--workloads a,b,...] [--iterations K]
                                 [--device cuda|cpu] [--batch-scale F] [--size S] [--json out.json]
                                 [--workdir DIR] [--timeout SEC] [--check-forward [--check-only]]
-                                [--no-inplace] [--skip-mmfuse]
+                                [--no-inplace] [--skip-mmfuse] [--rounds R] [--threads T]
+                                [--no-families]
+
+On CPU, compare thread counts with --threads 1 and --threads 2 (OMP_NUM_THREADS for mmfuse,
+torch.set_num_threads for PyTorch), e.g.
+    python3 bench/vs_pytorch.py --mmfuse build/mmfuse --device cpu --threads 1 --rounds 5
 
 Workloads: asymfusion101 (two rows: -tf32 and -fp32), mmtm18, lenet, asymfusion-synthetic; any
 name takes a -tf32 or -fp32 suffix to pick one precision; a path ending in .prototxt is a
@@ -597,6 +608,7 @@ class CaffeNet(nn.Module):
         self.phase = phase
         self.inplace = inplace
         self.keep_blobs = keep_blobs
+        self.profile_layers = False        # wrap each layer in a profiler range (family_times)
         self.mm_params = OrderedDict()     # mmfuse name -> nn.Parameter (learnable)
         self.mm_state = OrderedDict()      # mmfuse name -> buffer (BatchNorm statistics)
         self.mm_order = []                 # every mmfuse parameter name, in layer order
@@ -1287,7 +1299,11 @@ class CaffeNet(nn.Module):
                     if t not in blobs:
                         raise KeyError("no tensor given for input %r" % t)
                 continue
-            tops = L.fn([blobs[b] for b in L.bottoms])
+            if self.profile_layers:
+                with torch.autograd.profiler.record_function(LAYER_RANGE + L.name):
+                    tops = L.fn([blobs[b] for b in L.bottoms])
+            else:
+                tops = L.fn([blobs[b] for b in L.bottoms])
             for name, t, w in zip(L.tops, tops, L.weights):
                 blobs[name] = t
                 if w != 0 and t is not None:
@@ -1323,14 +1339,14 @@ class CmdError(Exception):
 STDBUF = shutil.which("stdbuf")
 
 
-def run_cmd(cmd, timeout, what):
+def run_cmd(cmd, timeout, what, env=None):
     t0 = time.perf_counter()
     shown = " ".join(shlex.quote(c) for c in cmd)
     if STDBUF:  # line-buffered stdout: a timed-out run still shows how far it got
         cmd = [STDBUF, "-oL", "-eL"] + list(cmd)
     try:
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout,
-                           universal_newlines=True, errors="replace")
+                           universal_newlines=True, errors="replace", env=env)
     except OSError as e:
         raise CmdError("%s: cannot run %s: %s" % (what, shown, e))
     except subprocess.TimeoutExpired as e:
@@ -1369,17 +1385,20 @@ def mmfuse_check(mmfuse, path, timeout):
 MMFUSE_LOG = None  # --mmfuse-log
 
 
+MMFUSE_ENV = None  # --threads: the environment of every mmfuse subprocess
+
+
 def mmfuse_time(mmfuse, path, iterations, device, precision, timeout):
     cmd = [mmfuse, "time", "--model", path, "--iterations", str(iterations)]
     note = ""
     if device == "cuda":
         cmd += ["--gpu", "0", "--precision", precision]
     try:
-        out, wall = run_cmd(cmd, timeout, "mmfuse time")
+        out, wall = run_cmd(cmd, timeout, "mmfuse time", MMFUSE_ENV)
     except CmdError as e:
         if device == "cuda" and "precision" in str(e) and re.search(r"unknown|unexpected|not a flag|option", str(e), re.I):
             cmd = [c for c in cmd if c not in ("--precision", precision)]
-            out, wall = run_cmd(cmd, timeout, "mmfuse time")
+            out, wall = run_cmd(cmd, timeout, "mmfuse time", MMFUSE_ENV)
             note = "mmfuse has no --precision: ran at its default precision"
         else:
             raise
@@ -1390,9 +1409,16 @@ def mmfuse_time(mmfuse, path, iterations, device, precision, timeout):
     if not m:
         raise CmdError("mmfuse time: no 'Whole iteration (forward + backward + update)' line\n" + tail(out))
     pk = re.search(r"Peak device memory: ([\d.]+) MiB", out)
+    # The per-layer table: "  name  Type  forward_ms  backward_ms" rows up to "total".
+    layers = []
+    for mm in re.finditer(r"^  (\S+)\s+([A-Za-z]\w*)\s+([\d.]+)\s+([\d.]+)$", out, re.M):
+        if mm.group(1) != "layer":
+            layers.append((mm.group(1), mm.group(2), float(mm.group(3)) + float(mm.group(4))))
+    unattributed = re.search(r"^  \(no layer\)\s+([\d.]+)$", out, re.M)
     return {"median_ms": float(m.group(2)), "mean_ms": float(m.group(1)),
             "peak_mib": float(pk.group(1)) if pk else None, "note": note, "wall_s": wall,
-            "command": " ".join(shlex.quote(c) for c in cmd)}
+            "command": " ".join(shlex.quote(c) for c in cmd), "layers": layers,
+            "unattributed_ms": float(unattributed.group(1)) if unattributed else 0.0}
 
 
 # ------------------------------------------------------------------------------------------
@@ -1495,6 +1521,128 @@ def torch_time(bench_net, inputs, device, iterations, inplace, warmup=3):
         res["peak_incl_warmup_mib"] = max(warm_peak, res["peak_mib"])
         res["wall_median_ms"] = statistics.median(walls)
     return res  # the caller frees the model (gc.collect, torch.cuda.empty_cache)
+
+
+# ------------------------------------------------------------------------------------------
+# Per layer family (CPU): mmfuse's per-layer rows of `mmfuse time` against PyTorch's profiler
+# ------------------------------------------------------------------------------------------
+
+LAYER_RANGE = "mmfuse_layer:"      # profiler range around each layer's forward (CaffeNet)
+UPDATE_RANGE = "mmfuse_update"     # profiler range around zero_grad + optimizer step
+
+# Layer type -> family, in the order the table prints them. Types not listed are "other".
+FAMILIES = OrderedDict([
+    ("conv", ["Convolution", "Deconvolution"]),
+    ("BN / private BN", ["BatchNorm", "Scale", "InstanceNorm", "LRN"]),
+    ("ReLU / activations", ["ReLU", "Sigmoid", "TanH"]),
+    ("pooling", ["Pooling"]),
+    ("fusion (shuffle/shift/MMTM)", ["ChannelShuffle", "PixelShift", "MMTM", "ModalityEnsemble"]),
+    ("upsample / resize", ["Interp", "Upsample", "Resize"]),
+    ("inner product", ["InnerProduct"]),
+    ("loss", ["SoftmaxWithLoss", "SigmoidCrossEntropyLoss", "EuclideanLoss", "L1Loss", "ContrastiveLoss"]),
+    ("data", ["Input"]),
+    ("other layers", []),
+])
+FAMILY_OF = {t: f for f, types in FAMILIES.items() for t in types}
+UPDATE_FAMILY = "optimizer (+ unattributed)"
+
+
+def family_of(layer_type):
+    return FAMILY_OF.get(layer_type, "other layers")
+
+
+def mmfuse_families(mt):
+    """ms per family of one `mmfuse time` run: its per-layer forward + backward means, and the
+    update as the whole-iteration median less the layers (the SGD step, autograd's nodes outside
+    any layer, the rest of the step)."""
+    fam = OrderedDict((f, 0.0) for f in FAMILIES)
+    for _, ltype, ms in mt["layers"]:
+        fam[family_of(ltype)] += ms
+    fam[UPDATE_FAMILY] = max(0.0, mt["median_ms"] - sum(fam.values()))
+    return fam
+
+
+def torch_families(bench_net, inputs, device, iterations, inplace, warmup=3):
+    """ms per family of PyTorch's step, median over `iterations` profiled steps: each layer's
+    forward is a profiler range; its backward is every autograd node whose sequence number one of
+    the layer's forward ops recorded; zero_grad + step is the update range. The profiler adds a few
+    microseconds per op, so these sum to somewhat more than the unprofiled step."""
+    from torch.autograd import profiler
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    model = CaffeNet(bench_net, "TRAIN", dev, inplace=inplace)
+    model.train()
+    fed = make_inputs(inputs, dev)
+    opt = make_optimizer(model)
+    type_of = {L.name: L.type for L in model.layers}
+
+    def step():
+        with profiler.record_function(UPDATE_RANGE):
+            opt.zero_grad(set_to_none=True)
+        loss = model(fed)
+        loss.backward()
+        with profiler.record_function(UPDATE_RANGE):
+            opt.step()
+
+    for _ in range(warmup):
+        step()
+    model.profile_layers = True
+    per_step = []
+    for _ in range(iterations):
+        with profiler.profile() as prof:
+            step()
+        events = prof.function_events
+        layer_of_seq, fam = {}, OrderedDict((f, 0.0) for f in FAMILIES)
+        fam[UPDATE_FAMILY] = 0.0
+        for e in events:
+            if e.name.startswith(LAYER_RANGE):
+                name = e.name[len(LAYER_RANGE):]
+                fam[family_of(type_of.get(name, ""))] += e.cpu_time_total / 1e3
+                todo = list(e.cpu_children)
+                while todo:
+                    c = todo.pop()
+                    if c.sequence_nr >= 0:
+                        layer_of_seq.setdefault(c.sequence_nr, name)
+                    todo.extend(c.cpu_children)
+            elif e.name == UPDATE_RANGE:
+                fam[UPDATE_FAMILY] += e.cpu_time_total / 1e3
+        for e in events:
+            if e.name.startswith("autograd::engine::evaluate_function: "):
+                name = layer_of_seq.get(e.sequence_nr)
+                fam[family_of(type_of[name]) if name else UPDATE_FAMILY] += e.cpu_time_total / 1e3
+        per_step.append(fam)
+    model.profile_layers = False
+    return OrderedDict((f, statistics.median(s[f] for s in per_step)) for f in per_step[0])
+
+
+def print_families(row):
+    """The per-family table of one workload row (medians over the rounds)."""
+    mm, pt = row.get("mmfuse_families"), row.get("pytorch_families")
+    if not mm or not pt:
+        return
+    print("\n%s %s, per layer family: ms per step (forward + backward), median of %d round(s)" % (
+        row["workload"], row["precision"], row.get("rounds", 1)))
+    header = ["family", "mmfuse ms", "PyTorch ms", "ratio"]
+    lines = []
+    for f in list(mm):
+        a, b = mm[f], pt.get(f, 0.0)
+        if a < 0.005 and b < 0.005:
+            continue
+        lines.append([f, "%.2f" % a, "%.2f" % b, "%.2f" % (a / b) if b > 0.005 else "n/a"])
+    lines.append(["sum", "%.2f" % sum(mm.values()), "%.2f" % sum(pt.values()),
+                  "%.2f" % (sum(mm.values()) / sum(pt.values())) if sum(pt.values()) > 0 else "n/a"])
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines)]
+    print(" | ".join(h.ljust(w) for h, w in zip(header, widths)))
+    print("-+-".join("-" * w for w in widths))
+    for cells in lines:
+        print(" | ".join(str(c).ljust(w) for c, w in zip(cells, widths)))
+    print("  mmfuse: `mmfuse time`'s per-layer means; its update row = whole-step median - layers. "
+          "PyTorch: profiler ranges per layer, backward nodes by sequence number (profiler overhead "
+          "included: its sum exceeds the unprofiled step).")
+
+
+def median_dict(dicts):
+    return OrderedDict((k, statistics.median(d[k] for d in dicts)) for k in dicts[0])
 
 
 # ------------------------------------------------------------------------------------------
@@ -1788,14 +1936,28 @@ def main(argv=None):
     ap.add_argument("--no-inplace", action="store_true",
                     help="PyTorch: no in-place ReLU (default: ReLU with top == bottom runs in place where safe)")
     ap.add_argument("--skip-mmfuse", action="store_true", help="time PyTorch only (no mmfuse time)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="interleaved rounds (mmfuse, PyTorch, mmfuse, ...); figures are medians over them "
+                         "(default 3 on cpu, 1 on cuda)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads for both: OMP_NUM_THREADS of mmfuse and torch.set_num_threads "
+                         "(default: as the environment gives)")
+    ap.add_argument("--no-families", action="store_true",
+                    help="cpu: skip the per-layer-family table (a profiled PyTorch run per round)")
     args = ap.parse_args(argv)
-    global MMFUSE_LOG
+    global MMFUSE_LOG, MMFUSE_ENV
     MMFUSE_LOG = args.mmfuse_log
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        MMFUSE_ENV = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: PyTorch sees no GPU")
     iterations = args.iterations or (10 if device == "cuda" else 3)
+    args.rounds = max(1, args.rounds or (1 if device == "cuda" else 3))
+    # Per-family times come from the host clock and the CPU profiler: CPU only.
+    families = device == "cpu" and not args.no_families and not args.skip_mmfuse
     wl = args.workloads or (",".join(WORKLOADS) if device == "cuda" else "lenet,asymfusion-synthetic")
     rows_todo = parse_workloads(wl, device)
     workdir = args.workdir or tempfile.mkdtemp(prefix="vs_pytorch_")
@@ -1810,10 +1972,11 @@ def main(argv=None):
         dev_name = torch.cuda.get_device_name(0)
     else:
         dev_name = "cpu (%d PyTorch threads)" % torch.get_num_threads()
-    log("vs_pytorch: device %s, PyTorch %s%s, %d timed steps (+3 warm-up), workdir %s" % (
-        dev_name, torch.__version__,
-        ", cuDNN %s, cudnn.benchmark = True" % torch.backends.cudnn.version() if device == "cuda" else "",
-        iterations, workdir))
+    log("vs_pytorch: device %s, PyTorch %s%s, %d timed steps (+3 warm-up) x %d interleaved round(s), "
+        "mmfuse OMP_NUM_THREADS=%s, workdir %s" % (
+            dev_name, torch.__version__,
+            ", cuDNN %s, cudnn.benchmark = True" % torch.backends.cudnn.version() if device == "cuda" else "",
+            iterations, args.rounds, (MMFUSE_ENV or os.environ).get("OMP_NUM_THREADS", "unset"), workdir))
     log("  PyTorch step: zero_grad(set_to_none=True), forward, backward, SGD(lr 0.01 x lr_mult, momentum 0.9, "
         "weight_decay 5e-4 x decay_mult) step; ReLU in place: %s" % ("no" if args.no_inplace else "where the prototxt is"))
     log("  mmfuse step: `mmfuse time` whole iteration (forward + backward + its SGD step), median")
@@ -1887,46 +2050,73 @@ def main(argv=None):
 
             if device == "cuda":
                 row["pytorch_precision_api"] = set_precision(prec)
-            if not args.skip_mmfuse:
-                try:  # an mmfuse failure fails its cells; PyTorch is still timed
-                    mt = mmfuse_time(mmfuse, path, iterations, device, prec, args.timeout)
-                    row["mmfuse_ms"], row["mmfuse_peak_mib"] = mt["median_ms"], mt["peak_mib"]
-                    row["mmfuse_mean_ms"], row["mmfuse_command"] = mt["mean_ms"], mt["command"]
-                    if mt["note"]:
-                        row["notes"].append(mt["note"])
-                    log("  mmfuse:  median %.3f ms (mean %.3f), peak %s MiB  [%.0f s]" % (
-                        mt["median_ms"], mt["mean_ms"], fmt(mt["peak_mib"], "%.1f"), mt["wall_s"]))
-                except Exception as e:
-                    row["mmfuse_failed"] = True
-                    row["status"] = "FAIL"
-                    row["error"] = "%s: %s" % (type(e).__name__, e)
-                    log("  mmfuse FAIL: %s" % row["error"])
-            t0 = time.perf_counter()
-            pt, retry = None, None
-            try:
-                pt = torch_time(bench, inputs, device, iterations, not args.no_inplace)
-            except RuntimeError as e:
-                if "inplace" not in str(e) or args.no_inplace:
-                    raise
-                retry = str(e).split("\n")[0]
-            if pt is None:  # outside the except block, so that the first model is freed
-                log("  (PyTorch with in-place ReLU failed: %s; rerunning without)" % retry)
-                row["notes"].append("PyTorch without in-place ReLU")
-                gc.collect()
-                if device == "cuda":
-                    torch.cuda.empty_cache()
-                pt = torch_time(bench, inputs, device, iterations, False)
-            row["pytorch_ms"], row["pytorch_peak_mib"] = pt["median_ms"], pt["peak_mib"]
-            row["pytorch_mean_ms"], row["pytorch_loss"] = pt["mean_ms"], pt["loss"]
+            # Rounds interleave the two frameworks (mmfuse, PyTorch, mmfuse, ...), so that a change
+            # of machine load hits both; each figure is the median over the rounds.
+            mm_runs, pt_runs, mm_fams, pt_fams = [], [], [], []
+            inplace = not args.no_inplace
+            for rnd in range(args.rounds):
+                if not args.skip_mmfuse and not row.get("mmfuse_failed"):
+                    try:  # an mmfuse failure fails its cells; PyTorch is still timed
+                        mt = mmfuse_time(mmfuse, path, iterations, device, prec, args.timeout)
+                        mm_runs.append(mt)
+                        if families:
+                            mm_fams.append(mmfuse_families(mt))
+                        if mt["note"] and mt["note"] not in row["notes"]:
+                            row["notes"].append(mt["note"])
+                        log("  round %d mmfuse:  median %.3f ms (mean %.3f), peak %s MiB  [%.0f s]" % (
+                            rnd + 1, mt["median_ms"], mt["mean_ms"], fmt(mt["peak_mib"], "%.1f"), mt["wall_s"]))
+                    except Exception as e:
+                        row["mmfuse_failed"] = True
+                        row["status"] = "FAIL"
+                        row["error"] = "%s: %s" % (type(e).__name__, e)
+                        log("  mmfuse FAIL: %s" % row["error"])
+                t0 = time.perf_counter()
+                pt, retry = None, None
+                try:
+                    pt = torch_time(bench, inputs, device, iterations, inplace)
+                except RuntimeError as e:
+                    if "inplace" not in str(e) or not inplace:
+                        raise
+                    retry = str(e).split("\n")[0]
+                if pt is None:  # outside the except block, so that the first model is freed
+                    log("  (PyTorch with in-place ReLU failed: %s; rerunning without)" % retry)
+                    row["notes"].append("PyTorch without in-place ReLU")
+                    inplace = False
+                    gc.collect()
+                    if device == "cuda":
+                        torch.cuda.empty_cache()
+                    pt = torch_time(bench, inputs, device, iterations, False)
+                pt_runs.append(pt)
+                if families:
+                    pt_fams.append(torch_families(bench, inputs, device, iterations, inplace))
+                log("  round %d PyTorch: median %.3f ms (mean %.3f%s), peak %s MiB, loss %.4g, %d of %d ReLUs in "
+                    "place  [%.0f s]" % (
+                        rnd + 1, pt["median_ms"], pt["mean_ms"],
+                        ", host-clock median %.3f" % pt["wall_median_ms"] if "wall_median_ms" in pt else "",
+                        fmt(pt["peak_mib"], "%.1f"), pt["loss"], pt["inplace_relus"], pt["relus"],
+                        time.perf_counter() - t0))
+            row["rounds"] = args.rounds
+            if mm_runs and not row.get("mmfuse_failed"):
+                row["mmfuse_ms"] = statistics.median(m["median_ms"] for m in mm_runs)
+                row["mmfuse_mean_ms"] = statistics.median(m["mean_ms"] for m in mm_runs)
+                peaks = [m["peak_mib"] for m in mm_runs if m["peak_mib"] is not None]
+                row["mmfuse_peak_mib"] = max(peaks) if peaks else None
+                row["mmfuse_command"] = mm_runs[0]["command"]
+                row["mmfuse_round_ms"] = [m["median_ms"] for m in mm_runs]
+                if mm_fams:
+                    row["mmfuse_families"] = median_dict(mm_fams)
+            pt = pt_runs[-1]
+            row["pytorch_ms"] = statistics.median(p["median_ms"] for p in pt_runs)
+            row["pytorch_mean_ms"] = statistics.median(p["mean_ms"] for p in pt_runs)
+            row["pytorch_round_ms"] = [p["median_ms"] for p in pt_runs]
+            row["pytorch_peak_mib"], row["pytorch_loss"] = pt["peak_mib"], pt["loss"]
+            if pt_fams:
+                row["pytorch_families"] = median_dict(pt_fams)
             if "wall_median_ms" in pt:
-                row["pytorch_wall_median_ms"] = pt["wall_median_ms"]
+                row["pytorch_wall_median_ms"] = statistics.median(p["wall_median_ms"] for p in pt_runs)
                 row["pytorch_peak_reserved_mib"] = pt["peak_reserved_mib"]
                 row["pytorch_peak_incl_warmup_mib"] = pt["peak_incl_warmup_mib"]
             row["pytorch_inplace_relus"] = "%d of %d" % (pt["inplace_relus"], pt["relus"])
-            log("  PyTorch: median %.3f ms (mean %.3f%s), peak %s MiB, loss %.4g, %d of %d ReLUs in place  [%.0f s]" % (
-                pt["median_ms"], pt["mean_ms"],
-                ", host-clock median %.3f" % pt["wall_median_ms"] if "wall_median_ms" in pt else "",
-                fmt(pt["peak_mib"], "%.1f"), pt["loss"], pt["inplace_relus"], pt["relus"], time.perf_counter() - t0))
             if row["mmfuse_ms"] is not None:
                 row["ratio"] = row["mmfuse_ms"] / row["pytorch_ms"]
         except Exception as e:
@@ -1967,13 +2157,16 @@ def main(argv=None):
     for r in results:
         if r["notes"]:
             print("  %s %s: %s" % (r["workload"], r["precision"], "; ".join(r["notes"])))
+    for r in results:
+        print_families(r)
     if device == "cuda":
         print("PyTorch: CUDA-event median per step after 3 warm-ups, cudnn.benchmark = True; peak = "
               "max_memory_allocated over the timed steps (with the warm-ups: in the JSON).")
         print("mmfuse: host-clock median of `mmfuse time` (each step synchronised); peak = its caching "
               "allocator's peak allocated bytes over the whole run (warm-up included).")
     if args.json:
-        meta = {"device": dev_name, "torch": torch.__version__, "iterations": iterations,
+        meta = {"device": dev_name, "torch": torch.__version__, "iterations": iterations, "rounds": args.rounds,
+                "mmfuse_omp_threads": (MMFUSE_ENV or os.environ).get("OMP_NUM_THREADS"),
                 "cudnn_benchmark": device == "cuda", "workdir": workdir, "mmfuse": mmfuse,
                 "batch_scale": args.batch_scale, "size": args.size, "inplace_relu": not args.no_inplace}
         with open(args.json, "w") as f:

@@ -1,10 +1,22 @@
 // CPU loops of the softmax/loss family.
 //
 // softmax, log_softmax and cross_entropy see their input as [outer, dim, inner] (the reduced
-// dim in the middle). A work item is one outer index and a block of up to kLineBlock
-// consecutive inner indices, so that every pass over `dim` reads contiguous memory whatever
-// the dim; the max, the sum of exponentials and the output are three passes over the block
-// (numerically stable: exponents are taken of x - max). Sums are accumulated in double.
+// dim in the middle) and treat each of the outer * inner positions as one line of `dim` values.
+// Two layouts, each walked so that the innermost loop reads contiguous memory and vectorises
+// (checked with -fopt-info-vec, docs/ops.md):
+// - inner > 1 (a feature map, [N, K, H*W]): a work item is one outer index and a block of up to
+//   kLineBlock consecutive inner positions; every pass over `dim` runs across the block, one
+//   SIMD lane per position;
+// - inner == 1 (a classifier, [N, K]): a work item is a line; the passes run along it, its sums
+//   in kSumLanes interleaved lanes (lane_sum).
+// Per line: the max, the sum of exp(x - max) (numerically stable), then the output. exp and log
+// are core/cpu/fast_math.h's: vectorisable float forms, libm's in double; the loops run as AVX2
+// code where the CPU has it (simd_range). Precision: each exponential is a float within 2 ulp;
+// the sums over `dim` (and the dot products of backward) accumulate in double, so that a line's
+// log-sum-exp carries a float's rounding (one log) whatever the number of classes, where a float
+// sum would lose up to dim ulp; the per-line quantities are then used in the input's type.
+// Nothing depends on how the lines are split between threads, nor on the vector width: results
+// are the same bits for every thread count, with AVX2 or without.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -12,59 +24,152 @@
 #include <vector>
 
 #include "base/geometry/loss.h"
+#include "core/cpu/fast_math.h"
 #include "core/cpu/parallel.h"
 
 namespace mmfuse::cpu {
 
 constexpr int64_t kLineBlock = 64;
 
-// Calls f(o, i0, width) for every (outer index, block of inner indices), in parallel.
+// Calls f(o, i0, width) for every (outer index, block of inner indices), in parallel; each
+// thread's range runs through simd_range (core/cpu/fast_math.h): AVX2 code where the CPU has
+// it. f must be MMF_SIMD_INLINE, so that it and its helpers compile into that code.
 template <typename F>
 void for_each_line_block(const LineGeometry& geo, F&& f) {
   int64_t blocks = (geo.inner + kLineBlock - 1) / kLineBlock;
   int64_t items = geo.outer * blocks;
   int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(geo.dim * std::min(geo.inner, kLineBlock), 1));
-  parallel_for(items, grain, [&](int64_t b, int64_t e) {
+  auto range = [&](int64_t b, int64_t e) MMF_SIMD_INLINE {
     for (int64_t item = b; item < e; ++item) {
       int64_t o = item / blocks, i0 = (item % blocks) * kLineBlock;
       f(o, i0, std::min(kLineBlock, geo.inner - i0));
     }
-  });
+  };
+  parallel_for(items, grain, [&](int64_t b, int64_t e) { simd_range(range, b, e); });
 }
 
-// Per line of the block: mx[j] = max_d x, lse[j] = mx[j] + log(sum_d exp(x - mx[j])).
-// `base` points at x[o, 0, i0]; consecutive d are geo.inner apart.
+// Calls f(o) for every line of an inner == 1 geometry (x[o, 0..dim) contiguous), in parallel,
+// as for_each_line_block.
+template <typename F>
+void for_each_line(const LineGeometry& geo, F&& f) {
+  auto range = [&](int64_t b, int64_t e) MMF_SIMD_INLINE {
+    for (int64_t o = b; o < e; ++o) f(o);
+  };
+  parallel_for(geo.outer, std::max<int64_t>(1, 16384 / std::max<int64_t>(geo.dim, 1)),
+               [&](int64_t b, int64_t e) { simd_range(range, b, e); });
+}
+
+// sum_k value(k) for k in [0, n), in double, as kSumLanes interleaved partial sums (k mod
+// kSumLanes) combined in a fixed order: SIMD over the lanes at any vector width, and the same
+// bits whatever that width (AVX2 or the baseline).
+constexpr int64_t kSumLanes = 8;
+template <typename F>
+MMF_SIMD_INLINE inline double lane_sum(int64_t n, F&& value) {
+  double part[kSumLanes] = {};
+  int64_t k = 0;
+  for (; k + kSumLanes <= n; k += kSumLanes)
+#pragma GCC unroll 1  // left a loop, the vectoriser takes it (unrolled, GCC leaves it scalar)
+    for (int64_t l = 0; l < kSumLanes; ++l) part[l] += value(k + l);
+  for (int64_t l = 0; k + l < n; ++l) part[l] += value(k + l);
+  double total = 0;
+  for (int64_t l = 0; l < kSumLanes; ++l) total += part[l];
+  return total;
+}
+
+// max_k line[k] for n >= 1, in kSumLanes lanes as lane_sum (a max is exact in any order; NaN
+// propagates only from line[0], as the block layout's running max).
 template <typename T>
-void block_logsumexp(const T* base, const LineGeometry& geo, int64_t width, double* lse) {
-  T mx[kLineBlock];
-  double sum[kLineBlock];
-  for (int64_t j = 0; j < width; ++j) { mx[j] = base[j]; sum[j] = 0; }
+MMF_SIMD_INLINE inline T lane_max(const T* line, int64_t n) {
+  T part[kSumLanes];
+  for (int64_t l = 0; l < kSumLanes; ++l) part[l] = line[0];
+  int64_t k = 0;
+  for (; k + kSumLanes <= n; k += kSumLanes)
+#pragma GCC unroll 1
+    for (int64_t l = 0; l < kSumLanes; ++l) part[l] = line[k + l] > part[l] ? line[k + l] : part[l];
+  for (; k < n; ++k) part[0] = line[k] > part[0] ? line[k] : part[0];
+  T mx = part[0];
+  for (int64_t l = 1; l < kSumLanes; ++l) mx = part[l] > mx ? part[l] : mx;
+  return mx;
+}
+
+// log(sum) + max: a line's log-sum-exp from its max and its sum of exp(x - max) (>= 1).
+template <typename T>
+MMF_SIMD_INLINE inline double line_logsumexp(T mx, double sum) {
+  return static_cast<double>(mx) + static_cast<double>(log_of(static_cast<T>(sum)));
+}
+
+// Per line j of the block at `base` (x[o, 0, i0]; consecutive d are geo.inner apart):
+// mx[j] = max_d x and sum[j] = sum_d exp(x - mx[j]); with kStore, also exps[d, j] = exp(x - mx[j])
+// (same strides as `base`; kStore: a template argument, so that the loops carry no branch).
+template <bool kStore, typename T>
+MMF_SIMD_INLINE inline void block_max_sum(const T* base, const LineGeometry& geo, int64_t width, T* mx, double* sum, T* exps) {
+  for (int64_t j = 0; j < width; ++j) mx[j] = base[j], sum[j] = 0;
   for (int64_t d = 1; d < geo.dim; ++d) {
     const T* row = base + d * geo.inner;
-    for (int64_t j = 0; j < width; ++j) mx[j] = std::max(mx[j], row[j]);
+    for (int64_t j = 0; j < width; ++j) mx[j] = row[j] > mx[j] ? row[j] : mx[j];
   }
   for (int64_t d = 0; d < geo.dim; ++d) {
     const T* row = base + d * geo.inner;
-    for (int64_t j = 0; j < width; ++j) sum[j] += std::exp(row[j] - mx[j]);
+    T* out = kStore ? exps + d * geo.inner : nullptr;
+    for (int64_t j = 0; j < width; ++j) {
+      T e = exp_of<T>(row[j] - mx[j]);
+      sum[j] += static_cast<double>(e);
+      if constexpr (kStore) out[j] = e;
+    }
   }
-  for (int64_t j = 0; j < width; ++j) lse[j] = mx[j] + std::log(sum[j]);
 }
 
-// y = softmax(x) or log_softmax(x) along the middle dim.
+// The same for one contiguous line of n values; returns the max, sets `sum`.
+template <bool kStore, typename T>
+MMF_SIMD_INLINE inline T line_max_sum(const T* line, int64_t n, double& sum, T* exps) {
+  T mx = lane_max(line, n);
+  if constexpr (kStore) {
+    for (int64_t k = 0; k < n; ++k) exps[k] = exp_of<T>(line[k] - mx);
+    sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(exps[k]); });
+  } else {
+    sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(exp_of<T>(line[k] - mx)); });
+  }
+  return mx;
+}
+
+// y = softmax(x) or log_softmax(x) along the middle dim. softmax keeps the exponentials of the
+// max/sum pass and scales them by 1 / sum (one exp per element); log_softmax is x - logsumexp.
 template <typename T>
 void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
   if (geo.dim == 0) return;
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  if (geo.inner == 1) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
+      const T* in = x + o * geo.dim;
+      T* out = y + o * geo.dim;
+      double sum;
+      T mx = log ? line_max_sum<false>(in, geo.dim, sum, out) : line_max_sum<true>(in, geo.dim, sum, out);
+      if (log) {
+        T lse = static_cast<T>(line_logsumexp(mx, sum));
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = in[k] - lse;
+      } else {
+        T inv = static_cast<T>(1.0 / sum);
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] *= inv;
+      }
+    });
+    return;
+  }
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     int64_t offset = o * geo.dim * geo.inner + i0;
-    double lse[kLineBlock];
-    block_logsumexp(x + offset, geo, width, lse);
+    T mx[kLineBlock], scale[kLineBlock];
+    double sum[kLineBlock];
+    if (log) block_max_sum<false>(x + offset, geo, width, mx, sum, y + offset);
+    else block_max_sum<true>(x + offset, geo, width, mx, sum, y + offset);
+    if (log)
+      for (int64_t j = 0; j < width; ++j) scale[j] = static_cast<T>(line_logsumexp(mx[j], sum[j]));
+    else
+      for (int64_t j = 0; j < width; ++j) scale[j] = static_cast<T>(1.0 / sum[j]);
     for (int64_t d = 0; d < geo.dim; ++d) {
       const T* in = x + offset + d * geo.inner;
       T* out = y + offset + d * geo.inner;
       if (log)
-        for (int64_t j = 0; j < width; ++j) out[j] = static_cast<T>(in[j] - lse[j]);
+        for (int64_t j = 0; j < width; ++j) out[j] = in[j] - scale[j];
       else
-        for (int64_t j = 0; j < width; ++j) out[j] = static_cast<T>(std::exp(in[j] - lse[j]));
+        for (int64_t j = 0; j < width; ++j) out[j] *= scale[j];
     }
   });
 }
@@ -73,23 +178,43 @@ void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
 //                          log_softmax  dx = dy - exp(y) * sum_d dy.
 template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, bool log) {
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  if (geo.dim == 0) return;
+  if (geo.inner == 1) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
+      const T *py = y + o * geo.dim, *pg = dy + o * geo.dim;
+      T* out = dx + o * geo.dim;
+      if (log) {
+        T total = static_cast<T>(lane_sum(geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(pg[k]); }));
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = pg[k] - exp_of<T>(py[k]) * total;
+      } else {
+        T total = static_cast<T>(lane_sum(
+            geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(pg[k]) * static_cast<double>(py[k]); }));
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = py[k] * (pg[k] - total);
+      }
+    });
+    return;
+  }
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     int64_t offset = o * geo.dim * geo.inner + i0;
     double dot[kLineBlock] = {};
     for (int64_t d = 0; d < geo.dim; ++d) {
       const T* py = y + offset + d * geo.inner;
       const T* pg = dy + offset + d * geo.inner;
       if (log)
-        for (int64_t j = 0; j < width; ++j) dot[j] += pg[j];
+        for (int64_t j = 0; j < width; ++j) dot[j] += static_cast<double>(pg[j]);
       else
-        for (int64_t j = 0; j < width; ++j) dot[j] += static_cast<double>(pg[j]) * py[j];
+        for (int64_t j = 0; j < width; ++j) dot[j] += static_cast<double>(pg[j]) * static_cast<double>(py[j]);
     }
+    T total[kLineBlock];
+    for (int64_t j = 0; j < width; ++j) total[j] = static_cast<T>(dot[j]);
     for (int64_t d = 0; d < geo.dim; ++d) {
-      int64_t at = offset + d * geo.inner;
+      const T* py = y + offset + d * geo.inner;
+      const T* pg = dy + offset + d * geo.inner;
+      T* out = dx + offset + d * geo.inner;
       if (log)
-        for (int64_t j = 0; j < width; ++j) dx[at + j] = static_cast<T>(dy[at + j] - std::exp(y[at + j]) * dot[j]);
+        for (int64_t j = 0; j < width; ++j) out[j] = pg[j] - exp_of<T>(py[j]) * total[j];
       else
-        for (int64_t j = 0; j < width; ++j) dx[at + j] = static_cast<T>(y[at + j] * (dy[at + j] - dot[j]));
+        for (int64_t j = 0; j < width; ++j) out[j] = py[j] * (pg[j] - total[j]);
     }
   });
 }
@@ -118,33 +243,68 @@ template <typename T>
 void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeometry& geo, int64_t ignore_index,
                            double* lse, double* loss) {
   if (geo.dim == 0) return;
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  auto position_loss = [&](int64_t p, const T* at_class0) MMF_SIMD_INLINE {
+    int32_t t = target[p];
+    loss[p] = t == ignore_index ? 0.0 : lse[p] - static_cast<double>(at_class0[t * geo.inner]);
+  };
+  if (geo.inner == 1) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
+      const T* line = logits + o * geo.dim;
+      double sum;
+      T mx = line_max_sum<false, T>(line, geo.dim, sum, nullptr);
+      lse[o] = line_logsumexp(mx, sum);
+      position_loss(o, line);
+    });
+    return;
+  }
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     const T* base = logits + o * geo.dim * geo.inner + i0;
     int64_t p0 = o * geo.inner + i0;
-    block_logsumexp(base, geo, width, lse + p0);
-    for (int64_t j = 0; j < width; ++j) {
-      int32_t t = target[p0 + j];
-      loss[p0 + j] = t == ignore_index ? 0.0 : lse[p0 + j] - base[t * geo.inner + j];
-    }
+    T mx[kLineBlock];
+    double sum[kLineBlock];
+    block_max_sum<false, T>(base, geo, width, mx, sum, nullptr);
+    for (int64_t j = 0; j < width; ++j) lse[p0 + j] = line_logsumexp(mx[j], sum[j]);
+    for (int64_t j = 0; j < width; ++j) position_loss(p0 + j, base + j);
   });
 }
 
 // d loss / d logits = coef[p] * (softmax - onehot(t)), 0 at ignored positions, with
-// coef[p] = scale * (grad_per_position ? grad[p] : grad[0]).
+// coef[p] = scale * (grad_per_position ? grad[p] : grad[0]); softmax = exp(logits - lse).
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* target, const double* lse, const LineGeometry& geo,
                             int64_t ignore_index, const T* grad, bool grad_per_position, double scale, T* dx) {
-  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) {
+  auto coef_at = [&](int64_t p) MMF_SIMD_INLINE {
+    return static_cast<T>(target[p] == ignore_index ? 0.0 : scale * (grad_per_position ? grad[p] : grad[0]));
+  };
+  if (geo.inner == 1) {
+    for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
+      const T* line = logits + o * geo.dim;
+      T* out = dx + o * geo.dim;
+      T coef = coef_at(o);
+      if (coef == T(0)) {
+        std::fill(out, out + geo.dim, T(0));
+        return;
+      }
+      const double l = lse[o];
+      for (int64_t k = 0; k < geo.dim; ++k) out[k] = coef * exp_of<T>(static_cast<T>(line[k] - l));
+      int32_t t = target[o];
+      out[t] = coef * (exp_of<T>(static_cast<T>(line[t] - l)) - T(1));
+    });
+    return;
+  }
+  for_each_line_block(geo, [&](int64_t o, int64_t i0, int64_t width) MMF_SIMD_INLINE {
     int64_t offset = o * geo.dim * geo.inner + i0;
     int64_t p0 = o * geo.inner + i0;
-    double coef[kLineBlock];
-    for (int64_t j = 0; j < width; ++j)
-      coef[j] = target[p0 + j] == ignore_index ? 0.0 : scale * (grad_per_position ? grad[p0 + j] : grad[0]);
-    for (int64_t d = 0; d < geo.dim; ++d) {
-      int64_t at = offset + d * geo.inner;
+    T coef[kLineBlock];
+    double l[kLineBlock];
+    int32_t t[kLineBlock];
+    for (int64_t j = 0; j < width; ++j) coef[j] = coef_at(p0 + j), l[j] = lse[p0 + j], t[j] = target[p0 + j];
+    for (int32_t d = 0; d < static_cast<int32_t>(geo.dim); ++d) {
+      const T* in = logits + offset + d * geo.inner;
+      T* out = dx + offset + d * geo.inner;
       for (int64_t j = 0; j < width; ++j) {
-        double onehot = target[p0 + j] == d ? 1.0 : 0.0;
-        dx[at + j] = coef[j] == 0.0 ? T(0) : static_cast<T>(coef[j] * (std::exp(logits[at + j] - lse[p0 + j]) - onehot));
+        T g = coef[j] * (exp_of<T>(static_cast<T>(in[j] - l[j])) - static_cast<T>(t[j] == d));
+        out[j] = coef[j] == T(0) ? T(0) : g;
       }
     }
   });
