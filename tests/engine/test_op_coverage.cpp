@@ -44,10 +44,10 @@ std::string joined(const std::vector<std::string>& names) {
 TEST_CASE("every op in core/op_list.h has a gradient case and a parity case in the op-case tables") {
   std::vector<OpTable> tables = all_op_tables();
   std::vector<std::string> no_grad = ops_without(tables, kGrad), no_parity = ops_without(tables, kParity);
-  INFO("ops without a gradient case (add a row to their family's table in tests/op_cases/): " << joined(no_grad));
-  CHECK(no_grad.empty());
-  INFO("ops without a parity case (a row not marked grad_only in tests/op_cases/): " << joined(no_parity));
-  CHECK(no_parity.empty());
+  CHECK_MESSAGE(no_grad.empty(),
+                "ops without a gradient case (add a row to their family's table in tests/op_cases/): " << joined(no_grad));
+  CHECK_MESSAGE(no_parity.empty(),
+                "ops without a parity case (a row not marked grad_only in tests/op_cases/): " << joined(no_parity));
   // And no case claims an op that is not in the list.
   std::vector<std::string> ops = listed_ops();
   for (const OpTable& t : tables)
@@ -58,9 +58,14 @@ TEST_CASE("every op in core/op_list.h has a gradient case and a parity case in t
 }
 
 TEST_CASE("the op-case tables: inputs, runs and names are well formed") {
+  std::string counts;
   for (const OpTable& t : all_op_tables()) {
     std::map<std::string, int> names;
+    int grad = 0, parity = 0, bench = 0;
     for (const OpCase& c : t.cases) {
+      grad += (c.runs & kGrad) ? 1 : 0;
+      parity += (c.runs & kParity) ? 1 : 0;
+      bench += c.bench_shapes.empty() ? 0 : 1;
       INFO(t.family << " table, case " << c.name());
       CHECK(c.runs != 0);
       CHECK(static_cast<bool>(c.fn));
@@ -71,7 +76,10 @@ TEST_CASE("the op-case tables: inputs, runs and names are well formed") {
       for (const Arg& a : c.args) differentiable = differentiable || a.grad;
       CHECK(differentiable);  // a case with nothing to differentiate checks no gradient
     }
+    counts += "\n  " + t.family + ": " + std::to_string(grad) + " gradient, " + std::to_string(parity) + " parity, " +
+              std::to_string(bench) + " bench";
   }
+  MESSAGE("cases per table:" << counts);
 }
 
 TEST_CASE("the coverage check names an op whose only case is removed") {
