@@ -13,7 +13,6 @@ namespace mmfuse::testing {
 
 namespace {
 
-constexpr double kExact = 0;
 constexpr double kLibm = 2e-6;
 
 std::string stack_str(int64_t modalities, const std::vector<int64_t>& receivers) {
