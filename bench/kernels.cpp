@@ -5,15 +5,25 @@
 // public API, so the figures include what a user pays (the caching allocator's hit, the
 // launch); later op families add rows to the table in main().
 //
+// Then the op-case tables' timing run (tests/op_cases/op_case.h): every case given bench
+// shapes, forward + backward (every differentiable input's gradient, from a fixed random output
+// gradient), median of its runs. A row is added in the family's table, not here.
+//
 // Usage: bench_kernels [log2 of the bytes per float32 input, default 28]
+//        bench_kernels --ops [--cpu] [--runs N] [family or op ...]
+//            only the op-case rows (of the named families or ops), on the GPU when one is
+//            visible, else (or with --cpu) on the CPU.
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "core/ops.h"
+#include "tests/op_cases/op_case.h"
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/fusion.h"
 #include "cuda/kernels.h"
@@ -47,14 +57,104 @@ struct Row {
 }  // namespace
 #endif
 
+namespace {
+
+bool cuda_visible() {
+#ifdef MMFUSE_WITH_CUDA
+  return cuda::device_count() > 0;
+#else
+  return false;
+#endif
+}
+
+std::string shapes_str(const std::vector<Shape>& shapes) {
+  std::string s;
+  for (const Shape& shape : shapes) {
+    if (!s.empty()) s += ' ';
+    s += shape_str(shape);
+  }
+  return s;
+}
+
+// The op-case tables' timing run: each case with bench shapes whose family or op is in `only`
+// (empty: all), forward + backward on `device`, the median of `runs` runs after one warm-up.
+// Returns the number of rows.
+int op_case_rows(Device device, int runs, const std::vector<std::string>& only) {
+  std::printf("\n| family | case | bench inputs | forward + backward, median ms |\n|---|---|---|---:|\n");
+  int rows = 0;
+  for (const testing::OpTable& table : testing::all_op_tables())
+    for (const testing::OpCase& c : table.cases) {
+      if (c.bench_shapes.empty()) continue;
+      if (!only.empty() && std::find(only.begin(), only.end(), table.family) == only.end() &&
+          std::find(only.begin(), only.end(), c.op) == only.end())
+        continue;
+      TensorList inputs = testing::make_inputs(c, DType::f32, true, true, device);
+      Tensor grad_out;
+      auto work = [&] {
+        for (const Tensor& t : inputs)
+          if (t.requires_grad()) t.set_grad(Tensor());
+        Tensor out = c.fn(inputs);
+        if (!grad_out.defined()) {
+          Generator gen(c.seed);
+          grad_out = Tensor::rand(out.shape(), gen, -1, 1, DType::f32).to(device);
+        }
+        if (out.requires_grad()) out.backward(grad_out);
+      };
+      std::vector<double> ms;
+      work();  // warm-up (and the output gradient)
+#ifdef MMFUSE_WITH_CUDA
+      if (device.is_cuda()) {
+        cuda::synchronize(device.index);
+        for (int i = 0; i < runs; ++i) ms.push_back(cuda::time_on_stream(device.index, work));
+      }
+#endif
+      if (device.is_cpu())
+        for (int i = 0; i < runs; ++i) {
+          auto start = std::chrono::steady_clock::now();
+          work();
+          ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+        }
+      std::sort(ms.begin(), ms.end());
+      std::printf("| %s | %s | %s | %.3f |\n", table.family.c_str(), c.name().c_str(), shapes_str(c.bench_shapes).c_str(),
+                  ms[ms.size() / 2]);
+      std::fflush(stdout);
+      ++rows;
+    }
+  std::printf("\n(float32 on %s; %d runs after a warm-up%s)\n", device.str().c_str(), runs,
+              device.is_cuda() ? ", CUDA events on the compute stream" : ", wall clock");
+  return rows;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--ops") == 0) {
+    bool cpu = false;
+    int runs = 0;
+    std::vector<std::string> only;
+    for (int i = 2; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--cpu") == 0) {
+        cpu = true;
+      } else if (std::strcmp(argv[i], "--runs") == 0 && i + 1 < argc) {
+        runs = std::atoi(argv[++i]);
+      } else {
+        only.push_back(argv[i]);
+      }
+    }
+    Device device = cpu || !cuda_visible() ? Device::cpu() : Device::cuda(0);
+    if (runs <= 0) runs = device.is_cuda() ? 25 : 5;
+    if (op_case_rows(device, runs, only) == 0) {
+      std::fprintf(stderr, "bench_kernels: no op case with bench shapes matches\n");
+      return 2;
+    }
+    return 0;
+  }
 #ifndef MMFUSE_WITH_CUDA
-  (void)argc, (void)argv;
-  std::printf("bench_kernels: mmfuse was built without CUDA; nothing to measure\n");
+  std::printf("bench_kernels: mmfuse was built without CUDA; nothing to measure (--ops times the op cases on the CPU)\n");
   return 0;
 #else
   if (cuda::device_count() == 0) {
-    std::printf("bench_kernels: no CUDA device visible; nothing to measure\n");
+    std::printf("bench_kernels: no CUDA device visible; nothing to measure (--ops times the op cases on the CPU)\n");
     return 0;
   }
   int log2_bytes = argc > 1 ? std::atoi(argv[1]) : 28;
@@ -207,6 +307,8 @@ int main(int argc, char** argv) {
     std::printf("| conv2d [32,256,56,56] x [256,256,3,3] pad 1 | %s | %.3f | %.1f |\n", cuda::precision_name(p), ms,
                 flops / (ms * 1e9));
   }
+  cuda::set_precision(cuda::Precision::fp32);
+  op_case_rows(gpu, kRuns, {});
   std::printf("%s\n", cuda::allocator_summary(0).c_str());
   return 0;
 #endif

@@ -77,9 +77,15 @@ void check_net_grad(Net& net, const std::map<std::string, Tensor>& feed, const s
   CHECK_GRAD(f, inputs);
 }
 
-std::set<std::string>& gradient_tested_ops() {
-  static std::set<std::string> ops;
-  return ops;
+int check_gradient_cases(const OpTable& table) {
+  int ran = 0;
+  for (const OpCase& c : table.cases) {
+    if (!(c.runs & kGrad)) continue;
+    INFO(table.family << " table, gradient case " << c.name());
+    CHECK_GRAD(c.fn, make_inputs(c, DType::f64));
+    ++ran;
+  }
+  return ran;
 }
 
 Tensor random_input(const Shape& shape, Generator& gen, double low, double high) {

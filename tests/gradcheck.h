@@ -1,5 +1,5 @@
 // The finite-difference gradient checker (after Caffe's GradientChecker and Flashlight's
-// Jacobian tests) and the registry that proves every op in core/op_list.h has a gradient test.
+// Jacobian tests), and its run over an op-case table (tests/op_cases/op_case.h).
 //
 // gradcheck(f, inputs) builds the scalar L = Σ f(inputs) ⊙ R for a fixed random R, takes
 // dL/dx by autograd (backward from f with gradient R), and compares it with central
@@ -12,12 +12,12 @@
 #pragma once
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "core/ops.h"
 #include "doctest/doctest.h"
+#include "tests/op_cases/op_case.h"
 
 namespace mmfuse {
 class Net;
@@ -66,20 +66,14 @@ void set_threads(int threads);
 // time (`names` labels the outputs in a failure); returns the outputs of the 1-thread run.
 TensorList check_same_bits_for_thread_counts(const std::function<TensorList()>& f, const std::string& names);
 
-// Registry of ops that have a gradient test (see MMF_GRAD_TEST).
-std::set<std::string>& gradient_tested_ops();
-struct GradTestRegistrar {
-  explicit GradTestRegistrar(const char* op) { gradient_tested_ops().insert(op); }
-};
+// The gradient run of a table: gradcheck of every case marked kGrad, in float64 on the CPU
+// (one CHECK per case, naming the family, op and case on failure). Returns how many ran.
+int check_gradient_cases(const OpTable& table);
 
 }  // namespace mmfuse::testing
 
 #define MMF_CONCAT_INNER(a, b) a##b
 #define MMF_CONCAT(a, b) MMF_CONCAT_INNER(a, b)
-// MMF_GRAD_TEST(op) { ... } declares the gradient test of `op` (a name from core/op_list.h).
-#define MMF_GRAD_TEST(op)                                                                  \
-  static ::mmfuse::testing::GradTestRegistrar MMF_CONCAT(mmf_grad_registrar_, __LINE__)(#op); \
-  TEST_CASE("gradcheck: " #op)
 
 // CHECK_GRAD(f, inputs[, options]) runs gradcheck and reports its message on failure.
 #define CHECK_GRAD(...)                                                  \

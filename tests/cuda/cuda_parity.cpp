@@ -1,5 +1,6 @@
 #include "tests/cuda/cuda_parity.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -37,7 +38,9 @@ double relative_error(const Tensor& a, const Tensor& b) {
 }
 
 ParityReport check_parity(const TensorFn& f, const TensorList& inputs, double tolerance,
-                          double grad_tolerance, uint64_t seed) {
+                          double grad_tolerance, uint64_t seed, const std::vector<bool>& differentiable) {
+  MMF_CHECK(differentiable.empty() || differentiable.size() == inputs.size(), Error, "check_parity: ",
+            differentiable.size(), " differentiable flags for ", inputs.size(), " inputs");
   if (grad_tolerance < 0) grad_tolerance = tolerance;
   ParityReport report;
   std::ostringstream msg;
@@ -47,10 +50,11 @@ ParityReport check_parity(const TensorFn& f, const TensorList& inputs, double to
   };
   Device gpu = Device::cuda(0);
   TensorList cpu_in, gpu_in;
-  for (const Tensor& t : inputs) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& t = inputs[i];
     Tensor c = is_floating(t.dtype()) ? t.detach().to(DType::f32).detach() : t.detach();
     Tensor g = c.to(gpu).detach();
-    if (is_floating(c.dtype())) {
+    if (is_floating(c.dtype()) && (differentiable.empty() || differentiable[i])) {
       c.set_requires_grad();
       g.set_requires_grad();
     }
@@ -78,8 +82,8 @@ ParityReport check_parity(const TensorFn& f, const TensorList& inputs, double to
   }
   for (size_t i = 0; i < inputs.size(); ++i) {
     double err = 0;
-    Tensor gc = is_floating(cpu_in[i].dtype()) ? cpu_in[i].grad() : Tensor();
-    Tensor gg = is_floating(gpu_in[i].dtype()) ? gpu_in[i].grad() : Tensor();
+    Tensor gc = cpu_in[i].requires_grad() ? cpu_in[i].grad() : Tensor();
+    Tensor gg = gpu_in[i].requires_grad() ? gpu_in[i].grad() : Tensor();
     if (gc.defined() != gg.defined()) {
       fail("input " + std::to_string(i) + ": gradient defined on " + (gc.defined() ? "cpu" : "cuda") + " only");
     } else if (gc.defined()) {
@@ -96,6 +100,22 @@ ParityReport check_parity(const TensorFn& f, const TensorList& inputs, double to
   }
   report.message = msg.str();
   return report;
+}
+
+int check_parity_cases(const OpTable& table, double min_tolerance) {
+  int cases = 0;
+  for (const OpCase& c : table.cases) cases += (c.runs & kParity) ? 1 : 0;
+  if (!cuda_available()) {
+    MESSAGE("no CUDA device visible: the " << cases << " parity cases of the " << table.family << " table skipped");
+    return 0;
+  }
+  for (const OpCase& c : table.cases) {
+    if (!(c.runs & kParity)) continue;
+    INFO(table.family << " table, parity case " << c.name());
+    double tol = std::max(c.tol, min_tolerance), grad_tol = std::max(c.grad_tol < 0 ? c.tol : c.grad_tol, min_tolerance);
+    CHECK_PARITY(c.fn, make_inputs(c, DType::f32, false), tol, grad_tol, c.seed, grad_mask(c));
+  }
+  return cases;
 }
 
 }  // namespace mmfuse::testing

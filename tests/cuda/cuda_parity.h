@@ -32,9 +32,15 @@ struct ParityReport {
 
 // f must return one tensor; inputs are CPU tensors (converted to float32; integer inputs,
 // such as labels, are moved unchanged and get no gradient). grad_tolerance < 0: same as
-// tolerance.
+// tolerance. `differentiable` says which inputs get a gradient (empty: every floating one).
 ParityReport check_parity(const TensorFn& f, const TensorList& inputs, double tolerance,
-                          double grad_tolerance = -1, uint64_t seed = 1234);
+                          double grad_tolerance = -1, uint64_t seed = 1234,
+                          const std::vector<bool>& differentiable = {});
+
+// The parity run of a table (tests/op_cases/op_case.h): check_parity of every case marked
+// kParity with its tolerances, raised to at least min_tolerance (the tf32 runs of linalg and
+// conv). Without a visible GPU it runs nothing and says so in one message. Returns how many ran.
+int check_parity_cases(const OpTable& table, double min_tolerance = 0);
 
 // ||a - b|| / ||b|| over host copies in double (shapes must match).
 double relative_error(const Tensor& a, const Tensor& b);

@@ -1,15 +1,11 @@
-// CPU↔CUDA parity of softmax, log_softmax (any dim), cross_entropy (with ignore_index, every
-// reduction, spatial targets) and l1 / mse losses, forward and backward, on odd sizes.
-// Tolerances (docs/cuda.md): exponentials and logarithms differ by a few ulps between CUDA's
-// libm and glibc (2e-6); loss sums accumulate in double on both sides (1e-6 after the cast).
+// CPU↔CUDA parity of softmax, log_softmax, cross_entropy and the l1 / mse losses: the loss
+// op-case table (tests/op_cases/loss.cpp); and cross_entropy's device-side checks of a CUDA
+// target.
 #include "tests/cuda/cuda_parity.h"
 
 using namespace mmfuse;
 
 namespace {
-
-constexpr double kLibm = 2e-6;
-constexpr double kSum = 1e-6;
 
 Tensor labels(const Shape& s, int64_t classes, Generator& gen, bool with_ignored) {
   Tensor r = Tensor::rand(s, gen, 0, static_cast<double>(classes), DType::f32);
@@ -21,35 +17,7 @@ Tensor labels(const Shape& s, int64_t classes, Generator& gen, bool with_ignored
 
 }  // namespace
 
-MMF_CUDA_TEST("parity: softmax and log_softmax over any dim") {
-  Generator gen(71);
-  std::vector<std::pair<Shape, int64_t>> cases = {{{7}, 0},      {{5, 37}, 1},      {{5, 37}, 0},
-                                                  {{3, 7, 33}, 1}, {{2, 3, 5, 7}, -1}, {{129, 1000}, 1}};
-  for (auto& [s, dim] : cases) {
-    INFO("softmax " << shape_str(s) << " dim " << dim);
-    int64_t d = dim;
-    TensorList in = {Tensor::rand(s, gen, -4, 4, DType::f32)};
-    CHECK_PARITY([d](const TensorList& t) { return softmax(t[0], d); }, in, kLibm);
-    CHECK_PARITY([d](const TensorList& t) { return log_softmax(t[0], d); }, in, kLibm);
-  }
-}
-
-MMF_CUDA_TEST("parity: cross_entropy with ignore_index and every reduction") {
-  Generator gen(72);
-  struct Case { Shape logits; Shape target; };
-  std::vector<Case> cases = {{{7}, {}}, {{5, 3}, {5}}, {{33, 10}, {33}}, {{3, 7, 5, 9}, {3, 5, 9}}};
-  for (const Case& c : cases) {
-    for (bool ignored : {false, true}) {
-      Tensor logits = Tensor::rand(c.logits, gen, -3, 3, DType::f32);
-      int64_t classes = c.logits.size() == 1 ? c.logits[0] : c.logits[1];
-      Tensor target = labels(c.target, classes, gen, ignored && !c.target.empty());
-      for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-        INFO("cross_entropy " << shape_str(c.logits) << " ignored " << ignored << " reduction " << static_cast<int>(r));
-        CHECK_PARITY([r](const TensorList& t) { return cross_entropy(t[0], t[1], -100, r); }, {logits, target}, kLibm);
-      }
-    }
-  }
-}
+TEST_CASE("parity: the loss table") { testing::check_parity_cases(testing::loss_cases()); }
 
 MMF_CUDA_TEST("cross_entropy checks and counts a CUDA target on the device, with the CPU's message") {
   // The targets stay on the GPU: a kernel counts the non-ignored ones and finds the first bad
@@ -79,16 +47,4 @@ MMF_CUDA_TEST("cross_entropy checks and counts a CUDA target on the device, with
   }
   CHECK(cpu_message.find("target 9 at position [2, 0, 7]") != std::string::npos);
   CHECK(cuda_message == cpu_message);
-}
-
-MMF_CUDA_TEST("parity: l1_loss and mse_loss") {
-  Generator gen(73);
-  for (const Shape& s : std::vector<Shape>{{7}, {3, 37, 129}, {1000003}}) {
-    TensorList in = {Tensor::rand(s, gen, -1, 1, DType::f32), Tensor::rand(s, gen, -1, 1, DType::f32)};
-    for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-      INFO("pointwise losses " << shape_str(s) << " reduction " << static_cast<int>(r));
-      CHECK_PARITY([r](const TensorList& t) { return l1_loss(t[0], t[1], r); }, in, kSum, 0);
-      CHECK_PARITY([r](const TensorList& t) { return mse_loss(t[0], t[1], r); }, in, kSum, 0);
-    }
-  }
 }

@@ -1,7 +1,6 @@
-// CPU↔CUDA parity of sum, mean and max over every kind of dims (inner, outer, middle,
-// several, all; keepdim), on odd and non-multiple-of-32 shapes; determinism; max ties.
-// Tolerances (docs/cuda.md): sums are accumulated in double on both sides, so they differ by
-// the rounding of the final cast only; max and its gradient agree to the bit.
+// CPU↔CUDA parity of sum, mean and max: the reduce op-case table (tests/op_cases/reduce.cpp:
+// every kind of dims, odd and non-multiple-of-32 shapes); and on CUDA alone: determinism, max
+// ties, empty reductions.
 #include <algorithm>
 #include <cmath>
 
@@ -9,39 +8,7 @@
 
 using namespace mmfuse;
 
-namespace {
-
-constexpr double kSum = 1e-6;
-constexpr double kExact = 0;
-
-struct Case {
-  Shape shape;
-  std::vector<int64_t> dims;
-  bool keepdim;
-};
-
-std::vector<Case> reduce_cases() {
-  return {{{3, 37, 129}, {}, false},  {{3, 37, 129}, {0}, false},    {{3, 37, 129}, {1}, true},
-          {{3, 37, 129}, {2}, false}, {{3, 37, 129}, {0, 2}, true},  {{3, 37, 129}, {-1, 0}, false},
-          {{1000003}, {}, false},     {{1000003}, {0}, true},        {{4, 5, 7, 9}, {0, 2, 3}, true},
-          {{2000, 3}, {1}, false},    {{2000, 3}, {0}, false},       {{5, 3001}, {1}, false},
-          {{7}, {0}, false},          {{1, 1, 5}, {1}, false},       {{33, 1, 65}, {0, 1}, false}};
-}
-
-}  // namespace
-
-MMF_CUDA_TEST("parity: sum, mean, max over any dims") {
-  Generator gen(21);
-  for (const Case& c : reduce_cases()) {
-    std::string dims;
-    for (int64_t d : c.dims) dims += std::to_string(d) + " ";
-    INFO("shape " << shape_str(c.shape) << " dims { " << dims << "} keepdim " << c.keepdim);
-    TensorList in = {Tensor::rand(c.shape, gen, -1, 1, DType::f32)};
-    CHECK_PARITY([&c](const TensorList& t) { return sum(t[0], c.dims, c.keepdim); }, in, kSum, kExact);
-    CHECK_PARITY([&c](const TensorList& t) { return mean(t[0], c.dims, c.keepdim); }, in, kSum, kSum);
-    CHECK_PARITY([&c](const TensorList& t) { return max(t[0], c.dims, c.keepdim); }, in, kExact, kExact);
-  }
-}
+TEST_CASE("parity: the reduce table") { testing::check_parity_cases(testing::reduce_cases()); }
 
 MMF_CUDA_TEST("reductions on CUDA are deterministic") {
   Generator gen(22);

@@ -2,7 +2,6 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
-using mmfuse::testing::random_input;
 
 TEST_CASE("creation") {
   Tensor z = Tensor::zeros({2, 3});
@@ -79,14 +78,3 @@ TEST_CASE("a CPU-only build says so when asked for a CUDA tensor") {
   CHECK_THROWS_AS(Tensor::zeros({2}, DType::f32, Device::cuda(0)), DeviceError);
 }
 #endif
-
-MMF_GRAD_TEST(reshape) {
-  Generator gen(21);
-  CHECK_GRAD([](const TensorList& t) { return mul(t[0].reshape({5, 3}), t[1]); },
-             {random_input({3, 5}, gen), random_input({5, 3}, gen)});
-}
-
-MMF_GRAD_TEST(narrow) {
-  Generator gen(22);
-  CHECK_GRAD([](const TensorList& t) { return t[0].narrow(1, 3) * 2.0; }, {random_input({5, 3, 2}, gen)});
-}

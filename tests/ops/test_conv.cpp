@@ -311,31 +311,5 @@ TEST_CASE("conv2d skips the input gradient when the input needs none") {
   CHECK(b.grad().to_vector<double>() == std::vector<double>{18, 18});
 }
 
-MMF_GRAD_TEST(conv2d) {
-  Generator gen(41);
-  for (const ConvCase& c : conv_cases()) {
-    INFO(c.name);
-    // Small: at most 3 samples of 7x5 and a handful of channels.
-    TensorList inputs = {random_input({c.batch, c.in_channels, c.height, c.width}, gen),
-                         random_input({c.out_channels, c.in_channels / c.options.groups, c.kernel_h, c.kernel_w}, gen)};
-    if (c.bias) inputs.push_back(random_input({c.out_channels}, gen));
-    Conv2dOptions o = c.options;
-    CHECK_GRAD([o](const TensorList& t) { return conv2d(t[0], t[1], t.size() > 2 ? t[2] : Tensor(), o); }, inputs);
-  }
-}
-
-MMF_GRAD_TEST(conv_transpose2d) {
-  Generator gen(42);
-  for (const ConvCase& c : conv_cases()) {
-    INFO(c.name);
-    // Read the case backwards: out_channels in, in_channels out, on a small input.
-    int64_t h = std::max<int64_t>(2, c.height / 2), w = std::max<int64_t>(2, c.width / 2);
-    int64_t oph = c.options.stride_h > 1 ? 1 : 0;
-    ConvTranspose2dOptions t = transpose_options(c.options, oph, 0);
-    TensorList inputs = {random_input({c.batch, c.out_channels, h, w}, gen),
-                         random_input({c.out_channels, c.in_channels / c.options.groups, c.kernel_h, c.kernel_w}, gen)};
-    if (c.bias) inputs.push_back(random_input({c.in_channels}, gen));
-    CHECK_GRAD([t](const TensorList& in) { return conv_transpose2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), t); },
-               inputs);
-  }
-}
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/conv.cpp).
+TEST_CASE("gradcheck: the conv table") { CHECK(testing::check_gradient_cases(testing::conv_cases()) > 0); }

@@ -5,12 +5,6 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
-using mmfuse::testing::random_input;
-
-namespace {
-// Random shapes with odd sizes, so that no kernel relies on multiples of anything.
-std::vector<Shape> odd_shapes() { return {{7}, {3, 5}, {2, 3, 5}, {1, 3, 1, 7}}; }
-}  // namespace
 
 TEST_CASE("broadcast shapes follow PyTorch") {
   CHECK(broadcast_shape("t", {3, 1, 5}, {4, 1}) == Shape{3, 4, 5});
@@ -66,55 +60,5 @@ TEST_CASE("relu gradient at 0 is the slope side, abs gradient at 0 is 0 (PyTorch
   CHECK(x.grad().item() == 0);
 }
 
-MMF_GRAD_TEST(add) {
-  Generator gen(1);
-  for (auto s : odd_shapes()) CHECK_GRAD([](const TensorList& t) { return add(t[0], t[1]); },
-                                         {random_input(s, gen), random_input(s, gen)});
-  // Broadcasting both ways.
-  CHECK_GRAD([](const TensorList& t) { return add(t[0], t[1]); },
-             {random_input({3, 1, 5}, gen), random_input({4, 1}, gen)});
-}
-
-MMF_GRAD_TEST(sub) {
-  Generator gen(2);
-  CHECK_GRAD([](const TensorList& t) { return sub(t[0], t[1]); },
-             {random_input({2, 3, 5}, gen), random_input({3, 1}, gen)});
-}
-
-MMF_GRAD_TEST(mul) {
-  Generator gen(3);
-  for (auto s : odd_shapes()) CHECK_GRAD([](const TensorList& t) { return mul(t[0], t[1]); },
-                                         {random_input(s, gen), random_input(s, gen)});
-  CHECK_GRAD([](const TensorList& t) { return mul(t[0], t[1]); },
-             {random_input({5}, gen), random_input({2, 3, 1}, gen)});
-}
-
-MMF_GRAD_TEST(div) {
-  Generator gen(4);
-  CHECK_GRAD([](const TensorList& t) { return div(t[0], t[1]); },
-             {random_input({3, 5}, gen), random_input({3, 5}, gen, 0.5, 2)});
-  CHECK_GRAD([](const TensorList& t) { return div(t[0], t[1]); },
-             {random_input({2, 3, 5}, gen), random_input({1, 5}, gen, -2, -0.5)});
-}
-
-MMF_GRAD_TEST(affine) {
-  Generator gen(5);
-  CHECK_GRAD([](const TensorList& t) { return t[0] * 3.0 - 1.5; }, {random_input({4, 7}, gen)});
-}
-
-// One gradient test per unary op, on every odd shape; inputs kept inside each op's domain.
-#define UNARY_GRAD_TEST(op, expr, low, high)                                        \
-  MMF_GRAD_TEST(op) {                                                               \
-    Generator gen(__LINE__);                                                        \
-    for (auto s : odd_shapes())                                                     \
-      CHECK_GRAD([](const TensorList& t) { return expr; }, {random_input(s, gen, low, high)}); \
-  }
-UNARY_GRAD_TEST(relu, relu(t[0], 0.1), -1, 1)
-UNARY_GRAD_TEST(sigmoid, sigmoid(t[0]), -3, 3)
-UNARY_GRAD_TEST(tanh, tanh(t[0]), -2, 2)
-UNARY_GRAD_TEST(exp, exp(t[0]), -2, 2)
-UNARY_GRAD_TEST(log, log(t[0]), 0.2, 3)
-UNARY_GRAD_TEST(pow, pow(t[0], 2.5), 0.2, 2)
-UNARY_GRAD_TEST(abs, abs(t[0]), -1, 1)
-UNARY_GRAD_TEST(gelu, gelu(t[0]), -3, 3)
-UNARY_GRAD_TEST(clamp, clamp(t[0], -0.5, 0.4), -1, 1)
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/elementwise.cpp).
+TEST_CASE("gradcheck: the elementwise table") { CHECK(testing::check_gradient_cases(testing::elementwise_cases()) > 0); }

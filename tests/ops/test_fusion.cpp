@@ -19,11 +19,6 @@ Tensor iota_like(const Shape& shape, const std::function<double(int64_t)>& f = [
   return Tensor::from_vector<double>(v, shape);
 }
 
-// An input that needs no gradient (constants of a gradient check).
-Tensor constant_input(const Shape& shape, Generator& gen) {
-  return Tensor::rand(shape, gen, -1, 1, DType::f64);
-}
-
 }  // namespace
 
 // ---- channel_shuffle ----------------------------------------------------------------------
@@ -116,27 +111,6 @@ TEST_CASE("channel_shuffle rejects bad arguments") {
                        "channel_shuffle: expects a modality-stacked [M*N, C, ...] input, got [6]",
                        OpError);
   CHECK_THROWS_AS(channel_shuffle(Tensor::zeros({6, 5}, DType::i32), 2), OpError);
-}
-
-MMF_GRAD_TEST(channel_shuffle) {
-  Generator gen(11);
-  using R = std::vector<int64_t>;
-  struct Case {
-    Shape shape;
-    int64_t modalities;
-    double keep_ratio;
-    R receivers;
-  };
-  const std::vector<Case> cases = {
-      {{6, 7, 5}, 2, 0.8, {}},       {{6, 7, 5}, 2, 0.8, {0}},    {{6, 7, 5}, 2, 0.8, {1}},
-      {{3, 11, 3}, 3, 0.8, {}},      {{3, 11, 3}, 3, 0.8, {0, 2}}, {{3, 11, 3}, 3, 0.5, {1}},
-      {{4, 9}, 2, 0.8, {}},          {{2, 7, 1, 3, 3}, 2, 0.75, {}}, {{3, 5, 7}, 1, 0.8, {0}},
-  };
-  for (const Case& c : cases) {
-    INFO("shape " << shape_str(c.shape) << ", M = " << c.modalities << ", keep " << c.keep_ratio);
-    CHECK_GRAD([&](const TensorList& t) { return channel_shuffle(t[0], c.modalities, c.keep_ratio, c.receivers); },
-               {random_input(c.shape, gen)});
-  }
 }
 
 // ---- pixel_shift_add ----------------------------------------------------------------------
@@ -242,30 +216,6 @@ TEST_CASE("pixel_shift_add rejects bad arguments") {
   CHECK_THROWS_AS(pixel_shift_add(y, Tensor::zeros({4, 5, 3, 3}, DType::f64), 2), OpError);
 }
 
-MMF_GRAD_TEST(pixel_shift_add) {
-  Generator gen(12);
-  struct Case {
-    Shape shape;
-    int64_t modalities, groups, shift;
-    std::vector<int64_t> receivers;
-  };
-  const std::vector<Case> cases = {
-      {{2, 5, 3, 5}, 2, 4, 1, {}},  {{2, 5, 3, 5}, 2, 4, 2, {}},   {{2, 7, 3, 3}, 2, 4, 1, {0}},
-      {{2, 7, 3, 3}, 2, 4, 1, {1}}, {{3, 6, 3, 5}, 3, 4, 1, {}},   {{3, 6, 5, 3}, 3, 4, 2, {0, 2}},
-      {{2, 13, 3, 3}, 2, 5, 1, {}}, {{4, 5, 3, 3}, 2, 2, 1, {}},
-  };
-  for (const Case& c : cases) {
-    INFO("shape " << shape_str(c.shape) << ", M = " << c.modalities << ", groups " << c.groups << ", shift " << c.shift);
-    CHECK_GRAD([&](const TensorList& t) { return pixel_shift_add(t[0], t[1], c.modalities, c.groups, c.shift, c.receivers); },
-               {random_input(c.shape, gen), random_input(c.shape, gen)});
-  }
-  // Gradient into one operand only.
-  CHECK_GRAD([](const TensorList& t) { return pixel_shift_add(t[0], t[1], 2); },
-             {constant_input({2, 5, 3, 3}, gen), random_input({2, 5, 3, 3}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return pixel_shift_add(t[0], t[1], 2); },
-             {random_input({2, 5, 3, 3}, gen), constant_input({2, 5, 3, 3}, gen)});
-}
-
 // ---- channel_gate -------------------------------------------------------------------------
 
 TEST_CASE("channel_gate by hand: a vector and a 4-d map") {
@@ -291,22 +241,6 @@ TEST_CASE("channel_gate rejects bad arguments") {
                        OpError);
   CHECK_THROWS_WITH_AS(channel_gate(x, Tensor::zeros({2, 3}), 0), "channel_gate: gate_scale must be > 0, got 0", OpError);
   CHECK_THROWS_AS(channel_gate(x, Tensor::zeros({2, 3}, DType::f64), 2), OpError);
-}
-
-MMF_GRAD_TEST(channel_gate) {
-  Generator gen(13);
-  const std::vector<Shape> shapes = {{3, 5}, {3, 5, 1, 3}, {2, 3, 3, 1, 5}, {1, 7, 5}};
-  for (double scale : {1.0, 2.0})
-    for (const Shape& s : shapes) {
-      INFO("shape " << shape_str(s) << ", gate_scale " << scale);
-      CHECK_GRAD([scale](const TensorList& t) { return channel_gate(t[0], t[1], scale); },
-                 {random_input(s, gen), random_input({s[0], s[1]}, gen, -2, 2)});
-    }
-  // One operand at a time.
-  CHECK_GRAD([](const TensorList& t) { return channel_gate(t[0], t[1], 2); },
-             {constant_input({3, 5, 3}, gen), random_input({3, 5}, gen, -2, 2)});
-  CHECK_GRAD([](const TensorList& t) { return channel_gate(t[0], t[1], 2); },
-             {random_input({3, 5, 3}, gen), constant_input({3, 5}, gen)});
 }
 
 // ---- modality_ensemble --------------------------------------------------------------------
@@ -359,21 +293,6 @@ TEST_CASE("modality_ensemble rejects bad arguments") {
   CHECK_THROWS_AS(modality_ensemble(logits, Tensor::ones({3}, DType::f64), 3), OpError);
 }
 
-MMF_GRAD_TEST(modality_ensemble) {
-  Generator gen(14);
-  const std::vector<std::pair<Shape, int64_t>> cases = {{{6, 5}, 2}, {{3, 3, 5}, 3}, {{2, 7, 1, 3}, 2}};
-  for (auto [shape, modalities] : cases) {
-    INFO("shape " << shape_str(shape) << ", M = " << modalities);
-    int64_t m = modalities;
-    // Without detach: logits and alpha.
-    CHECK_GRAD([m](const TensorList& t) { return modality_ensemble(t[0], t[1], m, false); },
-               {random_input(shape, gen), random_input({m}, gen, -2, 2)});
-    // With detach: alpha only (the logits are constants).
-    CHECK_GRAD([m](const TensorList& t) { return modality_ensemble(t[0], t[1], m, true); },
-               {constant_input(shape, gen), random_input({m}, gen, -2, 2)});
-  }
-}
-
 // ---- modality_stack / split / tile --------------------------------------------------------
 
 TEST_CASE("modality_stack, modality_split and modality_tile by hand") {
@@ -397,13 +316,6 @@ TEST_CASE("modality_stack, modality_split and modality_tile by hand") {
   CHECK_THROWS_WITH_AS(modality_stack({}), "modality_stack: needs at least one tensor", OpError);
   CHECK_THROWS_WITH_AS(modality_split(s, 3), "modality_split: batch of [4, 2] is not divisible by modalities = 3", OpError);
   CHECK_THROWS_WITH_AS(modality_tile(label, 0), "modality_tile: modalities must be >= 1, got 0", OpError);
-}
-
-MMF_GRAD_TEST(modality_stack) {
-  Generator gen(15);
-  CHECK_GRAD([](const TensorList& t) { return modality_stack(t); },
-             {random_input({3, 5}, gen), random_input({3, 5}, gen), random_input({3, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return modality_stack(t); }, {random_input({1, 3, 7}, gen), random_input({1, 3, 7}, gen)});
 }
 
 TEST_CASE("gradients of modality_split and modality_tile") {
@@ -452,3 +364,6 @@ TEST_CASE("fusion kernels on sizes that take the parallel path, in float32") {
   CHECK(da[0] == doctest::Approx(w0 * (dw[0] - mean)).epsilon(1e-5));
   CHECK(da[1] == doctest::Approx((1 - w0) * (dw[1] - mean)).epsilon(1e-5));
 }
+
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/fusion.cpp).
+TEST_CASE("gradcheck: the fusion table") { CHECK(testing::check_gradient_cases(testing::fusion_cases()) > 0); }

@@ -152,32 +152,6 @@ TEST_CASE("linear skips the gradients nobody asked for") {
     for (int64_t i = 0; i < 4; ++i) CHECK(dw[o * 4 + i] == doctest::Approx(xs[i]));
 }
 
-MMF_GRAD_TEST(matmul) {
-  Generator gen(21);
-  for (auto [sa, sb] : std::vector<std::pair<Shape, Shape>>{
-           {{5, 7}, {7, 3}}, {{1, 3}, {3, 1}}, {{3, 5, 7}, {3, 7, 2}}, {{3, 5, 7}, {7, 3}}, {{5, 3}, {3, 3, 7}}}) {
-    INFO(shape_str(sa) << " x " << shape_str(sb));
-    CHECK_GRAD([](const TensorList& t) { return matmul(t[0], t[1]); }, {random_input(sa, gen), random_input(sb, gen)});
-  }
-  // One operand without grad.
-  Tensor fixed = Tensor::randn({7, 3}, gen, 0, 1, DType::f64);
-  CHECK_GRAD([](const TensorList& t) { return matmul(t[0], t[1]); }, {random_input({2, 5, 7}, gen), fixed});
-}
-
-MMF_GRAD_TEST(linear) {
-  Generator gen(22);
-  CHECK_GRAD([](const TensorList& t) { return linear(t[0], t[1], t[2]); },
-             {random_input({5, 7}, gen), random_input({3, 7}, gen), random_input({3}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return linear(t[0], t[1]); },
-             {random_input({2, 3, 5}, gen), random_input({7, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return linear(t[0], t[1], t[2]); },
-             {random_input({7}, gen), random_input({3, 7}, gen), random_input({3}, gen)});
-  // Input without grad (the first layer of a net).
-  Tensor x = Tensor::randn({3, 5}, gen, 0, 1, DType::f64);
-  CHECK_GRAD([](const TensorList& t) { return linear(t[0], t[1], t[2]); },
-             {x, random_input({3, 5}, gen), random_input({3}, gen)});
-}
-
 TEST_CASE("gemm cut into blocks matches loops for every transpose, beta and leading dimension") {
   // Sizes that gemm cuts down (600 x 90 x 200: rows 256, 256, 88), across, and both (700 x 650
   // x 60: rows 256, 256, 188 by columns 320, 320, 10), and one it leaves whole; operands inside
@@ -325,3 +299,6 @@ TEST_CASE("the conv and linalg suites under every OpenBLAS core type this CPU ru
   }
   CHECK(ran > 0);
 }
+
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/linalg.cpp).
+TEST_CASE("gradcheck: the linalg table") { CHECK(testing::check_gradient_cases(testing::linalg_cases()) > 0); }

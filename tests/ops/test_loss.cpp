@@ -7,7 +7,6 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
-using mmfuse::testing::random_input;
 
 namespace {
 
@@ -74,22 +73,6 @@ TEST_CASE("log_softmax on a middle dim with many inner positions matches a naive
   }
   CHECK_THROWS_WITH_AS(softmax(Tensor::zeros({2, 3}), 2), "softmax: dim 2 out of range for a 2-d tensor", OpError);
   CHECK_THROWS_AS(log_softmax(labels({1}, {1}), 0), OpError);
-}
-
-MMF_GRAD_TEST(softmax) {
-  Generator gen(41);
-  for (int64_t dim : {0, 1, -1}) {
-    CHECK_GRAD([dim](const TensorList& t) { return softmax(t[0], dim); }, {random_input({3, 5}, gen, -2, 2)});
-    CHECK_GRAD([dim](const TensorList& t) { return softmax(t[0], dim); }, {random_input({3, 5, 7}, gen, -2, 2)});
-  }
-}
-
-MMF_GRAD_TEST(log_softmax) {
-  Generator gen(42);
-  for (int64_t dim : {0, 1, -1}) {
-    CHECK_GRAD([dim](const TensorList& t) { return log_softmax(t[0], dim); }, {random_input({3, 5}, gen, -2, 2)});
-    CHECK_GRAD([dim](const TensorList& t) { return log_softmax(t[0], dim); }, {random_input({3, 5, 7}, gen, -2, 2)});
-  }
 }
 
 TEST_CASE("cross_entropy by hand on a 2x3 case") {
@@ -188,17 +171,6 @@ TEST_CASE("cross_entropy errors") {
                        "cross_entropy: target must hold int32 class indices, got [2] float32 cpu", OpError);
 }
 
-MMF_GRAD_TEST(cross_entropy) {
-  Generator gen(43);
-  Tensor t2 = labels({0, 4, 2, 1, -100, 3, 2}, {7});
-  Tensor t4 = labels({0, 2, 1, 255, 2, 0, 1, 1, 2, 255, 0, 2, 1, 0, 0}, {3, 1, 5});
-  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none}) {
-    CHECK_GRAD([&](const TensorList& t) { return cross_entropy(t[0], t2, -100, r); }, {random_input({7, 5}, gen, -2, 2)});
-    CHECK_GRAD([&](const TensorList& t) { return cross_entropy(t[0], t4, 255, r); },
-               {random_input({3, 3, 1, 5}, gen, -2, 2)});
-  }
-}
-
 TEST_CASE("l1_loss and mse_loss by hand") {
   Tensor input = f64({1, 2, 3, 4}, {2, 2}), target = f64({2, 2, 1, 8}, {2, 2});  // diff -1, 0, 2, -4
   check_close(values(l1_loss(input, target, Reduction::none)), {1, 0, 2, 4});
@@ -241,16 +213,5 @@ TEST_CASE("mse_loss sum over many elements is deterministic and exact enough") {
   CHECK(got == mse_loss(a, b, Reduction::sum).item());
 }
 
-MMF_GRAD_TEST(l1_loss) {
-  Generator gen(44);
-  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none})
-    for (Shape s : {Shape{7}, Shape{3, 5}, Shape{3, 1, 5}})
-      CHECK_GRAD([r](const TensorList& t) { return l1_loss(t[0], t[1], r); }, {random_input(s, gen), random_input(s, gen)});
-}
-
-MMF_GRAD_TEST(mse_loss) {
-  Generator gen(45);
-  for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::none})
-    for (Shape s : {Shape{7}, Shape{3, 5}, Shape{3, 1, 5}})
-      CHECK_GRAD([r](const TensorList& t) { return mse_loss(t[0], t[1], r); }, {random_input(s, gen), random_input(s, gen)});
-}
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/loss.cpp).
+TEST_CASE("gradcheck: the loss table") { CHECK(testing::check_gradient_cases(testing::loss_cases()) > 0); }

@@ -203,38 +203,6 @@ TEST_CASE("batch_norm argument errors name the shapes") {
   CHECK_NOTHROW(batch_norm(Tensor::zeros({1, 3}), Tensor(), Tensor(), p3, Tensor::ones({3}), {.training = false}));
 }
 
-MMF_GRAD_TEST(batch_norm) {
-  Generator gen(21);
-  // Ranks 2, 3 and 4 with odd sizes; the leading dim is M*N.
-  for (int64_t M : {1, 2}) {
-    for (Shape tail : {Shape{3}, Shape{3, 5}, Shape{3, 1, 5}}) {
-      Shape shape{M * 3};
-      shape.insert(shape.end(), tail.begin(), tail.end());
-      const int64_t C = tail[0];
-      for (bool training : {true, false})
-        for (bool affine : {true, false}) {
-          INFO("M " << M << " x " << shape_str(shape) << " training " << training << " affine " << affine);
-          Tensor rm = Tensor::rand({M * C}, gen, -0.5, 0.5, DType::f64);
-          Tensor rv = Tensor::rand({M, C}, gen, 0.5, 2, DType::f64);
-          BatchNormOptions options{.training = training, .momentum = 0.1, .eps = 1e-3, .modalities = M};
-          TensorList inputs{random_input(shape, gen, -2, 2)};
-          if (affine) {
-            inputs.push_back(random_input({M, C}, gen, 0.5, 1.5));
-            inputs.push_back(random_input({M * C}, gen));
-          }
-          CHECK_GRAD(
-              [=](const TensorList& t) {
-                return batch_norm(t[0], affine ? t[1] : Tensor(), affine ? t[2] : Tensor(), rm, rv, options);
-              },
-              inputs);
-        }
-    }
-  }
-  // Batch statistics without running stats, rank 4, M = 2.
-  CHECK_GRAD([](const TensorList& t) { return batch_norm(t[0], t[1], Tensor(), Tensor(), Tensor(), {.modalities = 2}); },
-             {random_input({4, 3, 3, 1}, gen), random_input({6}, gen)});
-}
-
 TEST_CASE("dropout keeps about 1-p of 10^5 elements, scaled by 1/(1-p)") {
   const double p = 0.3;
   Generator gen(5);
@@ -284,16 +252,5 @@ TEST_CASE("dropout at eval, p = 0 and p = 1") {
   CHECK(values(xg.grad()) == values(y));
 }
 
-MMF_GRAD_TEST(dropout) {
-  Generator gen(31);
-  for (Shape s : {Shape{7}, Shape{3, 5}, Shape{3, 5, 7}}) {
-    // Every evaluation restarts the generator, so that all of them draw the same mask.
-    CHECK_GRAD(
-        [](const TensorList& t) {
-          Generator fixed(1234);
-          fixed.set_state(1234, 40);
-          return dropout(t[0], 0.4, true, fixed);
-        },
-        {random_input(s, gen)});
-  }
-}
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/norm.cpp).
+TEST_CASE("gradcheck: the norm table") { CHECK(testing::check_gradient_cases(testing::norm_cases()) > 0); }

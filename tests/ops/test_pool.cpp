@@ -8,7 +8,6 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
-using mmfuse::testing::random_input;
 
 namespace {
 
@@ -173,42 +172,6 @@ TEST_CASE("pooling argument errors name the op and the shapes") {
                        "global_avg_pool: input must have rank >= 2 ([N, C, ...]), got [5]", OpError);
 }
 
-MMF_GRAD_TEST(max_pool2d) {
-  Generator gen(21);
-  std::vector<Pool2dOptions> cases = {Pool2dOptions::square(3, 2, 1), Pool2dOptions::square(3, 2, 1, true),
-                                      Pool2dOptions::square(2, 2, 0, true), Pool2dOptions{3, 2, 1, 2, 1, 0},
-                                      Pool2dOptions::square(2, 2, 1, true)};
-  for (const Pool2dOptions& o : cases) {
-    INFO("kernel " << o.kernel_h << "x" << o.kernel_w << " stride " << o.stride_h << "x" << o.stride_w << " pad "
-                   << o.pad_h << "x" << o.pad_w << " ceil " << o.ceil_mode);
-    CHECK_GRAD([o](const TensorList& t) { return max_pool2d(t[0], o); }, {random_input({2, 3, 7, 5}, gen)});
-  }
-  CHECK_GRAD([](const TensorList& t) { return max_pool2d(t[0], Pool2dOptions::square(3, 3)); },
-             {random_input({1, 1, 3, 3}, gen)});
-}
-
-MMF_GRAD_TEST(avg_pool2d) {
-  Generator gen(22);
-  std::vector<Pool2dOptions> cases = {Pool2dOptions::square(3, 2, 1), Pool2dOptions::square(3, 2, 1, true),
-                                      Pool2dOptions::square(2, 2, 0, true), Pool2dOptions{3, 2, 1, 2, 1, 0},
-                                      Pool2dOptions::square(2, 2, 1, true)};
-  for (Pool2dOptions o : cases)
-    for (bool include_pad : {true, false}) {
-      o.count_include_pad = include_pad;
-      INFO("kernel " << o.kernel_h << "x" << o.kernel_w << " stride " << o.stride_h << "x" << o.stride_w << " pad "
-                     << o.pad_h << "x" << o.pad_w << " ceil " << o.ceil_mode << " include_pad " << include_pad);
-      CHECK_GRAD([o](const TensorList& t) { return avg_pool2d(t[0], o); }, {random_input({2, 3, 7, 5}, gen)});
-    }
-}
-
-MMF_GRAD_TEST(global_avg_pool) {
-  Generator gen(23);
-  CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0]); }, {random_input({3, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0]); }, {random_input({2, 3, 7, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0], true); }, {random_input({2, 3, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return global_avg_pool(t[0]); }, {random_input({1, 3, 3, 5, 7}, gen)});
-}
-
 TEST_CASE("max_pool2d equals a window-by-window scan: values, ties, NaN and the gradient's route") {
   // The kernel walks a row of outputs at a time; this reference walks one window after another
   // in scan order. Small integers make ties common; a few NaNs are planted.
@@ -259,3 +222,6 @@ TEST_CASE("max_pool2d equals a window-by-window scan: values, ties, NaN and the 
             CHECK(x.grad().to_vector<double>() == want_gx);
           }
 }
+
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/pool.cpp).
+TEST_CASE("gradcheck: the pool table") { CHECK(testing::check_gradient_cases(testing::pool_cases()) > 0); }

@@ -1,7 +1,6 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
-using mmfuse::testing::random_input;
 
 TEST_CASE("sum, mean, max over chosen dims by hand") {
   Tensor x = Tensor::arange(0, 24, 1, DType::f64).reshape({2, 3, 4});
@@ -18,21 +17,5 @@ TEST_CASE("sum, mean, max over chosen dims by hand") {
   CHECK(max(Tensor::empty({0, 3}), {1}).shape() == Shape{0});
 }
 
-MMF_GRAD_TEST(sum) {
-  Generator gen(11);
-  CHECK_GRAD([](const TensorList& t) { return sum(t[0]); }, {random_input({3, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return sum(t[0], {0, 2}); }, {random_input({3, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return sum(t[0], {1}, true); }, {random_input({2, 3, 5}, gen)});
-}
-
-MMF_GRAD_TEST(mean) {
-  Generator gen(12);
-  CHECK_GRAD([](const TensorList& t) { return mean(t[0], {-1}); }, {random_input({3, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return mean(t[0]); }, {random_input({7, 3}, gen)});
-}
-
-MMF_GRAD_TEST(max) {
-  Generator gen(13);
-  CHECK_GRAD([](const TensorList& t) { return max(t[0], {1}); }, {random_input({3, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return max(t[0], {0, 2}, true); }, {random_input({3, 5, 7}, gen)});
-}
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/reduce.cpp).
+TEST_CASE("gradcheck: the reduce table") { CHECK(testing::check_gradient_cases(testing::reduce_cases()) > 0); }

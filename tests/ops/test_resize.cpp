@@ -6,7 +6,6 @@
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
-using mmfuse::testing::random_input;
 
 namespace {
 
@@ -113,28 +112,5 @@ TEST_CASE("resize argument errors name the op and the shapes") {
                        "upsample_nearest: expects a float32 or float64 tensor, got [1, 1, 2, 2] int32 cpu", OpError);
 }
 
-MMF_GRAD_TEST(upsample_bilinear) {
-  Generator gen(31);
-  for (bool align : {false, true}) {
-    INFO("align_corners " << align);
-    // Up on one axis, down on the other; up on both; a single output pixel.
-    CHECK_GRAD([align](const TensorList& t) { return upsample_bilinear(t[0], 9, 4, align); },
-               {random_input({2, 3, 5, 7}, gen)});
-    CHECK_GRAD([align](const TensorList& t) { return upsample_bilinear(t[0], 7, 11, align); },
-               {random_input({1, 3, 3, 5}, gen)});
-    CHECK_GRAD([align](const TensorList& t) { return upsample_bilinear(t[0], 1, 1, align); },
-               {random_input({1, 2, 3, 5}, gen)});
-    for (double scale : {1.5, 0.6, 2.0}) {
-      INFO("scale " << scale);
-      CHECK_GRAD([align, scale](const TensorList& t) { return upsample_bilinear_scale(t[0], scale, align); },
-                 {random_input({1, 3, 5, 7}, gen)});
-    }
-  }
-}
-
-MMF_GRAD_TEST(upsample_nearest) {
-  Generator gen(32);
-  CHECK_GRAD([](const TensorList& t) { return upsample_nearest(t[0], 9, 4); }, {random_input({2, 3, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return upsample_nearest(t[0], 10, 14); }, {random_input({1, 3, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return upsample_nearest(t[0], 3, 5); }, {random_input({1, 3, 7, 5}, gen)});
-}
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/resize.cpp).
+TEST_CASE("gradcheck: the resize table") { CHECK(testing::check_gradient_cases(testing::resize_cases()) > 0); }

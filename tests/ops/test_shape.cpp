@@ -3,7 +3,6 @@
 #include "tests/gradcheck.h"
 
 using namespace mmfuse;
-using mmfuse::testing::random_input;
 
 namespace {
 
@@ -204,58 +203,6 @@ TEST_CASE("split's unused outputs get zero gradients; concat skips inputs withou
   CHECK_FALSE(b.grad().defined());
 }
 
-MMF_GRAD_TEST(concat) {
-  Generator gen(31);
-  auto f = [](int64_t dim) { return [dim](const TensorList& t) { return concat(t, dim); }; };
-  CHECK_GRAD(f(1), {random_input({3, 2, 5}, gen), random_input({3, 1, 5}, gen), random_input({3, 4, 5}, gen)});
-  CHECK_GRAD(f(0), {random_input({3, 5}, gen), random_input({1, 5}, gen)});
-  CHECK_GRAD(f(-1), {random_input({2, 3, 3}, gen), random_input({2, 3, 7}, gen)});
-  // An input that needs no gradient.
-  CHECK_GRAD(f(1), {random_input({3, 5}, gen), Tensor::rand({3, 2}, gen, -1, 1, DType::f64)});
-}
-
-MMF_GRAD_TEST(split) {
-  Generator gen(32);
-  // Every output matters: reassembled in another order, each scaled differently.
-  for (int64_t dim : {0, 1, 2}) {
-    Shape s = {5, 7, 3};
-    s[dim] = 7;
-    CHECK_GRAD(
-        [dim](const TensorList& t) {
-          TensorList p = split(t[0], {2, 1, 4}, dim);
-          return concat({p[2] * 3.0, p[0], p[1] * -2.0}, dim);
-        },
-        {random_input(s, gen)});
-  }
-  // An unused output, and split_equal.
-  CHECK_GRAD([](const TensorList& t) { return split(t[0], {3, 2}, 1)[1] * 2.0; }, {random_input({3, 5}, gen)});
-  CHECK_GRAD(
-      [](const TensorList& t) {
-        TensorList p = split_equal(t[0], 3, -1);
-        return p[0] * 0.5 + p[1] * 2.0 - p[2];
-      },
-      {random_input({5, 9}, gen)});
-}
-
-MMF_GRAD_TEST(slice) {
-  Generator gen(33);
-  CHECK_GRAD([](const TensorList& t) { return slice(t[0], 1, 1, 7, 2); }, {random_input({3, 7, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return slice(t[0], 0, -4, 100, 3); }, {random_input({7, 3}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return slice(t[0], -1, 1, -1); }, {random_input({3, 5}, gen)});
-}
-
-MMF_GRAD_TEST(pad) {
-  Generator gen(34);
-  CHECK_GRAD([](const TensorList& t) { return pad(t[0], {1, 2}, 0.5); }, {random_input({3, 5}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return pad(t[0], {2, -3, -1, 1, 0, 2}); }, {random_input({3, 5, 7}, gen)});
-}
-
-MMF_GRAD_TEST(crop) {
-  Generator gen(35);
-  CHECK_GRAD([](const TensorList& t) { return crop(t[0], {1, 0, 2}, {3, 5, 3}); }, {random_input({5, 5, 7}, gen)});
-  CHECK_GRAD([](const TensorList& t) { return crop(t[0], {2, 1}, {1, 3}); }, {random_input({3, 5}, gen)});
-}
-
 #ifdef MMFUSE_WITH_CUDA
 #include "cuda/runtime.h"
 
@@ -275,3 +222,6 @@ TEST_CASE("shape ops on CUDA tensors run on the device") {
   CHECK(crop(x, {0, 0}, {1, 1}).is_cuda());
 }
 #endif
+
+// The finite-difference gradient checks of the family: its op-case table (tests/op_cases/shape.cpp).
+TEST_CASE("gradcheck: the shape table") { CHECK(testing::check_gradient_cases(testing::shape_cases()) > 0); }
