@@ -6,8 +6,8 @@
 // through Slurm's PMIx plugin (`srun --mpi=pmix`; Debian's Open MPI has no Slurm PMI-1/PMI-2
 // support). Cases: the detection of an srun step from its variables (no Slurm needed);
 // `srun -n 2` x batch 8 against 1 process x batch 16 on LeNet, to the tolerance of the mpirun
-// test (tests/training/test_distributed.cpp); a killed and a stalled task; `scancel
-// --signal=USR1`; srun without PMIx. Skipped, with the reason, without Slurm's daemons and
+// test (tests/training/test_distributed.cpp); a killed and a stalled task; `scancel`,
+// `scancel --signal=USR1` and SIGUSR1 to srun; srun without PMIx. Skipped, with the reason, without Slurm's daemons and
 // client, this build's MPI or Fashion-MNIST. CTest entry `slurm`, labels mpi and slurm.
 #include <cstdlib>
 #include <filesystem>
@@ -122,6 +122,21 @@ int snapshots(const TempDir& dir, const std::string& name) {
   return n;
 }
 
+// The child of `parent` named `comm` (the srun that the shell of spawn_shell started), or -1.
+pid_t child_named(pid_t parent, const std::string& comm) {
+  for (const auto& e : fs::directory_iterator("/proc")) {
+    const std::string name = e.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (read_text(e.path().string() + "/comm") != comm + "\n") continue;
+    // stat: pid (comm) state ppid ...
+    const std::string stat = read_text(e.path().string() + "/stat");
+    const size_t close = stat.rfind(')');
+    if (close != std::string::npos && std::stoi(stat.substr(stat.find(' ', close + 2) + 1)) == parent)
+      return static_cast<pid_t>(std::stoi(name));
+  }
+  return -1;
+}
+
 }  // namespace
 
 TEST_CASE("slurm: an srun step's task count and local rank are read from SLURM_STEP_NUM_TASKS and SLURM_LOCALID") {
@@ -218,21 +233,34 @@ TEST_CASE("slurm: a killed or stalled task stops the step with an error naming i
   }
 }
 
-TEST_CASE("slurm: scancel --signal=USR1 stops every task with one snapshot") {
+TEST_CASE("slurm: scancel, scancel --signal=USR1 and SIGUSR1 to srun stop every task with one snapshot") {
   SLURM_OR_SKIP();
-  TempDir dir("slurm_usr1");
+  TempDir dir("slurm_stop");
   LocalCluster cluster(dir);
-  lenet_job(dir, "usr1", 100000, "collective_timeout: 20\n");
-  const pid_t run_pid = spawn_shell(cluster.srun(dir, "--mpi=pmix", "train --solver usr1.prototxt", "usr1.log"));
-  REQUIRE_MESSAGE(wait_for_text(dir / "usr1.log", "Iteration 3 ", 30), read_text(dir / "usr1.log"));
-  CHECK(std::system(cluster.slurm_command("scancel --signal=USR1 --partition=debug").c_str()) == 0);
-  double took = 0;
-  const int code = wait_for(run_pid, 30, took);
-  const std::string log = read_text(dir / "usr1.log");
-  INFO(log);
-  CHECK(code == 0);
-  CHECK(log.find("interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration") != std::string::npos);
-  CHECK(snapshots(dir, "usr1") == 1);
+  for (const std::string marker : {"usr1_scancel", "usr1_srun", "term_scancel"}) {
+    lenet_job(dir, marker, 100000, "collective_timeout: 20\n");
+    const pid_t run_pid = spawn_shell(cluster.srun(dir, "--mpi=pmix", "train --solver " + marker + ".prototxt", marker + ".log"));
+    REQUIRE_MESSAGE(wait_for_text(dir / (marker + ".log"), "Iteration 3 ", 30), read_text(dir / (marker + ".log")));
+    if (marker == "usr1_srun") {
+      // srun forwards SIGUSR1 to every task (SIGINT, twice, and SIGTERM it answers by killing the
+      // step, without a snapshot: docs/distributed.md).
+      const pid_t srun = child_named(run_pid, "srun");
+      REQUIRE(srun > 0);
+      ::kill(srun, SIGUSR1);
+    } else {
+      // Every task of the job's steps gets the signal; a plain scancel (and the time limit) sends
+      // SIGTERM, then SIGKILL after KillWait (5 s here, 30 s by default).
+      const std::string signal = marker == "term_scancel" ? "" : "--signal=USR1 ";
+      CHECK(std::system(cluster.slurm_command("scancel " + signal + "--partition=debug").c_str()) == 0);
+    }
+    double took = 0;
+    const int code = wait_for(run_pid, 30, took);
+    const std::string log = read_text(dir / (marker + ".log"));
+    INFO(marker, ": ", log);
+    CHECK(code == 0);
+    CHECK(log.find("interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration") != std::string::npos);
+    CHECK(snapshots(dir, marker) == 1);
+  }
 }
 
 TEST_CASE("slurm: srun without PMIx fails saying to launch with --mpi=pmix") {
