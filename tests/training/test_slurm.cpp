@@ -9,6 +9,7 @@
 // test (tests/training/test_distributed.cpp); a killed and a stalled task; `scancel`,
 // `scancel --signal=USR1` and SIGUSR1 to srun; srun without PMIx. Skipped, with the reason, without Slurm's daemons and
 // client, this build's MPI or Fashion-MNIST. CTest entry `slurm`, labels mpi and slurm.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -79,7 +80,10 @@ struct LocalCluster {
     const int status = std::system((script("start") + " > '" + log + "' 2>&1").c_str());
     REQUIRE_MESSAGE(status == 0, "scripts/slurm-local start failed:\n", read_text(log));
   }
-  ~LocalCluster() { std::system((script("stop") + " > /dev/null 2>&1").c_str()); }
+  ~LocalCluster() {
+    const int status = std::system((script("stop") + " > /dev/null 2>&1").c_str());
+    if (status != 0) std::fprintf(stderr, "scripts/slurm-local stop %s failed (exit status %d)\n", folder.c_str(), status);
+  }
   LocalCluster(const LocalCluster&) = delete;
   LocalCluster& operator=(const LocalCluster&) = delete;
 
@@ -163,6 +167,10 @@ TEST_CASE("slurm: an srun step's task count and local rank are read from SLURM_S
 TEST_CASE("slurm: a process that MPI did not join to its launcher's job stops instead of training alone") {
   if (!mmfuse::dist::built_with_mpi()) {
     MESSAGE("skipped: this build has no MPI (apt-get install libopenmpi-dev, reconfigure)");
+    return;
+  }
+  if (std::system("command -v mpirun > /dev/null 2>&1") != 0) {  // Open MPI starts a singleton with its orted
+    MESSAGE("skipped: no mpirun on PATH (apt-get install openmpi-bin)");
     return;
   }
   // PMI_SIZE=2 outside any launcher: MPI starts the process as a job of one, as an MPI that
