@@ -1,14 +1,15 @@
-// Data-parallel training launched by Slurm's srun (docs/distributed.md, "Slurm"). Each case
-// that launches runs a private one-node cluster (scripts/slurm-local) for its own duration: a
-// LocalCluster object starts it and its destructor stops it, also when a check fails; the CTest
-// fixture `slurm_cleanup` stops what a crash or a timeout of the test binary left behind
-// (MMFUSE_SLURM_DIR names the cluster's folder there). The task processes join one MPI job
-// through Slurm's PMIx plugin (`srun --mpi=pmix`; Debian's Open MPI has no Slurm PMI-1/PMI-2
-// support). Cases: the detection of an srun step from its variables (no Slurm needed);
-// `srun -n 2` x batch 8 against 1 process x batch 16 on LeNet, to the tolerance of the mpirun
-// test (tests/training/test_distributed.cpp); a killed and a stalled task; `scancel`,
-// `scancel --signal=USR1` and SIGUSR1 to srun; srun without PMIx. Skipped, with the reason, without Slurm's daemons and
-// client, this build's MPI or Fashion-MNIST. CTest entry `slurm`, labels mpi and slurm.
+// Data-parallel training launched by Slurm's srun (docs/distributed.md, "Slurm (srun,
+// sbatch)"). Each case that launches runs a private one-node cluster (scripts/slurm-local) for
+// its own duration: a LocalCluster object starts it and its destructor stops it, also when a
+// check fails; the CTest fixture `slurm_cleanup` stops what a crash or a timeout of the test
+// binary left behind (MMFUSE_SLURM_DIR names the cluster's folder there). The tasks join one
+// MPI job through Slurm's PMIx plugin (`srun --mpi=pmix`; Debian's Open MPI has no Slurm
+// PMI-1/PMI-2 support). Cases: the detection of an srun step from its variables and the stop of
+// a process MPI did not join (no Slurm needed); `srun -n 2` x batch 8 against 1 process x batch
+// 16 on LeNet, to the tolerance of the mpirun test (tests/training/test_distributed.cpp); a
+// killed and a stalled task; `scancel`, `scancel --signal=USR1` and SIGUSR1 to srun; srun
+// without PMIx. Skipped, with the reason, without Slurm's daemons and client, this build's MPI
+// or Fashion-MNIST. CTest entry `slurm`, labels mpi and slurm.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
