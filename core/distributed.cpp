@@ -26,9 +26,11 @@ int env_int(const char* name, int fallback) {
   return end && *end == '\0' && n >= 0 ? static_cast<int>(n) : fallback;
 }
 
-// The first launcher variable that is set, with its value.
+// The first launcher variable that is set, with its value. Slurm's is the job step's task count,
+// which only srun sets: SLURM_NTASKS is also in a batch script's or salloc shell's environment,
+// where `mmfuse train` run directly is one process of the allocation, not one of N.
 std::pair<const char*, int> launcher_size_variable() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"})
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"})
     if (int n = env_int(name, -1); n >= 0) return {name, n};
   return {nullptr, 1};
 }
@@ -142,6 +144,19 @@ World& init(double timeout_seconds) {
   World& w = world();
   w.timeout_ = timeout_seconds;
   if (w.comm_ || launcher_world_size() <= 1) return w;
+  const auto [variable, launched] = launcher_size_variable();
+#ifdef OPEN_MPI
+  // srun without a PMI the ranks can reach each other through (--mpi=none, the default of
+  // many slurm.conf files): Open MPI's MPI_Init stops with a message about rebuilding Slurm.
+  // Say what to type first (once, from task 0; Open MPI built with Slurm's PMI-1 still joins).
+  if (std::string(variable) == "SLURM_STEP_NUM_TASKS" && !std::getenv("PMIX_RANK") && !std::getenv("PMI_FD") &&
+      env_int("SLURM_PROCID", 0) == 0)
+    std::fprintf(stderr,
+                 "mmfuse: note: srun started %d tasks without PMIx (no PMIX_RANK): Open MPI's ranks find each "
+                 "other through it; launch with `srun --mpi=pmix` (`srun --mpi=list` shows this Slurm's "
+                 "plugins; docs/distributed.md)\n",
+                 launched);
+#endif
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized) {
@@ -155,8 +170,15 @@ World& init(double timeout_seconds) {
   MPI_Comm_set_errhandler(*comm, MPI_ERRORS_RETURN);
   MPI_Comm_rank(*comm, &w.rank_);
   MPI_Comm_size(*comm, &w.size_);
-  w.local_rank_ = launcher_local_rank();
   w.comm_ = comm;
+  // A launcher whose processes MPI did not join into one job (an MPI without the launcher's
+  // PMI makes each a job of its own): N copies would each train alone on the whole data and
+  // write the same snapshots. Each says so and stops.
+  if (w.size_ != launched)
+    w.abort("the launcher started " + std::to_string(launched) + " processes (" + variable + "), but MPI joined " +
+            std::to_string(w.size_) + " of them into this process's job: this MPI cannot reach the launcher's " +
+            "process manager (under srun: `srun --mpi=pmix`, see `srun --mpi=list`; docs/distributed.md)");
+  w.local_rank_ = launcher_local_rank();
   return w;
 }
 

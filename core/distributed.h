@@ -22,7 +22,8 @@
 namespace mmfuse::dist {
 
 // The processes a launcher started: OMPI_COMM_WORLD_SIZE (OpenMPI's mpirun), PMI_SIZE (MPICH,
-// Intel MPI), SLURM_NTASKS (srun); 1 when none is set.
+// Intel MPI), SLURM_STEP_NUM_TASKS (srun's job step; not SLURM_NTASKS, which a batch script
+// or salloc shell has too); 1 when none is set.
 int launcher_world_size();
 // This process's rank among those on its machine (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID,
 // SLURM_LOCALID); 0 when none is set. It picks the GPU.

@@ -11,42 +11,20 @@
 // the same (per-rank BatchNorm statistics against a 1-process run of batch B, resume against
 // the uninterrupted run, buckets overlapping backward against buckets after it) the comparison
 // is bit-exact.
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <chrono>
-#include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <sstream>
-#include <thread>
 
 #include "core/distributed.h"
-#include "core/snapshot.h"
 #include "datasets/fashion_mnist.h"
 #include "doctest/doctest.h"
 #include "tests/temp_dir.h"
+#include "tests/training/data_parallel_runs.h"
 
 namespace fs = std::filesystem;
-using mmfuse::testing::TempDir;
+using namespace mmfuse::testing;
 
 namespace {
-
-std::string binary() { return (fs::read_symlink("/proc/self/exe").parent_path() / "mmfuse").string(); }
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
-}
 
 // Why the MPI cases cannot run here; empty when they can.
 std::string skip_reason() {
@@ -63,85 +41,12 @@ std::string skip_reason() {
 // `mmfuse args` in `dir` under `ranks` processes (mpirun; 1: no launcher); output in <log>.
 std::string command(const TempDir& dir, int ranks, const std::string& args, const std::string& log) {
   std::string launcher = ranks > 1 ? "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " : "";
-  return "cd '" + dir.path.string() + "' && OMP_NUM_THREADS=1 " + launcher + "'" + binary() + "' " + args + " > '" +
-         (dir / log) + "' 2>&1";
+  return "cd '" + dir.path.string() + "' && OMP_NUM_THREADS=1 " + launcher + "'" + mmfuse_binary().string() + "' " +
+         args + " > '" + (dir / log) + "' 2>&1";
 }
 int run(const TempDir& dir, int ranks, const std::string& args, const std::string& log) {
   int status = std::system(command(dir, ranks, args, log).c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// The "loss" of each train record of a metrics file, by iteration.
-std::map<int, double> losses(const std::string& path) {
-  std::map<int, double> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) {
-    if (line.find("\"test\"") != std::string::npos) continue;
-    size_t i = line.find("\"iter\":"), l = line.find("\"loss\":");
-    if (i == std::string::npos || l == std::string::npos) continue;
-    out[std::stoi(line.substr(i + 7))] = std::stod(line.substr(l + 7));
-  }
-  return out;
-}
-
-// Each parameter of a .weights file by name.
-std::map<std::string, std::vector<float>> weights(const std::string& path) {
-  std::map<std::string, std::vector<float>> out;
-  const mmfuse::proto::NetWeights file = mmfuse::read_weights(path);
-  for (const auto& b : file.param()) {
-    std::vector<float> v(b.data().begin(), b.data().end());
-    for (double d : b.double_data()) v.push_back(static_cast<float>(d));
-    out[b.name()] = v;
-  }
-  return out;
-}
-
-// The largest |a - b| / (1e-6 + 1e-5 |b|) over the parameters whose name contains `only`
-// (all when empty): <= 1 means equal to the tolerance; 0 means bit-exact.
-double weight_gap(const std::string& a_path, const std::string& b_path, const std::string& only = "") {
-  auto a = weights(a_path), b = weights(b_path);
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (const auto& [name, va] : a) {
-    if (!only.empty() && name.find(only) == std::string::npos) continue;
-    REQUIRE_MESSAGE(b.count(name), name);
-    const auto& vb = b.at(name);
-    REQUIRE(va.size() == vb.size());
-    for (size_t i = 0; i < va.size(); ++i) {
-      double d = std::fabs(static_cast<double>(va[i]) - vb[i]);
-      if (d > 0) worst = std::max(worst, d / (1e-6 + 1e-5 * std::fabs(vb[i])));
-    }
-  }
-  return worst;
-}
-
-void check_same_losses(const std::string& a_path, const std::string& b_path, int iterations) {
-  auto a = losses(a_path), b = losses(b_path);
-  REQUIRE(static_cast<int>(a.size()) == iterations);
-  REQUIRE(static_cast<int>(b.size()) == iterations);
-  for (const auto& [it, la] : a) {
-    INFO("iteration ", it, ": ", la, " against ", b.at(it));
-    CHECK(std::fabs(la - b.at(it)) <= 1e-5 * std::fabs(b.at(it)));
-  }
-}
-
-// A solver of `iterations` steps with a loss record each, snapshots under out/<name>: SGD for
-// LeNet, Adam (base_lr 0.001) for the fusion net, whose loss sums its pixels.
-std::string solver(const std::string& net, const std::string& name, int iterations, const std::string& extra = "") {
-  const bool lenet = net.find("lenet") != std::string::npos;
-  return "net: \"" + net + "\"\ntype: \"" + (lenet ? "SGD" : "Adam") + "\"\nbase_lr: " + (lenet ? "0.01" : "0.001") +
-         "\nmomentum: 0.9\nweight_decay: 0.0005\ndisplay: 1\n"
-         "average_loss: 1\nmax_iter: " + std::to_string(iterations) + "\nsnapshot_prefix: \"out/" + name +
-         "\"\nsolver_mode: CPU\nrandom_seed: 1\n" + extra;
-}
-
-void write(const TempDir& dir, const std::string& name, const std::string& text) { std::ofstream(dir / name) << text; }
-
-// LeNet (models/lenet) with train and test batch `batch`.
-std::string lenet(int batch) {
-  std::string net = read_file((mmfuse::testing::source_root() / "models/lenet/lenet_train_val.prototxt").string());
-  replace_all(net, "batch_size: 64", "batch_size: " + std::to_string(batch));
-  return net;
 }
 
 // A tiny AsymFusion net (channel shuffle and pixel shift in stages 1 and 2, modality-specific
@@ -153,7 +58,7 @@ std::string fusion(const TempDir& dir, int batch, const std::string& bn) {
   std::string zoo = "zoo asymfusion --dataset synthetic --blocks 1,1,1,1 --width 4 --decoder-width 4 --stages 1,2 "
                     "--batch " + std::to_string(batch) + " --crop 32" + (bn == "frozen" ? " --frozen-bn" : "");
   REQUIRE(run(dir, 1, zoo, "zoo.prototxt") == 0);
-  std::string net = read_file(dir / "zoo.prototxt");
+  std::string net = read_text(dir / "zoo.prototxt");
   replace_all(net, "dropout_ratio: 0.5", "dropout_ratio: 0");
   replace_all(net, "loss_param { ignore_label: 255", "loss_param { normalization: BATCH_SIZE ignore_label: 255");
   if (bn == "sync") replace_all(net, "modalities: 2 moving_average_fraction", "modalities: 2 sync: true moving_average_fraction");
@@ -166,18 +71,18 @@ std::string fusion(const TempDir& dir, int batch, const std::string& bn) {
 void one_against_two(const TempDir& dir, const std::string& one_net, const std::string& two_net, int iterations,
                      const std::string& extra = "") {
   const std::string kind = one_net.find("LeNet") != std::string::npos ? "lenet_" : "";
-  write(dir, kind + "one.prototxt", one_net);
-  write(dir, kind + "two.prototxt", two_net);
-  write(dir, "one_solver.prototxt", solver(kind + "one.prototxt", "one", iterations, extra));
-  write(dir, "two_solver.prototxt", solver(kind + "two.prototxt", "two", iterations, extra));
-  REQUIRE_MESSAGE(run(dir, 1, "train --solver one_solver.prototxt", "one.log") == 0, read_file(dir / "one.log"));
-  REQUIRE_MESSAGE(run(dir, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_file(dir / "two.log"));
+  write_text(dir, kind + "one.prototxt", one_net);
+  write_text(dir, kind + "two.prototxt", two_net);
+  write_text(dir, "one_solver.prototxt", data_parallel_solver(kind + "one.prototxt", "one", iterations, extra));
+  write_text(dir, "two_solver.prototxt", data_parallel_solver(kind + "two.prototxt", "two", iterations, extra));
+  REQUIRE_MESSAGE(run(dir, 1, "train --solver one_solver.prototxt", "one.log") == 0, read_text(dir / "one.log"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_text(dir / "two.log"));
 }
 
 }  // namespace
 
 TEST_CASE("distributed: the launcher's process count is read from its environment") {
-  const char* names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS"};
+  const char* names[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"};
   for (const char* name : names) {
     std::string saved = std::getenv(name) ? std::getenv(name) : "";
     ::setenv(name, "3", 1);
@@ -215,8 +120,8 @@ TEST_CASE("distributed: LeNet, 2 ranks x 8 against 1 process x 16") {
     return;
   }
   TempDir dir("dist_lenet");
-  one_against_two(dir, lenet(16), lenet(8), 4);
-  const std::string log = read_file(dir / "two.log");
+  one_against_two(dir, lenet_net(16), lenet_net(8), 4);
+  const std::string log = read_text(dir / "two.log");
   CHECK(log.find("data-parallel over 2 ranks (global batch 16)") != std::string::npos);
   check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
   CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
@@ -246,7 +151,7 @@ TEST_CASE("distributed: AsymFusion with frozen BatchNorm, 2 ranks x 2 against 1 
         out += line + "\n";
     return out;
   };
-  const std::string one = read_file(dir / "t1.log"), two = read_file(dir / "t2.log");
+  const std::string one = read_text(dir / "t1.log"), two = read_text(dir / "t2.log");
   INFO(one, "\n", two);
   CHECK(two.find("Tested 3 batches on each of 2 ranks") != std::string::npos);
   CHECK(scores(one).find("mIoU") != std::string::npos);
@@ -266,14 +171,14 @@ TEST_CASE("distributed: SyncBN over 2 ranks equals the 1-process batch; per-rank
   // first update sets to the batch's) are rank 0's batch alone — exactly those of 1 process of
   // batch B, whose batch 0 is rank 0's shard — and differ from the global batch's.
   TempDir per("dist_perrank");
-  write(per, "b2.prototxt", fusion(per, 2, ""));
-  write(per, "b4.prototxt", fusion(per, 4, ""));
-  write(per, "b2_solver.prototxt", solver("b2.prototxt", "b2", 1));
-  write(per, "b4_solver.prototxt", solver("b4.prototxt", "b4", 1));
-  write(per, "two_solver.prototxt", solver("b2.prototxt", "two", 1));
+  write_text(per, "b2.prototxt", fusion(per, 2, ""));
+  write_text(per, "b4.prototxt", fusion(per, 4, ""));
+  write_text(per, "b2_solver.prototxt", data_parallel_solver("b2.prototxt", "b2", 1));
+  write_text(per, "b4_solver.prototxt", data_parallel_solver("b4.prototxt", "b4", 1));
+  write_text(per, "two_solver.prototxt", data_parallel_solver("b2.prototxt", "two", 1));
   REQUIRE(run(per, 1, "train --solver b2_solver.prototxt", "b2.log") == 0);
   REQUIRE(run(per, 1, "train --solver b4_solver.prototxt", "b4.log") == 0);
-  REQUIRE_MESSAGE(run(per, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_file(per / "two.log"));
+  REQUIRE_MESSAGE(run(per, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_text(per / "two.log"));
   CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b2_iter_1.weights", ".mean") == 0);
   CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b2_iter_1.weights", ".variance") == 0);
   CHECK(weight_gap(per / "out/two_iter_1.weights", per / "out/b4_iter_1.weights", ".mean") > 1);
@@ -285,8 +190,8 @@ TEST_CASE("distributed: the test phase uses rank 0's BatchNorm statistics on eve
   // run must use rank 0's (those the snapshot holds) on both, so that it scores what
   // `mmfuse test` of the snapshot under 2 ranks scores.
   TempDir dir("dist_teststats");
-  write(dir, "net.prototxt", fusion(dir, 2, ""));
-  write(dir, "s.prototxt", solver("net.prototxt", "s", 2, "test_iter: 2\ntest_interval: 2\ntest_initialization: false\n"));
+  write_text(dir, "net.prototxt", fusion(dir, 2, ""));
+  write_text(dir, "s.prototxt", data_parallel_solver("net.prototxt", "s", 2, "test_iter: 2\ntest_interval: 2\ntest_initialization: false\n"));
   REQUIRE(run(dir, 2, "train --solver s.prototxt", "train.log") == 0);
   REQUIRE(run(dir, 2, "test --model net.prototxt --weights out/s_iter_2.weights --iterations 2", "test.log") == 0);
   auto test_loss = [](const std::string& log) {
@@ -294,7 +199,7 @@ TEST_CASE("distributed: the test phase uses rank 0's BatchNorm statistics on eve
     REQUIRE(at != std::string::npos);
     return std::stod(log.substr(at + 18));
   };
-  const std::string trained = read_file(dir / "train.log"), tested = read_file(dir / "test.log");
+  const std::string trained = read_text(dir / "train.log"), tested = read_text(dir / "test.log");
   INFO(trained, "\n", tested);
   CHECK(test_loss(trained.substr(trained.find("Testing net #0"))) == test_loss(tested));
 }
@@ -302,15 +207,15 @@ TEST_CASE("distributed: the test phase uses rank 0's BatchNorm statistics on eve
 TEST_CASE("distributed: snapshot and resume under 2 ranks reproduce the uninterrupted run") {
   MPI_OR_SKIP();
   TempDir dir("dist_resume");
-  write(dir, "net.prototxt", fusion(dir, 2, "sync"));
-  write(dir, "full.prototxt", solver("net.prototxt", "full", 4));
-  write(dir, "cut.prototxt", solver("net.prototxt", "cut", 4, "snapshot: 2\n"));
+  write_text(dir, "net.prototxt", fusion(dir, 2, "sync"));
+  write_text(dir, "full.prototxt", data_parallel_solver("net.prototxt", "full", 4));
+  write_text(dir, "cut.prototxt", data_parallel_solver("net.prototxt", "cut", 4, "snapshot: 2\n"));
   REQUIRE(run(dir, 2, "train --solver full.prototxt", "full.log") == 0);
   REQUIRE(run(dir, 2, "train --solver cut.prototxt --max-iter 2", "cut.log") == 0);
   REQUIRE_MESSAGE(run(dir, 2, "train --solver cut.prototxt --snapshot out/cut_iter_2.solverstate", "resume.log") == 0,
-                  read_file(dir / "resume.log"));
+                  read_text(dir / "resume.log"));
   CHECK(weight_gap(dir / "out/cut_iter_4.weights", dir / "out/full_iter_4.weights") == 0);
-  auto full = losses(dir / "out/full_metrics.jsonl"), cut = losses(dir / "out/cut_metrics.jsonl");
+  auto full = metric_losses(dir / "out/full_metrics.jsonl"), cut = metric_losses(dir / "out/cut_metrics.jsonl");
   REQUIRE(cut.size() == 4);
   for (int it = 0; it < 4; ++it) CHECK(cut.at(it) == full.at(it));
 }
@@ -321,13 +226,13 @@ TEST_CASE("distributed: buckets that start during backward give the weights of t
   // while gradient buckets are in flight) and iter_size 2 (only the last sub-batch's backward
   // starts buckets): the same losses and weights to the bit with and without overlap.
   TempDir dir("dist_overlap");
-  write(dir, "net.prototxt", fusion(dir, 2, "sync"));
+  write_text(dir, "net.prototxt", fusion(dir, 2, "sync"));
   const std::string common = "iter_size: 2\nallreduce_bucket_mb: 0.0005\n";
-  write(dir, "on.prototxt", solver("net.prototxt", "on", 3, common));
-  write(dir, "off.prototxt", solver("net.prototxt", "off", 3, common + "allreduce_overlap: false\n"));
-  REQUIRE_MESSAGE(run(dir, 2, "train --solver on.prototxt", "on.log") == 0, read_file(dir / "on.log"));
-  REQUIRE_MESSAGE(run(dir, 2, "train --solver off.prototxt", "off.log") == 0, read_file(dir / "off.log"));
-  const std::string on = read_file(dir / "on.log"), off = read_file(dir / "off.log");
+  write_text(dir, "on.prototxt", data_parallel_solver("net.prototxt", "on", 3, common));
+  write_text(dir, "off.prototxt", data_parallel_solver("net.prototxt", "off", 3, common + "allreduce_overlap: false\n"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver on.prototxt", "on.log") == 0, read_text(dir / "on.log"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver off.prototxt", "off.log") == 0, read_text(dir / "off.log"));
+  const std::string on = read_text(dir / "on.log"), off = read_text(dir / "off.log");
   INFO(on, "\n", off);
   // "Gradient all-reduce: N buckets of <= X MiB, M of them started during backward"
   const size_t at = on.find("Gradient all-reduce: ");
@@ -339,75 +244,31 @@ TEST_CASE("distributed: buckets that start during backward give the weights of t
   CHECK(std::stoi(on.substr(during + 6)) == buckets);  // every parameter is reached by backward
   CHECK(off.find("all after backward (allreduce_overlap: false)") != std::string::npos);
   CHECK(weight_gap(dir / "out/on_iter_3.weights", dir / "out/off_iter_3.weights") == 0);
-  auto a = losses(dir / "out/on_metrics.jsonl"), b = losses(dir / "out/off_metrics.jsonl");
+  auto a = metric_losses(dir / "out/on_metrics.jsonl"), b = metric_losses(dir / "out/off_metrics.jsonl");
   REQUIRE(a.size() == 3);
   for (int it = 0; it < 3; ++it) CHECK(a.at(it) == b.at(it));
 }
 
 namespace {
 
-// Starts `cmd` in the background (its own process group); returns the shell's pid.
-pid_t spawn(const std::string& cmd) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setpgid(0, 0);
-    ::execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// The pid of the process whose environment says OMPI_COMM_WORLD_RANK=<rank> and whose
-// command line runs `marker` (one of this test's ranks), or -1.
-pid_t find_rank(int rank, const std::string& marker) {
-  for (const auto& e : fs::directory_iterator("/proc")) {
-    const std::string name = e.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_file(e.path().string() + "/cmdline"), env = read_file(e.path().string() + "/environ");
-    if (cmdline.find(marker) == std::string::npos || cmdline.find("mpirun") != std::string::npos) continue;
-    if (env.find(std::string("OMPI_COMM_WORLD_RANK=") + std::to_string(rank) + '\0') != std::string::npos)
-      return static_cast<pid_t>(std::stoi(name));
-  }
-  return -1;
-}
-
 // The pid of this test's mpirun running `marker`, or -1.
 pid_t find_launcher(const std::string& marker) {
   for (const auto& e : fs::directory_iterator("/proc")) {
     const std::string name = e.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string cmdline = read_file(e.path().string() + "/cmdline");
+    std::string cmdline = read_text(e.path().string() + "/cmdline");
     if (cmdline.rfind("mpirun", 0) == 0 && cmdline.find(marker) != std::string::npos)
       return static_cast<pid_t>(std::stoi(name));
   }
   return -1;
 }
 
-// Waits for `pid` at most `seconds`; its exit code, or -1 (then it is killed).
-int wait_for(pid_t pid, double seconds, double& took) {
-  const auto start = std::chrono::steady_clock::now();
-  for (;;) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > seconds) {
-      ::kill(-pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      took = seconds;
-      return -1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
 // Starts a long 2-rank run of `marker`.prototxt and waits until it has trained a few iterations.
 pid_t start_long_run(const TempDir& dir, const std::string& marker, const std::string& extra) {
-  write(dir, "net.prototxt", fusion(dir, 2, "frozen"));
-  write(dir, marker + ".prototxt", solver("net.prototxt", marker, 100000, extra));
-  pid_t pid = spawn(command(dir, 2, "train --solver " + marker + ".prototxt", marker + ".log"));
-  for (int i = 0; i < 600 && read_file(dir / (marker + ".log")).find("Iteration 3 ") == std::string::npos; ++i)
+  write_text(dir, "net.prototxt", fusion(dir, 2, "frozen"));
+  write_text(dir, marker + ".prototxt", data_parallel_solver("net.prototxt", marker, 100000, extra));
+  pid_t pid = spawn_shell(command(dir, 2, "train --solver " + marker + ".prototxt", marker + ".log"));
+  for (int i = 0; i < 600 && read_text(dir / (marker + ".log")).find("Iteration 3 ") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   return pid;
 }
@@ -420,13 +281,13 @@ TEST_CASE("distributed: a stalled or killed rank stops the others with an error 
   {
     // Stalled (SIGSTOP): rank 0 names it after collective_timeout (2 s) and stops the job.
     pid_t run_pid = start_long_run(dir, "stall", "collective_timeout: 2\n");
-    pid_t rank1 = find_rank(1, "stall.prototxt");
+    pid_t rank1 = find_process("mmfuse", "stall.prototxt", "OMPI_COMM_WORLD_RANK=1");
     REQUIRE(rank1 > 0);
     ::kill(rank1, SIGSTOP);
     double took = 0;
     int code = wait_for(run_pid, 30, took);
     ::kill(rank1, SIGKILL);
-    std::string log = read_file(dir / "stall.log");
+    std::string log = read_text(dir / "stall.log");
     INFO(log);
     CHECK(code != 0);
     CHECK(code != -1);
@@ -437,12 +298,12 @@ TEST_CASE("distributed: a stalled or killed rank stops the others with an error 
   {
     // Killed (SIGKILL): the launcher sees it die and ends the job, naming the rank.
     pid_t run_pid = start_long_run(dir, "kill", "collective_timeout: 2\n");
-    pid_t rank1 = find_rank(1, "kill.prototxt");
+    pid_t rank1 = find_process("mmfuse", "kill.prototxt", "OMPI_COMM_WORLD_RANK=1");
     REQUIRE(rank1 > 0);
     ::kill(rank1, SIGKILL);
     double took = 0;
     int code = wait_for(run_pid, 30, took);
-    std::string log = read_file(dir / "kill.log");
+    std::string log = read_text(dir / "kill.log");
     INFO(log);
     CHECK(code != 0);
     CHECK(code != -1);
@@ -461,7 +322,7 @@ TEST_CASE("distributed: a stop signal to one rank or to mpirun stops every rank 
     TempDir dir("dist_" + marker);
     pid_t run_pid = start_long_run(dir, marker, "collective_timeout: 20\n");
     if (marker == "stop_rank") {
-      pid_t rank1 = find_rank(1, marker + ".prototxt");
+      pid_t rank1 = find_process("mmfuse", marker + ".prototxt", "OMPI_COMM_WORLD_RANK=1");
       REQUIRE(rank1 > 0);
       ::kill(rank1, SIGTERM);
     } else {
@@ -471,7 +332,7 @@ TEST_CASE("distributed: a stop signal to one rank or to mpirun stops every rank 
     }
     double took = 0;
     int code = wait_for(run_pid, 30, took);
-    std::string log = read_file(dir / (marker + ".log"));
+    std::string log = read_text(dir / (marker + ".log"));
     INFO(marker, ": ", log);
     if (marker == "stop_rank" || marker == "stop_launcher") {
       CHECK(code == 0);
