@@ -45,6 +45,9 @@ namespace mmfuse {
 
 // ---- the solver ------------------------------------------------------------------------------
 
+// The CUDA devices this process sees (0 in a build without CUDA, or with no driver or GPU).
+int visible_gpus();
+
 struct SolverOptions {
   std::optional<Device> device;  // --gpu N; unset: solver_mode / device_id
   std::string precision;         // --precision; empty: the solver's

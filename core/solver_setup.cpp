@@ -21,8 +21,6 @@ namespace mmfuse {
 
 namespace fs = std::filesystem;
 
-namespace {
-
 int visible_gpus() {
 #ifdef MMFUSE_WITH_CUDA
   return cuda::device_count();
@@ -30,6 +28,8 @@ int visible_gpus() {
   return 0;
 #endif
 }
+
+namespace {
 
 // The device a solver trains on: `requested` (--gpu), else solver_mode / device_id. With no CUDA
 // device visible, the CPU, after a note through `note`; an index past the visible devices is a

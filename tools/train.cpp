@@ -15,11 +15,12 @@ namespace {
 
 // --gpu: one device, or a comma-separated list with one entry per rank on each machine (the
 // local rank picks its entry). Without --gpu a data-parallel GPU solver gives local rank k the
-// device device_id + k.
+// device device_id + k, unless the rank sees one device only (srun --gpus-per-task=1, or
+// CUDA_VISIBLE_DEVICES set per rank): then that one.
 std::optional<Device> pick_device(const Args& args, const proto::SolverParameter& solver, const dist::World& world) {
   if (!args.has("gpu")) {
     if (world.distributed() && solver.solver_mode() == proto::SolverParameter::GPU)
-      return Device::cuda(solver.device_id() + world.local_rank());
+      return Device::cuda(visible_gpus() == 1 ? 0 : solver.device_id() + world.local_rank());
     return std::nullopt;
   }
   std::vector<int> list;
