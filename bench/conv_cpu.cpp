@@ -17,6 +17,7 @@
 // thread counts; MMFUSE_DNNL=0 is not needed (the program switches by itself).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -156,6 +157,9 @@ int bench_zoo(const std::string& path, int runs) {
       double best = 1e300;
       size_t best_mode = 0;
       std::vector<double> ms(modes.size());
+      Tensor result = d == 0 ? result_out : d == 1 ? result_image : result_weight;
+      std::vector<float> reference;  // our kernels' result: every oneDNN mode is checked against it
+      double worst = 0;
       for (size_t m = 0; m < modes.size(); ++m) {
         cpu::set_dnnl_enabled(modes[m].dnnl);
         cpu::set_dnnl_layout(modes[m].layout);
@@ -171,6 +175,13 @@ int bench_zoo(const std::string& path, int runs) {
                                                                result_weight.data<float>());
                           },
                           runs);
+        std::vector<float> got = result.to_vector<float>();
+        if (m == 0) reference = got;
+        double scale = 0, err = 0;
+        for (size_t i = 0; i < got.size(); ++i)
+          scale = std::max(scale, std::abs(double(reference[i]))),
+          err = std::max(err, std::abs(double(got[i]) - double(reference[i])));
+        worst = std::max(worst, err / std::max(scale, 1e-30));
         total[m * 3 + d] += count * ms[m];
         if (ms[m] < best) best = ms[m], best_mode = m;
       }
@@ -178,7 +189,7 @@ int bench_zoo(const std::string& path, int runs) {
         if (m == 0) std::printf(" %12.3f", ms[m]);
         else std::printf(" %6.3f %5.2fx", ms[m], ms[m] / ms[0]);
       }
-      std::printf("  %s", modes[best_mode].name);
+      std::printf("  %s (max diff %.1e)", modes[best_mode].name, worst);
       if (cpu::dnnl_built()) {
         cpu::set_dnnl_enabled(true);
         cpu::set_dnnl_layout(cpu::DnnlLayout::automatic);
