@@ -49,8 +49,9 @@ enum class ConvDirection { forward, backward_data, backward_weight };
 // Runs one product of core/cpu/conv.h through oneDNN, with the same arguments and result as
 // its kernel there (forward: a = image, b = weight, out = output; backward_data: a = grad_out,
 // b = weight, out = grad_image; backward_weight: a = image, b = grad_out, out = grad_weight;
-// `out` overwritten). Returns false, having touched nothing, where oneDNN is off or cannot do
-// the geometry: the caller then runs its own kernel.
+// `out` overwritten). Returns false, having touched nothing, where oneDNN is off, cannot do
+// the geometry, or is slower than ours there (dnnl.cpp's rule): the caller then runs its own
+// kernel.
 bool dnnl_conv(ConvDirection direction, const ConvGeometry& g, const float* a, const float* b, float* out);
 
 // The primitive cache: one entry per (direction, geometry, layout, thread count), created on

@@ -145,6 +145,13 @@ TEST_CASE("oneDNN's convolutions match our kernels in every direction and layout
                     << (layout == DnnlLayout::plain ? "plain" : layout == DnnlLayout::blocked ? "blocked" : "automatic")
                     << " (" << cpu::dnnl_conv_impl(d, g) << ")");
         LayoutScope scope(layout);
+        // The automatic rule leaves the data gradient of an image of under 8 channels to ours.
+        if (layout == DnnlLayout::automatic && d == ConvDirection::backward_data && g.group_channels() < 8) {
+          Tensor untouched = Tensor::zeros(image_shape(g));
+          CHECK(!cpu::dnnl_conv(d, g, out.data<float>(), weight.data<float>(), untouched.data<float>()));
+          CHECK(cpu::dnnl_conv_impl(d, g).empty());
+          continue;
+        }
         check_float_close(product(d, g, image, weight, out, true), ours);
       }
     }
