@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <map>
 
+#include "core/cpu/dnnl.h"
+#include "core/cpu/parallel.h"
 #include "core/ops.h"
 #include "core/optimizer.h"
 #include "core/prototxt.h"
@@ -79,7 +81,9 @@ int time_command(const std::vector<std::string>& argv) {
     if (train && loss.requires_grad()) loss.backward();
     optimizer.zero_grad();
   };
-  std::string where = device.str() + (device.is_cuda() ? std::string(", ") + cuda::precision_name(precision) : "");
+  std::string where = device.str() + (device.is_cuda() ? std::string(", ") + cuda::precision_name(precision)
+                                                      : ", " + std::to_string(cpu::max_threads()) + " thread(s), " +
+                                                            cpu::dnnl_summary());
   std::printf("Timing %s (%s, %s): 1 warm-up iteration, then %d\n", net.name().c_str(), phase_name.c_str(),
               where.c_str(), iterations);
   one(nullptr, nullptr);

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "core/cpu/dnnl.h"
 #include "core/cpu/gemm.h"
 #include "core/cpu/parallel.h"
 
@@ -126,8 +128,12 @@ void col2im_plane(const ConvGeometry& g, const T* cols, int64_t ld, T* plane) {
   }
 }
 
+// float32 goes to oneDNN where it is built and on (core/cpu/dnnl.h); it answers false for what
+// it cannot do, and float64 (the gradient checks) never goes there.
 template <typename T>
 void conv_forward(const ConvGeometry& g, const T* image, const T* weight, T* out) {
+  if constexpr (std::is_same_v<T, float>)
+    if (dnnl_conv(ConvDirection::forward, g, image, weight, out)) return;
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels(), cg = g.group_channels();
   for_each_sample<T>(g, [&](int64_t n, T* buffer) {
     for (int64_t group = 0; group < g.groups; ++group) {
@@ -140,6 +146,8 @@ void conv_forward(const ConvGeometry& g, const T* image, const T* weight, T* out
 
 template <typename T>
 void conv_backward_data(const ConvGeometry& g, const T* grad_out, const T* weight, T* grad_image) {
+  if constexpr (std::is_same_v<T, float>)
+    if (dnnl_conv(ConvDirection::backward_data, g, grad_out, weight, grad_image)) return;
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels(), cg = g.group_channels();
   bool direct = columns_are_image(g);
   for_each_sample<T>(g, [&](int64_t n, T* cols) {
@@ -175,6 +183,8 @@ constexpr int64_t kWeightChunkColumns = 128;
 // bits of the result — are the same for any thread count.
 template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* image, const T* grad_out, T* grad_weight) {
+  if constexpr (std::is_same_v<T, float>)
+    if (dnnl_conv(ConvDirection::backward_weight, g, image, grad_out, grad_weight)) return;
   int64_t L = g.out_area(), K = g.col_rows(), og = g.group_out_channels(), cg = g.group_channels();
   std::fill(grad_weight, grad_weight + g.out_channels * K, T(0));
   int64_t chunks = std::min({std::max<int64_t>(2, ceil_div(og * K * L, kWeightChunkWork)),
