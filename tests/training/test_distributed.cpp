@@ -107,7 +107,7 @@ TEST_CASE("distributed: a solver with `player`s is refused under the launcher, b
                                                 "player { name: 'd' net: 'd.prototxt' }\n"
                                                 "adversarial { fake: 'fake' real: 'real' }\nmax_iter: 2\n";
   CHECK(run(dir, 2, "train --solver gan_solver.prototxt", "log.txt") != 0);
-  const std::string log = read_file(dir / "log.txt");
+  const std::string log = read_text(dir / "log.txt");
   CHECK_MESSAGE(log.find("gan_solver.prototxt: this solver trains `player`s; the multi-net solver runs in one process "
                          "(no mpirun)") != std::string::npos, log);
 }
