@@ -20,18 +20,34 @@ namespace {
 using cpu::LineGeometry;
 using cpu::PointwiseLoss;
 
+// The exact exp and log for the shared formulas: expf / exp by the argument's type, log in
+// double.
+struct ExactMath {
+  template <typename V>
+  MMF_HD static V exp(V x) {
+    if constexpr (std::is_same_v<V, float>) return ::expf(x);
+    else return ::exp(x);
+  }
+  MMF_HD static double log_sum(double sum) { return ::log(sum); }
+};
+// The formulas of base/geometry/loss.h, worked in double here (one thread per line or per
+// element: no SIMD lanes of the input's type to keep).
+using Rules = cpu::SoftmaxRules<double, ExactMath>;
+
 // Line l = o * inner + i starts at o * dim * inner + i; consecutive d are inner apart.
 __device__ __forceinline__ int64_t line_start(const LineGeometry& g, int64_t l) {
   return (l / g.inner) * g.dim * g.inner + l % g.inner;
 }
 
+// A line's max; *sum = its sum of exp(x - max), in double, in the CPU's order along the line.
 template <typename T>
-__device__ double line_logsumexp(const T* base, const LineGeometry& g) {
+__device__ T line_max_sum(const T* base, const LineGeometry& g, double* sum) {
   T mx = base[0];
-  for (int64_t d = 1; d < g.dim; ++d) mx = max(mx, base[d * g.inner]);
-  double sum = 0;
-  for (int64_t d = 0; d < g.dim; ++d) sum += static_cast<double>(exp(base[d * g.inner] - mx));
-  return static_cast<double>(mx) + ::log(sum);
+  for (int64_t d = 1; d < g.dim; ++d) mx = Rules::max_step(mx, base[d * g.inner]);
+  double s = 0;
+  for (int64_t d = 0; d < g.dim; ++d) s += static_cast<double>(Rules::exp_term(base[d * g.inner], mx));
+  *sum = s;
+  return mx;
 }
 
 template <typename T>
@@ -39,10 +55,14 @@ __global__ void softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ 
                                        bool log) {
   for (int64_t l = global_thread(); l < lines; l += grid_threads()) {
     int64_t at = line_start(g, l);
-    double lse = line_logsumexp(x + at, g);
+    double sum;
+    T mx = line_max_sum(x + at, g, &sum);
+    // log: the line's log-sum-exp; softmax: 1 / sum.
+    const double scale = log ? Rules::work(Rules::logsumexp(mx, sum)) : Rules::inv_sum(sum);
     for (int64_t d = 0; d < g.dim; ++d) {
       int64_t k = at + d * g.inner;
-      y[k] = log ? static_cast<T>(x[k] - lse) : static_cast<T>(::exp(x[k] - lse));
+      y[k] = log ? Rules::log_softmax(x[k], scale)
+                 : Rules::softmax<T>(Rules::exp_term(static_cast<double>(x[k]), static_cast<double>(mx)), scale);
     }
   }
 }
@@ -55,11 +75,12 @@ __global__ void softmax_backward_kernel(const T* __restrict__ y, const T* __rest
     double dot = 0;
     for (int64_t d = 0; d < g.dim; ++d) {
       int64_t k = at + d * g.inner;
-      dot += log ? static_cast<double>(dy[k]) : static_cast<double>(dy[k]) * y[k];
+      dot += log ? Rules::log_softmax_dot(dy[k]) : Rules::softmax_dot(dy[k], y[k]);
     }
+    const double total = Rules::work(dot);
     for (int64_t d = 0; d < g.dim; ++d) {
       int64_t k = at + d * g.inner;
-      dx[k] = log ? static_cast<T>(dy[k] - exp(y[k]) * dot) : static_cast<T>(y[k] * (dy[k] - dot));
+      dx[k] = log ? Rules::log_softmax_grad(y[k], dy[k], total) : Rules::softmax_grad(y[k], dy[k], total);
     }
   }
 }
@@ -70,10 +91,11 @@ __global__ void cross_entropy_forward_kernel(const T* __restrict__ logits, const
                                              double* __restrict__ lse, double* __restrict__ loss) {
   for (int64_t l = global_thread(); l < lines; l += grid_threads()) {
     const T* base = logits + line_start(g, l);
-    double v = line_logsumexp(base, g);
+    double sum;
+    T mx = line_max_sum(base, g, &sum);
+    double v = Rules::logsumexp(mx, sum);
     lse[l] = v;
-    int32_t t = target[l];
-    loss[l] = t == ignore_index ? 0.0 : v - static_cast<double>(base[t * g.inner]);
+    loss[l] = Rules::cross_entropy_loss(base, g.inner, target[l], ignore_index, v);
   }
 }
 
@@ -87,9 +109,8 @@ __global__ void cross_entropy_backward_kernel(const T* __restrict__ logits, cons
     int64_t d = r % g.dim, o = r / g.dim;
     int64_t p = o * g.inner + i;
     int32_t t = target[p];
-    double coef = t == ignore_index ? 0.0 : scale * static_cast<double>(per_position ? grad[p] : grad[0]);
-    double onehot = t == d ? 1.0 : 0.0;
-    dx[k] = coef == 0.0 ? T(0) : static_cast<T>(coef * (::exp(logits[k] - lse[p]) - onehot));
+    double coef = Rules::cross_entropy_coef(t, ignore_index, scale, per_position ? grad[p] : grad[0]);
+    dx[k] = Rules::cross_entropy_grad(coef, logits[k], lse[p], t == d);
   }
 }
 

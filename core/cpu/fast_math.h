@@ -132,4 +132,17 @@ MMF_SIMD_INLINE inline T log_of(T x) {
   else return std::log(x);
 }
 
+// The CPU's exp and log for the softmax family's shared formulas (SoftmaxRules in
+// base/geometry/loss.h, with the working type T): exp_of, and the log of a line's double sum
+// taken in T (float: log_approx of the sum rounded to float, so a float line's log-sum-exp
+// carries one float rounding).
+template <typename T>
+struct FastMath {
+  template <typename V>
+  MMF_SIMD_INLINE static V exp(V x) {
+    return exp_of<V>(x);
+  }
+  MMF_SIMD_INLINE static double log_sum(double sum) { return static_cast<double>(log_of<T>(static_cast<T>(sum))); }
+};
+
 }  // namespace mmfuse::cpu

@@ -9,9 +9,11 @@
 //   SIMD lane per position;
 // - inner == 1 (a classifier, [N, K]): a work item is a line; the passes run along it, its sums
 //   in kSumLanes interleaved lanes (lane_sum).
-// Per line: the max, the sum of exp(x - max) (numerically stable), then the output. exp and log
-// are core/cpu/fast_math.h's: vectorisable float forms, libm's in double; the loops run as AVX2
-// code where the CPU has it (simd_range). Precision: each exponential is a float within 2 ulp;
+// Per line: the max, the sum of exp(x - max) (numerically stable), then the output. The
+// formulas are SoftmaxRules' (base/geometry/loss.h), shared with the CUDA kernels; these loops
+// are only their iteration. Here they work in the input's type T (SoftmaxRules' C = T) with
+// core/cpu/fast_math.h's exp and log (FastMath<T>): vectorisable float forms, libm's in double;
+// the loops run as AVX2 code where the CPU has it (simd_range). Precision: each exponential is a float within 2 ulp;
 // the sums over `dim` (and the dot products of backward) accumulate in double, so that a line's
 // log-sum-exp carries a float's rounding (one log) whatever the number of classes, where a float
 // sum would lose up to dim ulp; the per-line quantities are then used in the input's type.
@@ -30,6 +32,10 @@
 namespace mmfuse::cpu {
 
 constexpr int64_t kLineBlock = 64;
+
+// The shared formulas as the CPU runs them: in T, with the fast exp and log.
+template <typename T>
+using Rules = SoftmaxRules<T, FastMath<T>>;
 
 // Calls f(o, i0, width) for every (outer index, block of inner indices), in parallel; each
 // thread's range runs through simd_range (core/cpu/fast_math.h): AVX2 code where the CPU has
@@ -85,17 +91,11 @@ MMF_SIMD_INLINE inline T lane_max(const T* line, int64_t n) {
   int64_t k = 0;
   for (; k + kSumLanes <= n; k += kSumLanes)
 #pragma GCC unroll 1
-    for (int64_t l = 0; l < kSumLanes; ++l) part[l] = line[k + l] > part[l] ? line[k + l] : part[l];
-  for (; k < n; ++k) part[0] = line[k] > part[0] ? line[k] : part[0];
+    for (int64_t l = 0; l < kSumLanes; ++l) part[l] = Rules<T>::max_step(part[l], line[k + l]);
+  for (; k < n; ++k) part[0] = Rules<T>::max_step(part[0], line[k]);
   T mx = part[0];
-  for (int64_t l = 1; l < kSumLanes; ++l) mx = part[l] > mx ? part[l] : mx;
+  for (int64_t l = 1; l < kSumLanes; ++l) mx = Rules<T>::max_step(mx, part[l]);
   return mx;
-}
-
-// log(sum) + max: a line's log-sum-exp from its max and its sum of exp(x - max) (>= 1).
-template <typename T>
-MMF_SIMD_INLINE inline double line_logsumexp(T mx, double sum) {
-  return static_cast<double>(mx) + static_cast<double>(log_of(static_cast<T>(sum)));
 }
 
 // Per line j of the block at `base` (x[o, 0, i0]; consecutive d are geo.inner apart):
@@ -106,13 +106,13 @@ MMF_SIMD_INLINE inline void block_max_sum(const T* base, const LineGeometry& geo
   for (int64_t j = 0; j < width; ++j) mx[j] = base[j], sum[j] = 0;
   for (int64_t d = 1; d < geo.dim; ++d) {
     const T* row = base + d * geo.inner;
-    for (int64_t j = 0; j < width; ++j) mx[j] = row[j] > mx[j] ? row[j] : mx[j];
+    for (int64_t j = 0; j < width; ++j) mx[j] = Rules<T>::max_step(mx[j], row[j]);
   }
   for (int64_t d = 0; d < geo.dim; ++d) {
     const T* row = base + d * geo.inner;
     T* out = kStore ? exps + d * geo.inner : nullptr;
     for (int64_t j = 0; j < width; ++j) {
-      T e = exp_of<T>(row[j] - mx[j]);
+      T e = Rules<T>::exp_term(row[j], mx[j]);
       sum[j] += static_cast<double>(e);
       if constexpr (kStore) out[j] = e;
     }
@@ -124,10 +124,10 @@ template <bool kStore, typename T>
 MMF_SIMD_INLINE inline T line_max_sum(const T* line, int64_t n, double& sum, T* exps) {
   T mx = lane_max(line, n);
   if constexpr (kStore) {
-    for (int64_t k = 0; k < n; ++k) exps[k] = exp_of<T>(line[k] - mx);
+    for (int64_t k = 0; k < n; ++k) exps[k] = Rules<T>::exp_term(line[k], mx);
     sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(exps[k]); });
   } else {
-    sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(exp_of<T>(line[k] - mx)); });
+    sum = lane_sum(n, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(Rules<T>::exp_term(line[k], mx)); });
   }
   return mx;
 }
@@ -136,6 +136,7 @@ MMF_SIMD_INLINE inline T line_max_sum(const T* line, int64_t n, double& sum, T* 
 // max/sum pass and scales them by 1 / sum (one exp per element); log_softmax is x - logsumexp.
 template <typename T>
 void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
+  using R = Rules<T>;
   if (geo.dim == 0) return;
   if (geo.inner == 1) {
     for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
@@ -144,11 +145,11 @@ void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
       double sum;
       T mx = log ? line_max_sum<false>(in, geo.dim, sum, out) : line_max_sum<true>(in, geo.dim, sum, out);
       if (log) {
-        T lse = static_cast<T>(line_logsumexp(mx, sum));
-        for (int64_t k = 0; k < geo.dim; ++k) out[k] = in[k] - lse;
+        T lse = R::work(R::logsumexp(mx, sum));
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = R::log_softmax(in[k], lse);
       } else {
-        T inv = static_cast<T>(1.0 / sum);
-        for (int64_t k = 0; k < geo.dim; ++k) out[k] *= inv;
+        T inv = R::inv_sum(sum);
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = R::template softmax<T>(out[k], inv);
       }
     });
     return;
@@ -160,16 +161,16 @@ void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
     if (log) block_max_sum<false>(x + offset, geo, width, mx, sum, y + offset);
     else block_max_sum<true>(x + offset, geo, width, mx, sum, y + offset);
     if (log)
-      for (int64_t j = 0; j < width; ++j) scale[j] = static_cast<T>(line_logsumexp(mx[j], sum[j]));
+      for (int64_t j = 0; j < width; ++j) scale[j] = R::work(R::logsumexp(mx[j], sum[j]));
     else
-      for (int64_t j = 0; j < width; ++j) scale[j] = static_cast<T>(1.0 / sum[j]);
+      for (int64_t j = 0; j < width; ++j) scale[j] = R::inv_sum(sum[j]);
     for (int64_t d = 0; d < geo.dim; ++d) {
       const T* in = x + offset + d * geo.inner;
       T* out = y + offset + d * geo.inner;
       if (log)
-        for (int64_t j = 0; j < width; ++j) out[j] = in[j] - scale[j];
+        for (int64_t j = 0; j < width; ++j) out[j] = R::log_softmax(in[j], scale[j]);
       else
-        for (int64_t j = 0; j < width; ++j) out[j] *= scale[j];
+        for (int64_t j = 0; j < width; ++j) out[j] = R::template softmax<T>(out[j], scale[j]);
     }
   });
 }
@@ -178,18 +179,18 @@ void softmax_forward(const T* x, T* y, const LineGeometry& geo, bool log) {
 //                          log_softmax  dx = dy - exp(y) * sum_d dy.
 template <typename T>
 void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, bool log) {
+  using R = Rules<T>;
   if (geo.dim == 0) return;
   if (geo.inner == 1) {
     for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T *py = y + o * geo.dim, *pg = dy + o * geo.dim;
       T* out = dx + o * geo.dim;
       if (log) {
-        T total = static_cast<T>(lane_sum(geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(pg[k]); }));
-        for (int64_t k = 0; k < geo.dim; ++k) out[k] = pg[k] - exp_of<T>(py[k]) * total;
+        T total = R::work(lane_sum(geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return R::log_softmax_dot(pg[k]); }));
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = R::log_softmax_grad(py[k], pg[k], total);
       } else {
-        T total = static_cast<T>(lane_sum(
-            geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return static_cast<double>(pg[k]) * static_cast<double>(py[k]); }));
-        for (int64_t k = 0; k < geo.dim; ++k) out[k] = py[k] * (pg[k] - total);
+        T total = R::work(lane_sum(geo.dim, [&](int64_t k) MMF_SIMD_INLINE { return R::softmax_dot(pg[k], py[k]); }));
+        for (int64_t k = 0; k < geo.dim; ++k) out[k] = R::softmax_grad(py[k], pg[k], total);
       }
     });
     return;
@@ -201,20 +202,20 @@ void softmax_backward(const T* y, const T* dy, T* dx, const LineGeometry& geo, b
       const T* py = y + offset + d * geo.inner;
       const T* pg = dy + offset + d * geo.inner;
       if (log)
-        for (int64_t j = 0; j < width; ++j) dot[j] += static_cast<double>(pg[j]);
+        for (int64_t j = 0; j < width; ++j) dot[j] += R::log_softmax_dot(pg[j]);
       else
-        for (int64_t j = 0; j < width; ++j) dot[j] += static_cast<double>(pg[j]) * static_cast<double>(py[j]);
+        for (int64_t j = 0; j < width; ++j) dot[j] += R::softmax_dot(pg[j], py[j]);
     }
     T total[kLineBlock];
-    for (int64_t j = 0; j < width; ++j) total[j] = static_cast<T>(dot[j]);
+    for (int64_t j = 0; j < width; ++j) total[j] = R::work(dot[j]);
     for (int64_t d = 0; d < geo.dim; ++d) {
       const T* py = y + offset + d * geo.inner;
       const T* pg = dy + offset + d * geo.inner;
       T* out = dx + offset + d * geo.inner;
       if (log)
-        for (int64_t j = 0; j < width; ++j) out[j] = pg[j] - exp_of<T>(py[j]) * total[j];
+        for (int64_t j = 0; j < width; ++j) out[j] = R::log_softmax_grad(py[j], pg[j], total[j]);
       else
-        for (int64_t j = 0; j < width; ++j) out[j] = py[j] * (pg[j] - total[j]);
+        for (int64_t j = 0; j < width; ++j) out[j] = R::softmax_grad(py[j], pg[j], total[j]);
     }
   });
 }
@@ -242,17 +243,17 @@ inline void cross_entropy_check_targets(const int32_t* target, int64_t n, int64_
 template <typename T>
 void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeometry& geo, int64_t ignore_index,
                            double* lse, double* loss) {
+  using R = Rules<T>;
   if (geo.dim == 0) return;
   auto position_loss = [&](int64_t p, const T* at_class0) MMF_SIMD_INLINE {
-    int32_t t = target[p];
-    loss[p] = t == ignore_index ? 0.0 : lse[p] - static_cast<double>(at_class0[t * geo.inner]);
+    loss[p] = R::cross_entropy_loss(at_class0, geo.inner, target[p], ignore_index, lse[p]);
   };
   if (geo.inner == 1) {
     for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T* line = logits + o * geo.dim;
       double sum;
       T mx = line_max_sum<false, T>(line, geo.dim, sum, nullptr);
-      lse[o] = line_logsumexp(mx, sum);
+      lse[o] = R::logsumexp(mx, sum);
       position_loss(o, line);
     });
     return;
@@ -263,7 +264,7 @@ void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeo
     T mx[kLineBlock];
     double sum[kLineBlock];
     block_max_sum<false, T>(base, geo, width, mx, sum, nullptr);
-    for (int64_t j = 0; j < width; ++j) lse[p0 + j] = line_logsumexp(mx[j], sum[j]);
+    for (int64_t j = 0; j < width; ++j) lse[p0 + j] = R::logsumexp(mx[j], sum[j]);
     for (int64_t j = 0; j < width; ++j) position_loss(p0 + j, base + j);
   });
 }
@@ -273,22 +274,23 @@ void cross_entropy_forward(const T* logits, const int32_t* target, const LineGeo
 template <typename T>
 void cross_entropy_backward(const T* logits, const int32_t* target, const double* lse, const LineGeometry& geo,
                             int64_t ignore_index, const T* grad, bool grad_per_position, double scale, T* dx) {
+  using R = Rules<T>;
   auto coef_at = [&](int64_t p) MMF_SIMD_INLINE {
-    return static_cast<T>(target[p] == ignore_index ? 0.0 : scale * (grad_per_position ? grad[p] : grad[0]));
+    return R::cross_entropy_coef(target[p], ignore_index, scale, grad_per_position ? grad[p] : grad[0]);
   };
   if (geo.inner == 1) {
     for_each_line(geo, [&](int64_t o) MMF_SIMD_INLINE {
       const T* line = logits + o * geo.dim;
       T* out = dx + o * geo.dim;
       T coef = coef_at(o);
-      if (coef == T(0)) {
+      if (coef == T(0)) {  // what cross_entropy_grad gives there, without the exps
         std::fill(out, out + geo.dim, T(0));
         return;
       }
       const double l = lse[o];
-      for (int64_t k = 0; k < geo.dim; ++k) out[k] = coef * exp_of<T>(static_cast<T>(line[k] - l));
+      for (int64_t k = 0; k < geo.dim; ++k) out[k] = R::cross_entropy_grad(coef, line[k], l, false);
       int32_t t = target[o];
-      out[t] = coef * (exp_of<T>(static_cast<T>(line[t] - l)) - T(1));
+      out[t] = R::cross_entropy_grad(coef, line[t], l, true);
     });
     return;
   }
@@ -302,10 +304,7 @@ void cross_entropy_backward(const T* logits, const int32_t* target, const double
     for (int32_t d = 0; d < static_cast<int32_t>(geo.dim); ++d) {
       const T* in = logits + offset + d * geo.inner;
       T* out = dx + offset + d * geo.inner;
-      for (int64_t j = 0; j < width; ++j) {
-        T g = coef[j] * (exp_of<T>(static_cast<T>(in[j] - l[j])) - static_cast<T>(t[j] == d));
-        out[j] = coef[j] == T(0) ? T(0) : g;
-      }
+      for (int64_t j = 0; j < width; ++j) out[j] = R::cross_entropy_grad(coef[j], in[j], l[j], t[j] == d);
     }
   });
 }

@@ -4,6 +4,7 @@
 // tolerances (docs/cuda.md): fp32 differs from the CPU only by summation order (1e-5
 // relative); tests/cuda/test_cuda_conv.cpp reruns the table in tf32 (5e-3) and on the im2col
 // fallback.
+#include "tests/op_cases/conv.h"
 #include "tests/op_cases/op_case.h"
 
 namespace mmfuse::testing {
@@ -26,18 +27,8 @@ OpFn transpose_fn(const ConvTranspose2dOptions& o, bool bias) {
 
 }  // namespace
 
-OpTable conv_cases() {
-  OpTable t{"conv", {}};
-  // Gradient cases: option combinations on 7x5 images, N = 1 and 3; each read backwards
-  // (out_channels in) as a transposed convolution of half the size, with output padding where
-  // strided.
-  struct Small {
-    const char* name;
-    int64_t batch, in_channels, height, width, out_channels, kernel_h, kernel_w;
-    Conv2dOptions options;
-    bool bias;
-  };
-  const std::vector<Small> small = {
+const std::vector<ConvOptionCase>& conv_option_cases() {
+  static const std::vector<ConvOptionCase> cases = {
       {"plain 3x3", 1, 3, 7, 5, 4, 3, 3, {}, true},
       {"stride 2", 3, 2, 7, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2}, false},
       {"padding 1", 1, 3, 7, 5, 2, 3, 3, {.pad_h = 1, .pad_w = 1}, true},
@@ -49,7 +40,15 @@ OpTable conv_cases() {
       {"everything", 3, 4, 7, 5, 2, 2, 3,
        {.stride_h = 2, .stride_w = 1, .pad_h = 2, .pad_w = 1, .dilation_h = 1, .dilation_w = 2, .groups = 2}, true},
   };
-  for (const Small& c : small) {
+  return cases;
+}
+
+OpTable conv_cases() {
+  OpTable t{"conv", {}};
+  // Gradient cases: conv_option_cases() (tests/op_cases/conv.h), each read backwards
+  // (out_channels in) as a transposed convolution of half the size, with output padding where
+  // strided.
+  for (const ConvOptionCase& c : conv_option_cases()) {
     Shape w = {c.out_channels, c.in_channels / c.options.groups, c.kernel_h, c.kernel_w};
     std::vector<Arg> args = {in({c.batch, c.in_channels, c.height, c.width}), in(w)};
     if (c.bias) args.push_back(in({c.out_channels}));

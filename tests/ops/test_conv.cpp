@@ -1,39 +1,20 @@
 // conv2d and conv_transpose2d: forward against naive loops written here, the adjoint identity,
-// errors, float32 against float64, and gradient checks for every option combination.
+// errors, float32 against float64, and gradient checks for every option combination (the
+// combinations: tests/op_cases/conv.h, shared with the conv op-case table).
 #include <cmath>
 
 #include "core/cpu/dnnl.h"
 #include "tests/gradcheck.h"
+#include "tests/op_cases/conv.h"
 
 using namespace mmfuse;
 using mmfuse::testing::check_close;
 using mmfuse::testing::check_same_bits_for_thread_counts;
+using mmfuse::testing::conv_option_cases;
+using mmfuse::testing::ConvOptionCase;
 using mmfuse::testing::random_input;
 
 namespace {
-
-struct ConvCase {
-  const char* name;
-  int64_t batch, in_channels, height, width, out_channels, kernel_h, kernel_w;
-  Conv2dOptions options;
-  bool bias;
-};
-
-// Option combinations on odd sizes (7x5 images, N = 1 and 3), bias on and off.
-std::vector<ConvCase> conv_cases() {
-  return {
-      {"plain 3x3", 1, 3, 7, 5, 4, 3, 3, {}, true},
-      {"stride 2", 3, 2, 7, 5, 3, 3, 3, {.stride_h = 2, .stride_w = 2}, false},
-      {"padding 1", 1, 3, 7, 5, 2, 3, 3, {.pad_h = 1, .pad_w = 1}, true},
-      {"dilation 2", 3, 2, 7, 5, 3, 3, 2, {.dilation_h = 2, .dilation_w = 2}, true},
-      {"groups 2", 3, 4, 7, 5, 6, 3, 3, {.pad_h = 1, .pad_w = 0, .groups = 2}, true},
-      {"depthwise", 1, 3, 7, 5, 3, 3, 3, {.pad_h = 1, .pad_w = 1, .groups = 3}, false},
-      {"depthwise x2", 3, 3, 5, 7, 6, 3, 1, {.groups = 3}, true},
-      {"1x1", 3, 5, 3, 5, 3, 1, 1, {}, false},
-      {"everything", 3, 4, 7, 5, 2, 2, 3,
-       {.stride_h = 2, .stride_w = 1, .pad_h = 2, .pad_w = 1, .dilation_h = 1, .dilation_w = 2, .groups = 2}, true},
-  };
-}
 
 int64_t out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d) { return (in + 2 * p - d * (k - 1) - 1) / s + 1; }
 
@@ -143,7 +124,7 @@ TEST_CASE("conv2d by hand") {
 
 TEST_CASE("conv2d matches a direct convolution") {
   Generator gen(31);
-  for (const ConvCase& c : conv_cases()) {
+  for (const ConvOptionCase& c : conv_option_cases()) {
     INFO(c.name);
     Tensor x = Tensor::randn({c.batch, c.in_channels, c.height, c.width}, gen, 0, 1, DType::f64);
     Tensor w = Tensor::randn({c.out_channels, c.in_channels / c.options.groups, c.kernel_h, c.kernel_w}, gen, 0, 1,
@@ -204,7 +185,7 @@ TEST_CASE("conv2d and conv_transpose2d: the same bits for any thread count") {
 
 TEST_CASE("conv_transpose2d matches scattering loops and is conv2d's adjoint") {
   Generator gen(33);
-  for (const ConvCase& c : conv_cases()) {
+  for (const ConvOptionCase& c : conv_option_cases()) {
     INFO(c.name);
     // conv2d maps x [N, C, H, W] to y; conv_transpose2d with the same weight maps y's shape back.
     Tensor w = Tensor::randn({c.out_channels, c.in_channels / c.options.groups, c.kernel_h, c.kernel_w}, gen, 0, 1,
@@ -283,7 +264,7 @@ TEST_CASE("conv in float32 agrees with float64") {
     for (size_t i = 0; i < b.size(); ++i) scale = std::max(scale, std::abs(b[i])), err = std::max(err, std::abs(a[i] - b[i]));
     CHECK(err <= 1e-4 * scale);
   };
-  for (const ConvCase& c : conv_cases()) {
+  for (const ConvOptionCase& c : conv_option_cases()) {
     INFO(c.name);
     Tensor x = Tensor::randn({c.batch, c.in_channels, c.height, c.width}, gen, 0, 1, DType::f64);
     Tensor w = Tensor::randn({c.out_channels, c.in_channels / c.options.groups, c.kernel_h, c.kernel_w}, gen, 0, 1,
