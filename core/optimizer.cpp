@@ -110,13 +110,46 @@ void Optimizer::zero_grad() {
 namespace {
 
 constexpr int64_t kUpdateGrain = 16384;  // parameters per parallel chunk of the CPU update
+constexpr int64_t kNormBlock = 8192;     // gradient elements per partial sum of the squared norm
+constexpr int kNormLanes = 8;
 
+// The sum of squares of one block: element i goes to lane i % kNormLanes, each lane summed in
+// order, the lanes then folded as a fixed tree. Eight independent chains instead of one, so the
+// loop runs at the adder's throughput, not its latency (it vectorises), and the result depends
+// on nothing but the block's values.
 template <typename T>
-double squared_norm(const Tensor& g) {
-  const T* p = g.data<T>();
-  double s = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) s += static_cast<double>(p[i]) * p[i];
-  return s;
+double block_sumsq(const T* p, int64_t n) {
+  double lane[kNormLanes] = {};
+  int64_t i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes)
+    for (int l = 0; l < kNormLanes; ++l) lane[l] += static_cast<double>(p[i + l]) * static_cast<double>(p[i + l]);
+  for (int l = 0; i < n; ++i, ++l) lane[l] += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// The squared L2 norm of the CPU gradients: fixed blocks of kNormBlock elements of each
+// gradient in turn, summed in parallel, their partial sums added in parameter and block order.
+// The same bits for any thread count.
+double cpu_sumsq(const std::vector<Tensor>& grads) {
+  struct Block {
+    const Tensor* g;
+    int64_t begin, end;
+  };
+  std::vector<Block> blocks;
+  for (const Tensor& g : grads)
+    for (int64_t b = 0; b < g.numel(); b += kNormBlock) blocks.push_back({&g, b, std::min(g.numel(), b + kNormBlock)});
+  std::vector<double> partial(blocks.size());
+  cpu::parallel_for(static_cast<int64_t>(blocks.size()), 2, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const Block& k = blocks[static_cast<size_t>(b)];
+      partial[static_cast<size_t>(b)] = ops::dispatch_floating("optimizer", k.g->dtype(), [&]<typename T>() {
+        return block_sumsq<T>(k.g->data<T>() + k.begin, k.end - k.begin);
+      });
+    }
+  });
+  double sum = 0;
+  for (double v : partial) sum += v;
+  return sum;
 }
 
 }  // namespace
@@ -124,7 +157,7 @@ double squared_norm(const Tensor& g) {
 double Optimizer::step(double lr) {
   // Squares of CPU gradients are summed on the host; CUDA gradients (one device per
   // optimizer) leave fixed partial sums on their device, folded there with the host's share.
-  double host_norm2 = 0;
+  std::vector<Tensor> cpu_grads;
   [[maybe_unused]] int device = -1;  // the CUDA device of the parameters, if any
   [[maybe_unused]] bool any_cpu = false;
   [[maybe_unused]] int64_t partial_count = 0;
@@ -145,8 +178,9 @@ double Optimizer::step(double lr) {
 #endif
     }
     any_cpu = true;
-    host_norm2 += ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() { return squared_norm<T>(g); });
+    cpu_grads.push_back(g);
   }
+  double host_norm2 = cpu_sumsq(cpu_grads);
   double norm = std::sqrt(host_norm2);
   [[maybe_unused]] const double* device_scale = nullptr;
 #ifdef MMFUSE_WITH_CUDA
