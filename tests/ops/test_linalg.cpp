@@ -224,6 +224,25 @@ TEST_CASE("matmul, linear and batched products: the same bits for any thread cou
   }
 }
 
+TEST_CASE("linear's bias gradient has the bits of sum over the rows (reduce_sum, in double)") {
+  // linear sums dy's columns with its own loop (cpu::column_sum): rows in order, in double, as
+  // sum(dy, {0}); widths around its column blocks of 256.
+  for (DType dtype : {DType::f32, DType::f64})
+    for (int64_t out : {1, 10, 255, 256, 257, 700})
+      for (int64_t rows : {1, 3, 64}) {
+        CAPTURE(out);
+        CAPTURE(rows);
+        Generator gen(static_cast<uint64_t>(out * 100 + rows));
+        Tensor x = Tensor::randn({rows, 5}, gen, 0, 1, dtype), w = Tensor::randn({out, 5}, gen, 0, 1, dtype);
+        Tensor b = Tensor::zeros({out}, dtype).set_requires_grad();
+        Tensor dy = Tensor::randn({rows, out}, gen, 0, 1e3, dtype);
+        linear(x, w, b).backward(dy);
+        std::vector<double> got = b.grad().to(DType::f64).to_vector<double>();
+        std::vector<double> want = sum(dy, {0}).to(DType::f64).to_vector<double>();
+        CHECK(got == want);
+      }
+}
+
 namespace {
 
 // OpenBLAS's x86-64 core types whose GEMM kernels round differently, and the CPU flags (as
