@@ -109,14 +109,45 @@ void Optimizer::zero_grad() {
 
 namespace {
 
-constexpr int64_t kUpdateGrain = 16384;  // parameters per parallel chunk of the CPU update
+constexpr int64_t kNormBlock = 8192;     // gradient elements per partial sum of the squared norm
+constexpr int kNormLanes = 8;
 
+// The sum of squares of one block: element i goes to lane i % kNormLanes, each lane summed in
+// order, the lanes then folded as a fixed tree. Eight independent chains instead of one, so the
+// loop runs at the adder's throughput, not its latency (it vectorises), and the result depends
+// on nothing but the block's values.
 template <typename T>
-double squared_norm(const Tensor& g) {
-  const T* p = g.data<T>();
-  double s = 0;
-  for (int64_t i = 0; i < g.numel(); ++i) s += static_cast<double>(p[i]) * p[i];
-  return s;
+double block_sumsq(const T* p, int64_t n) {
+  double lane[kNormLanes] = {};
+  int64_t i = 0;
+  for (; i + kNormLanes <= n; i += kNormLanes)
+    for (int l = 0; l < kNormLanes; ++l) lane[l] += static_cast<double>(p[i + l]) * static_cast<double>(p[i + l]);
+  for (int l = 0; i < n; ++i, ++l) lane[l] += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+// The CPU parameters' work, cut into fixed blocks of kNormBlock elements of each gradient in
+// turn: the squared norm is the blocks' partial sums added in parameter and block order (the
+// same bits for any thread count), and the update runs block by block. One parallel loop over
+// every block of every parameter, instead of one per parameter.
+struct Block {
+  size_t param;
+  int64_t begin, end;
+};
+
+std::vector<Block> cpu_blocks(const std::vector<size_t>& params, const std::vector<OptimParam>& all) {
+  std::vector<Block> blocks;
+  for (size_t k : params) {
+    int64_t n = all[k].value.numel();
+    for (int64_t b = 0; b < n; b += kNormBlock) blocks.push_back({k, b, std::min(n, b + kNormBlock)});
+  }
+  return blocks;
+}
+
+double fold(const std::vector<double>& partial) {
+  double sum = 0;
+  for (double v : partial) sum += v;
+  return sum;
 }
 
 }  // namespace
@@ -124,11 +155,13 @@ double squared_norm(const Tensor& g) {
 double Optimizer::step(double lr) {
   // Squares of CPU gradients are summed on the host; CUDA gradients (one device per
   // optimizer) leave fixed partial sums on their device, folded there with the host's share.
-  double host_norm2 = 0;
+  std::vector<size_t> cpu_params;  // the CPU parameters with a gradient
+  std::vector<Tensor> grads(params_.size());
   [[maybe_unused]] int device = -1;  // the CUDA device of the parameters, if any
   [[maybe_unused]] bool any_cpu = false;
   [[maybe_unused]] int64_t partial_count = 0;
-  for (const OptimParam& p : params_) {
+  for (size_t k = 0; k < params_.size(); ++k) {
+    const OptimParam& p = params_[k];
     Tensor g = p.value.grad();
     if (!g.defined()) continue;
     MMF_CHECK(g.device() == p.value.device() && g.dtype() == p.value.dtype() && g.shape() == p.value.shape(), Error,
@@ -145,8 +178,26 @@ double Optimizer::step(double lr) {
 #endif
     }
     any_cpu = true;
-    host_norm2 += ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() { return squared_norm<T>(g); });
+    cpu_params.push_back(k);
+    grads[k] = g;
   }
+  const std::vector<Block> blocks = cpu_blocks(cpu_params, params_);
+  std::vector<double> partial(blocks.size());
+  auto block_norm = [&](const Block& b, size_t i) {
+    const Tensor& g = grads[b.param];
+    ops::dispatch_floating("optimizer", g.dtype(), [&]<typename T>() {
+      partial[i] = block_sumsq<T>(g.data<T>() + b.begin, b.end - b.begin);
+    });
+  };
+  // Without clipping nothing waits for the norm before the update (CUDA parameters aside, whose
+  // device folds the host's share first): the CPU blocks then sum their squares in the update's
+  // pass, reading each gradient once. The same partial sums either way.
+  const bool fused = clip_ <= 0 && device < 0;
+  if (!fused)
+    cpu::parallel_for(static_cast<int64_t>(blocks.size()), 2, [&](int64_t b0, int64_t b1) {
+      for (int64_t i = b0; i < b1; ++i) block_norm(blocks[static_cast<size_t>(i)], static_cast<size_t>(i));
+    });
+  double host_norm2 = fused ? 0.0 : fold(partial);
   double norm = std::sqrt(host_norm2);
   [[maybe_unused]] const double* device_scale = nullptr;
 #ifdef MMFUSE_WITH_CUDA
@@ -179,61 +230,64 @@ double Optimizer::step(double lr) {
   double bias1 = 1 - std::pow(momentum_, static_cast<double>(steps_));
   double bias2 = 1 - std::pow(beta2_, static_cast<double>(steps_));
 
-  for (size_t k = 0; k < params_.size(); ++k) {
+#ifdef MMFUSE_WITH_CUDA
+  for (size_t k = 0; k < params_.size(); ++k) {  // CUDA parameters: one fused kernel each, the same rules
     const OptimParam& p = params_[k];
     Tensor g = p.value.grad();
-    if (!g.defined() || p.lr_mult == 0) continue;
+    if (!g.defined() || p.lr_mult == 0 || !p.value.is_cuda()) continue;
     double plr = lr * p.lr_mult, wd = weight_decay_ * p.decay_mult;
     const rules::Sgd sgd{plr, wd, momentum_, nesterov};
     const rules::Adam adam_rule{plr, wd, momentum_, beta2_, eps_, bias1, bias2, type_ == "AdamW"};
     const rules::Adaptive adaptive_rule{adaptive_kind(type_), plr, wd, decay_, eps_};
-    if (p.value.is_cuda()) {
-#ifdef MMFUSE_WITH_CUDA
-      // One fused kernel per parameter, the same rules.
-      ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
-        const int64_t n = p.value.numel();
-        if (is_adaptive(type_))
-          cuda::adaptive_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(),
-                                   slots_[k].size() > 1 ? slots_[k][1].data<T>() : nullptr, n, adaptive_rule,
-                                   device_scale, device);
-        else if (!adam)
-          cuda::sgd_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), n, sgd, device_scale, device);
-        else
-          cuda::adam_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), slots_[k][1].data<T>(), n,
-                               adam_rule, device_scale, device);
-      });
-#endif
-      continue;
-    }
     ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
-      T* w = p.value.data<T>();
-      const T* gr = g.data<T>();
       const int64_t n = p.value.numel();
-      // Element by element, so any split among threads gives the same bits; the rules are
-      // copied into each chunk so that their fields stay in registers.
-      if (is_adaptive(type_)) {
-        T* h = slots_[k][0].data<T>();
-        T* u = slots_[k].size() > 1 ? slots_[k][1].data<T>() : nullptr;
-        cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
-          const rules::Adaptive rule = adaptive_rule;
-          for (int64_t i = b; i < e; ++i) rule.update(w, gr, h, u, i, grad_scale);
-        });
-      } else if (!adam) {
-        T* v = slots_[k][0].data<T>();
-        cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
-          const rules::Sgd rule = sgd;
-          for (int64_t i = b; i < e; ++i) rule.update(w, gr, v, i, grad_scale);
-        });
-      } else {
-        T* m = slots_[k][0].data<T>();
-        T* v = slots_[k][1].data<T>();
-        cpu::parallel_for(n, kUpdateGrain, [&](int64_t b, int64_t e) {
-          const rules::Adam rule = adam_rule;
-          for (int64_t i = b; i < e; ++i) rule.update(w, gr, m, v, i, grad_scale);
-        });
-      }
+      if (is_adaptive(type_))
+        cuda::adaptive_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(),
+                                 slots_[k].size() > 1 ? slots_[k][1].data<T>() : nullptr, n, adaptive_rule,
+                                 device_scale, device);
+      else if (!adam)
+        cuda::sgd_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), n, sgd, device_scale, device);
+      else
+        cuda::adam_update<T>(p.value.data<T>(), g.data<T>(), slots_[k][0].data<T>(), slots_[k][1].data<T>(), n,
+                             adam_rule, device_scale, device);
     });
   }
+#endif
+  // The CPU updates, element by element, so any cut into blocks and threads gives the same
+  // bits; the rules are copied into each block so that their fields stay in registers.
+  auto block_update = [&](const Block& b) {
+    const OptimParam& p = params_[b.param];
+    if (p.lr_mult == 0) return;
+    double plr = lr * p.lr_mult, wd = weight_decay_ * p.decay_mult;
+    const std::vector<Tensor>& slots = slots_[b.param];
+    ops::dispatch_floating("optimizer", p.value.dtype(), [&]<typename T>() {
+      T* w = p.value.data<T>();
+      const T* gr = grads[b.param].data<T>();
+      if (is_adaptive(type_)) {
+        const rules::Adaptive rule{adaptive_kind(type_), plr, wd, decay_, eps_};
+        T* h = slots[0].data<T>();
+        T* u = slots.size() > 1 ? slots[1].data<T>() : nullptr;
+        for (int64_t i = b.begin; i < b.end; ++i) rule.update(w, gr, h, u, i, grad_scale);
+      } else if (!adam) {
+        const rules::Sgd rule{plr, wd, momentum_, nesterov};
+        T* v = slots[0].data<T>();
+        for (int64_t i = b.begin; i < b.end; ++i) rule.update(w, gr, v, i, grad_scale);
+      } else {
+        const rules::Adam rule{plr, wd, momentum_, beta2_, eps_, bias1, bias2, type_ == "AdamW"};
+        T* m = slots[0].data<T>();
+        T* v = slots[1].data<T>();
+        for (int64_t i = b.begin; i < b.end; ++i) rule.update(w, gr, m, v, i, grad_scale);
+      }
+    });
+  };
+  cpu::parallel_for(static_cast<int64_t>(blocks.size()), 2, [&](int64_t b0, int64_t b1) {
+    for (int64_t i = b0; i < b1; ++i) {
+      const Block& b = blocks[static_cast<size_t>(i)];
+      if (fused) block_norm(b, static_cast<size_t>(i));
+      block_update(b);
+    }
+  });
+  if (fused) norm = std::sqrt(fold(partial));
 #ifdef MMFUSE_WITH_CUDA
   // Every update is queued: the step's one synchronisation, to report the norm.
   if (device >= 0 && !any_cpu) norm = norm_scale.to_vector<double>()[0];

@@ -138,6 +138,7 @@ int time_command(const std::vector<std::string>& argv) {
   std::printf("  %-*s  %-*s  %12.4f  %12.4f\n", static_cast<int>(wn), "total", static_cast<int>(wt), "", tf, tb);
 
   std::vector<double> whole;
+  double update_ms = 0;  // the optimizer steps' share of the whole iterations
   for (int it = 0; it < iterations; ++it) {
     sync(device);
     auto t0 = Clock::now();
@@ -145,7 +146,10 @@ int time_command(const std::vector<std::string>& argv) {
     Tensor loss = net.loss();
     if (train && loss.requires_grad()) {
       loss.backward();
+      Clock::time_point u0;
+      if (!device.is_cuda()) u0 = Clock::now();  // no sync on CUDA: it would change the step
       optimizer.step(0.01);
+      if (!device.is_cuda()) update_ms += ms_since(u0);
     }
     optimizer.zero_grad();
     sync(device);
@@ -159,6 +163,8 @@ int time_command(const std::vector<std::string>& argv) {
                                    : 0.5 * (whole[whole.size() / 2 - 1] + whole[whole.size() / 2]);
   std::printf("Whole iteration (%s): mean %.4f ms, median %.4f ms over %d iterations\n",
               train ? "forward + backward + update" : "forward", mean, median, iterations);
+  if (train && !device.is_cuda())
+    std::printf("  of which the update (SGD step): mean %.4f ms\n", update_ms / iterations);
 #ifdef MMFUSE_WITH_CUDA
   if (device.is_cuda()) {
     size_t peak = cuda::allocator_stats(device.index).peak_allocated;
@@ -176,7 +182,7 @@ CommandRegistrar registrar({"time", "time a model layer by layer and per iterati
                             "  One warm-up iteration; then K iterations (default 50) timed per layer (forward,\n"
                             "  and backward attributed through autograd's node scopes); then K whole iterations\n"
                             "  (forward + backward + SGD step with momentum 0.9; forward only with --phase\n"
-                            "  test): mean and median.\n"
+                            "  test): mean and median; on the CPU also the SGD step's mean share of them.\n"
                             "  Input layers are fed random values (zeros for blobs named *label*). --precision\n"
                             "  sets the matmul and convolution switches on CUDA (default tf32, as the solver);\n"
                             "  with --gpu the allocator's peak device memory over the timed iterations is\n"

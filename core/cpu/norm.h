@@ -13,6 +13,7 @@
 //             pass 2 dx from the closed form (batch_norm_backward_input).
 // SyncBN combines the per-group values between the steps, on the host (core/ops/norm.cpp).
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -136,15 +137,26 @@ void batch_norm_backward_input(const T* dy, const T* x, const BatchNormGeometry&
 template <typename T>
 void dropout_apply(const T* x, T* y, int64_t n, double p, uint64_t seed, uint64_t offset) {
   const double scale = dropout_scale(p);
+  // Words w = offset + i come 4 to a Philox counter (w >> 2). Between a ragged head and tail,
+  // kCounters whole counters at a time: their Philox calls are independent (the compiler
+  // interleaves them), then the mask applies to 4 * kCounters elements in a plain loop.
+  constexpr int64_t kCounters = 16, kWords = 4 * kCounters;
   parallel_for(n, 32768, [&](int64_t b, int64_t e) {
-    // philox::word(seed, offset, i), with one Philox call per 4 consecutive words.
-    uint64_t counter = ~uint64_t(0);
-    philox::U32x4 block{};
-    for (int64_t i = b; i < e; ++i) {
-      uint64_t w = offset + static_cast<uint64_t>(i);
-      if ((w >> 2) != counter) { counter = w >> 2; block = philox::random4(seed, counter); }
-      y[i] = dropout_value(x[i], block.v[w & 3], p, scale);
+    auto scalar = [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) y[i] = dropout_value(x[i], philox::word(seed, offset, static_cast<uint64_t>(i)), p, scale);
+    };
+    int64_t i = std::min(e, b + static_cast<int64_t>((4 - ((offset + static_cast<uint64_t>(b)) & 3)) & 3));
+    scalar(b, i);
+    uint32_t words[kWords];
+    for (; i + kWords <= e; i += kWords) {
+      const uint64_t c0 = (offset + static_cast<uint64_t>(i)) >> 2;
+      for (int64_t c = 0; c < kCounters; ++c) {
+        philox::U32x4 r = philox::random4(seed, c0 + static_cast<uint64_t>(c));
+        for (int k = 0; k < 4; ++k) words[4 * c + k] = r.v[k];
+      }
+      for (int64_t k = 0; k < kWords; ++k) y[i + k] = dropout_value(x[i + k], words[k], p, scale);
     }
+    scalar(i, e);
   });
 }
 

@@ -138,3 +138,40 @@ TEST_CASE("optimizer state round-trips through SolverState") {
   CHECK_THROWS_AS(b.load_state(empty), IOError);
   CHECK_THROWS_AS(Optimizer(solver("RMSprop2", 0, 0), {}), Error);
 }
+
+TEST_CASE("CPU step: the norm is the blocked sum, the same with and without clipping and for any thread count") {
+  // Without clipping the norm's blocks are summed in the update's pass; with a clip that never
+  // bites, in a pass of their own: the same partial sums, weights and norm to the bit. Sizes
+  // around the 8192-element blocks and eight lanes; one float64 parameter; lr_mult 0 skipped.
+  Generator gen(21);
+  std::vector<Tensor> grads = {Tensor::randn({8192 * 3 + 5}, gen), Tensor::randn({7}, gen),
+                               Tensor::randn({8192}, gen, 0, 1, DType::f64), Tensor::randn({40000}, gen)};
+  std::vector<Tensor> start;
+  for (const Tensor& g : grads) start.push_back(Tensor::randn(g.shape(), gen, 0, 1, g.dtype()));
+  auto run = [&](double clip, const std::string& type) {
+    auto s = solver(type, 0.9, 1e-3);
+    s.set_clip_gradients(static_cast<float>(clip));
+    std::vector<OptimParam> ps;
+    for (size_t k = 0; k < start.size(); ++k) ps.push_back({std::to_string(k), start[k].clone(), k == 1 ? 0.0 : 1.0, 1});
+    Optimizer opt(s, ps);
+    TensorList out;
+    for (int step = 0; step < 2; ++step) {
+      for (size_t k = 0; k < ps.size(); ++k) ps[k].value.set_grad(grads[k]);
+      out.push_back(Tensor::from_vector<double>({opt.step(0.01)}, {1}));
+    }
+    for (const OptimParam& p : ps) out.push_back(p.value);
+    return out;
+  };
+  for (const std::string type : {"SGD", "Adam"}) {
+    CAPTURE(type);
+    TensorList fused = testing::check_same_bits_for_thread_counts([&] { return run(0, type); }, "norm, weights");
+    TensorList apart = testing::check_same_bits_for_thread_counts([&] { return run(1e30, type); }, "norm, weights");
+    REQUIRE(fused.size() == apart.size());
+    for (size_t i = 0; i < fused.size(); ++i) CHECK(fused[i].to(DType::f64).to_vector<double>() == apart[i].to(DType::f64).to_vector<double>());
+    // The norm itself: the square root of the sum of squares, to float64 rounding.
+    double want = 0;
+    for (const Tensor& g : grads)
+      for (double v : g.to(DType::f64).to_vector<double>()) want += v * v;
+    CHECK(fused[0].item() == doctest::Approx(std::sqrt(want)).epsilon(1e-12));
+  }
+}

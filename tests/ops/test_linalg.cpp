@@ -2,6 +2,7 @@
 // float64, and gradient checks.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/cpu/dnnl.h"
 #include "core/cpu/gemm.h"
 #include "tests/gradcheck.h"
 #include "tests/temp_dir.h"
@@ -180,6 +182,43 @@ TEST_CASE("gemm cut into blocks matches loops for every transpose, beta and lead
   }
 }
 
+TEST_CASE("float32 gemm on oneDNN and on OpenBLAS: every transpose, beta and leading dimension") {
+  // With oneDNN built, float32 blocks run on its sgemm (MMFUSE_DNNL=0 or DnnlScope(false):
+  // OpenBLAS). Both against loops in double; beta == 0 ignores C's old contents, NaN included;
+  // the padding past N stays untouched.
+  Generator gen(10);
+  for (bool dnnl : {true, false}) {
+    cpu::DnnlScope scope(dnnl);
+    for (auto [M, N, K] : std::vector<std::array<int64_t, 3>>{{600, 90, 200}, {64, 500, 800}, {500, 800, 64}, {5, 9, 3}}) {
+      for (int trans = 0; trans < 4; ++trans) {
+        bool ta = trans & 1, tb = trans & 2;
+        float beta = trans == 3 ? 0.0f : 0.5f;
+        int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
+        int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = N + 7;
+        auto a = Tensor::randn({a_rows, lda}, gen, 0, 1).to_vector<float>();
+        auto b = Tensor::randn({b_rows, ldb}, gen, 0, 1).to_vector<float>();
+        auto c = Tensor::randn({M, ldc}, gen, 0, 1).to_vector<float>();
+        if (beta == 0.0f) c[0] = std::nanf("");
+        std::vector<double> want(c.begin(), c.end());
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            double acc = 0;
+            for (int64_t k = 0; k < K; ++k)
+              acc += static_cast<double>(ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
+            want[i * ldc + j] = 1.5 * acc + (beta == 0.0f ? 0.0 : beta * static_cast<double>(c[i * ldc + j]));
+          }
+        INFO((dnnl ? "oneDNN (where built) " : "OpenBLAS ") << M << "x" << N << "x" << K << (ta ? " A^T" : "")
+                                                             << (tb ? " B^T" : "") << ", beta " << beta);
+        cpu::gemm<float>(ta, tb, M, N, K, 1.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        double worst = 0;
+        for (size_t i = 0; i < c.size(); ++i)
+          worst = std::max(worst, std::abs(static_cast<double>(c[i]) - want[i]) / (1 + std::abs(want[i])));
+        CHECK(worst < 1e-4 * std::sqrt(static_cast<double>(K)));
+      }
+    }
+  }
+}
+
 TEST_CASE("matmul, linear and batched products: the same bits for any thread count") {
   // A product gemm leaves whole but OpenBLAS would share among its threads, products gemm cuts
   // into blocks (across, down and across, odd sizes), many small ones that run one per thread,
@@ -222,6 +261,25 @@ TEST_CASE("matmul, linear and batched products: the same bits for any thread cou
         },
         "linear: y, dx, dw, db");
   }
+}
+
+TEST_CASE("linear's bias gradient has the bits of sum over the rows (reduce_sum, in double)") {
+  // linear sums dy's columns with its own loop (cpu::column_sum): rows in order, in double, as
+  // sum(dy, {0}); widths around its column blocks of 256.
+  for (DType dtype : {DType::f32, DType::f64})
+    for (int64_t out : {1, 10, 255, 256, 257, 700})
+      for (int64_t rows : {1, 3, 64}) {
+        CAPTURE(out);
+        CAPTURE(rows);
+        Generator gen(static_cast<uint64_t>(out * 100 + rows));
+        Tensor x = Tensor::randn({rows, 5}, gen, 0, 1, dtype), w = Tensor::randn({out, 5}, gen, 0, 1, dtype);
+        Tensor b = Tensor::zeros({out}, dtype).set_requires_grad();
+        Tensor dy = Tensor::randn({rows, out}, gen, 0, 1e3, dtype);
+        linear(x, w, b).backward(dy);
+        std::vector<double> got = b.grad().to(DType::f64).to_vector<double>();
+        std::vector<double> want = sum(dy, {0}).to(DType::f64).to_vector<double>();
+        CHECK(got == want);
+      }
 }
 
 namespace {

@@ -235,6 +235,30 @@ TEST_CASE("dropout mask is the Philox stream: same seed, same mask; next draw, a
   CHECK(ya != dropout(x, p, true, a).to_vector<double>());
 }
 
+TEST_CASE("dropout mask is element i <- Philox word offset + i, for any offset and length") {
+  // The kernel draws whole counters in batches between a ragged head and tail: lengths and
+  // offsets around those edges, and long enough for several batches (and threads).
+  const double p = 0.4;
+  for (DType dtype : {DType::f32, DType::f64})
+    for (uint64_t offset : {0, 1, 2, 3, 6, 4097})
+      for (int64_t n : {1, 3, 5, 63, 64, 65, 131, 1000, 70001}) {
+        Tensor x = Tensor::arange(1, static_cast<double>(n) + 1, 1, DType::f64);
+        Generator gen(123);
+        gen.set_state(123, offset);
+        std::vector<double> y = dropout(x.to(dtype), p, true, gen).to(DType::f64).to_vector<double>();
+        CAPTURE(offset);
+        CAPTURE(n);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n; ++i) {
+          bool keep = philox::uniform(philox::word(123, offset, static_cast<uint64_t>(i))) >= p;
+          double v = static_cast<double>(i + 1) * (1.0 / (1.0 - p));  // x * dropout_scale(p)
+          double scaled = dtype == DType::f32 ? static_cast<double>(static_cast<float>(v)) : v;
+          wrong += y[static_cast<size_t>(i)] != (keep ? scaled : 0.0);
+        }
+        CHECK(wrong == 0);
+      }
+}
+
 TEST_CASE("dropout at eval, p = 0 and p = 1") {
   Generator gen(3);
   Tensor x = Tensor::from_vector<float>({1, -2, 3, 4, 5}, {5});

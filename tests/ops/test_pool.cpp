@@ -175,25 +175,30 @@ TEST_CASE("pooling argument errors name the op and the shapes") {
 TEST_CASE("max_pool2d equals a window-by-window scan: values, ties, NaN and the gradient's route") {
   // The kernel walks a row of outputs at a time; this reference walks one window after another
   // in scan order. Small integers make ties common; a few NaNs are planted.
+  // float32 runs the kernel's vectorised columns (int32 indices) on wider planes; values are
+  // small integers, exact in both types.
   Generator gen(11);
+  for (DType dtype : {DType::f64, DType::f32})
   for (int64_t kh = 1; kh <= 4; ++kh)
     for (int64_t kw = 1; kw <= 5; ++kw)
       for (int64_t stride = 1; stride <= 3; ++stride)
         for (int64_t pad = 0; pad <= std::min(kh, kw) / 2; ++pad)
           for (bool ceil_mode : {false, true}) {
-            int64_t H = 2 + (kh + kw + stride) % 6, W = 3 + (kw * 2 + pad) % 7;
+            int64_t H = 2 + (kh + kw + stride) % 6, W = 3 + (kw * 2 + pad) % 7 + (dtype == DType::f32 ? 19 : 0);
             if (H + 2 * pad < kh || W + 2 * pad < kw) continue;
             Pool2dOptions o{kh, kw, stride, stride, pad, pad, ceil_mode};
             std::vector<double> v = Tensor::rand({2, 2, H, W}, gen, 0, 4, DType::f64).to_vector<double>();
             for (auto& e : v) e = std::floor(e);
             v[3] = std::nan("");
             v[v.size() - 5] = std::nan("");
-            Tensor x = Tensor::from_vector<double>(v, {2, 2, H, W}).set_requires_grad();
+            v[v.size() / 2] = std::nan("");
+            v[v.size() / 3] = -INFINITY;
+            Tensor x = Tensor::from_vector<double>(v, {2, 2, H, W}).to(dtype).set_requires_grad();
             Tensor y = max_pool2d(x, o);
             int64_t OH = y.shape()[2], OW = y.shape()[3];
             std::vector<double> gy(static_cast<size_t>(4 * OH * OW));
             for (size_t i = 0; i < gy.size(); ++i) gy[i] = static_cast<double>(i + 1);
-            y.backward(Tensor::from_vector<double>(gy, y.shape()));
+            y.backward(Tensor::from_vector<double>(gy, y.shape()).to(dtype));
             std::vector<double> want_y, want_gx(v.size(), 0.0);
             for (int64_t p = 0; p < 4; ++p)
               for (int64_t oh = 0; oh < OH; ++oh)
@@ -210,16 +215,18 @@ TEST_CASE("max_pool2d equals a window-by-window scan: values, ties, NaN and the 
                   want_y.push_back(best);
                   want_gx[static_cast<size_t>(p * H * W + at)] += gy[static_cast<size_t>((p * OH + oh) * OW + ow)];
                 }
+            bool f32 = dtype == DType::f32;
+            CAPTURE(f32);
             CAPTURE(kh);
             CAPTURE(kw);
             CAPTURE(stride);
             CAPTURE(pad);
             CAPTURE(ceil_mode);
-            std::vector<double> got = y.to_vector<double>();
+            std::vector<double> got = y.to(DType::f64).to_vector<double>();
             REQUIRE(got.size() == want_y.size());
             for (size_t i = 0; i < got.size(); ++i)
               CHECK(((std::isnan(got[i]) && std::isnan(want_y[i])) || got[i] == want_y[i]));
-            CHECK(x.grad().to_vector<double>() == want_gx);
+            CHECK(x.grad().to(DType::f64).to_vector<double>() == want_gx);
           }
 }
 
