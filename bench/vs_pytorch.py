@@ -1470,13 +1470,18 @@ def make_optimizer(model, lr=0.01, momentum=0.9, weight_decay=0.0005):
     return torch.optim.SGD(pg, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
-def torch_time(bench_net, inputs, device, iterations, inplace, warmup=3):
+def torch_setup(bench_net, inputs, device, inplace):
+    """The PyTorch module of a benchmark net in training mode, its inputs and its SGD optimizer
+    (seed 0), as torch_time and torch_families both time them."""
     dev = torch.device(device)
     torch.manual_seed(0)
     model = CaffeNet(bench_net, "TRAIN", dev, inplace=inplace)
     model.train()
-    fed = make_inputs(inputs, dev)
-    opt = make_optimizer(model)
+    return dev, model, make_inputs(inputs, dev), make_optimizer(model)
+
+
+def torch_time(bench_net, inputs, device, iterations, inplace, warmup=3):
+    dev, model, fed, opt = torch_setup(bench_net, inputs, device, inplace)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -1568,12 +1573,7 @@ def torch_families(bench_net, inputs, device, iterations, inplace, warmup=3):
     the layer's forward ops recorded; zero_grad + step is the update range. The profiler adds a few
     microseconds per op, so these sum to somewhat more than the unprofiled step."""
     from torch.autograd import profiler
-    dev = torch.device(device)
-    torch.manual_seed(0)
-    model = CaffeNet(bench_net, "TRAIN", dev, inplace=inplace)
-    model.train()
-    fed = make_inputs(inputs, dev)
-    opt = make_optimizer(model)
+    dev, model, fed, opt = torch_setup(bench_net, inputs, device, inplace)
     type_of = {L.name: L.type for L in model.layers}
 
     def step():
