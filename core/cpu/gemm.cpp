@@ -78,18 +78,13 @@ Blocks blocks_of(int64_t M, int64_t N, int64_t K) {
   return b;
 }
 
-// Runs a BLAS call on one thread, whichever OpenBLAS build is loaded. The pthreads build takes
-// its thread count from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS at start-up, and anyone may
-// change it since: it is set back to 1 whenever it is not. The OpenMP build follows OpenMP's
-// thread count wherever no parallel region is active (and its openblas_set_num_threads sets
-// OpenMP's count for the whole calling thread, so it is never called here): a call outside a
-// region is made inside a region of one thread whose own count is 1.
+// Runs call() so that whatever follows OpenMP's thread count inside it runs on one thread: a
+// call outside an active parallel region is made inside a region of one thread whose own count
+// is 1 (omp_set_num_threads on the calling thread itself would change its count for later).
 template <typename F>
-void serial_blas(F&& call) {
-  static const int build = openblas_get_parallel();  // 0 serial, 1 pthreads, 2 OpenMP
-  if (build == 1 && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+void on_one_omp_thread(F&& call) {
 #ifdef _OPENMP
-  if (build == 2 && !omp_in_parallel() && omp_get_max_threads() > 1) {
+  if (!omp_in_parallel() && omp_get_max_threads() > 1) {
 #pragma omp parallel num_threads(1)
     {
       omp_set_num_threads(1);
@@ -98,6 +93,19 @@ void serial_blas(F&& call) {
     return;
   }
 #endif
+  call();
+}
+
+// Runs a BLAS call on one thread, whichever OpenBLAS build is loaded. The pthreads build takes
+// its thread count from OPENBLAS_NUM_THREADS or OMP_NUM_THREADS at start-up, and anyone may
+// change it since: it is set back to 1 whenever it is not. The OpenMP build follows OpenMP's
+// thread count wherever no parallel region is active (and its openblas_set_num_threads sets
+// OpenMP's count for the whole calling thread, so it is never called here).
+template <typename F>
+void serial_blas(F&& call) {
+  static const int build = openblas_get_parallel();  // 0 serial, 1 pthreads, 2 OpenMP
+  if (build == 1 && openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+  if (build == 2) return on_one_omp_thread(call);
   call();
 }
 
@@ -111,22 +119,9 @@ void blas_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, T al
   if constexpr (std::is_same_v<T, float>) {
     if (dnnl_enabled()) {
       dnnl_status_t status = dnnl_success;
-      auto call = [&] {
+      on_one_omp_thread([&] {
         status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-      };
-#ifdef _OPENMP
-      if (!omp_in_parallel() && omp_get_max_threads() > 1) {
-#pragma omp parallel num_threads(1)
-        {
-          omp_set_num_threads(1);
-          call();
-        }
-      } else {
-        call();
-      }
-#else
-      call();
-#endif
+      });
       if (status == dnnl_success) return;
     }
   }
