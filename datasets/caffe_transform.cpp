@@ -126,7 +126,7 @@ void CaffeTransform::apply(const CaffeSample& s, Generator* gen, float* dst) con
   }
 }
 
-HostBatch make_caffe_batch(int64_t b, int64_t batch_size, int64_t skip, const EpochOrder& order, uint64_t seed,
+HostBatch make_caffe_batch(int64_t b, int64_t batch_size, const BatchShard& shard, int64_t skip, const EpochOrder& order, uint64_t seed,
                            bool train, const CaffeTransform& transform, const CaffeSample& first,
                            const std::function<CaffeSample(int64_t index)>& load,
                            const std::function<std::string(int64_t index)>& name) {
@@ -138,13 +138,13 @@ HostBatch make_caffe_batch(int64_t b, int64_t batch_size, int64_t skip, const Ep
   batch[1].shape = {batch_size};
   batch[1].is_int = true;
   for (int64_t j = 0; j < batch_size; ++j) {
-    const int64_t index = order.sample_at(b * batch_size + j + skip);
+    const int64_t index = order.sample_at(shard.position(b, batch_size, j) + skip);
     const CaffeSample s = load(index);
     MMF_CHECK(s.channels == first.channels && s.height == first.height && s.width == first.width, IOError,
               name(index), ": ", s.channels, " x ", s.height, " x ", s.width, " where the first record is ",
               first.channels, " x ", first.height, " x ", first.width,
               " (a batch needs one size: resize when converting, or crop_size)");
-    Generator gen = sample_generator(seed, b, j);
+    Generator gen = sample_generator(seed, b, shard.global_index(batch_size, j));
     transform.apply(s, train ? &gen : nullptr, batch[0].values.data() + j * per_sample);
     batch[1].ints.push_back(s.label);
   }

@@ -76,10 +76,11 @@ proto::TransformationParameter with_legacy_transform(proto::TransformationParame
 }
 
 // Batch b of a source of `count` samples, Caffe-style: data [N, C, H', W'] (transformed) and
-// label int32 [N]. Position p = b * N + j + skip of the epoch order gives the sample; sample j
-// draws its transform from sample_generator(seed, b, j) in TRAIN. Every sample must have the
-// shape of the first (`first`), else IOError naming it.
-HostBatch make_caffe_batch(int64_t b, int64_t batch_size, int64_t skip, const EpochOrder& order, uint64_t seed,
+// label int32 [N], this process's shard of the global batch (`shard`: rank 0 of 1 in one
+// process). Position p = shard.position(b, N, j) + skip of the epoch order gives the sample;
+// sample j draws its transform from sample_generator(seed, b, shard.global_index(N, j)) in
+// TRAIN. Every sample must have the shape of the first (`first`), else IOError naming it.
+HostBatch make_caffe_batch(int64_t b, int64_t batch_size, const BatchShard& shard, int64_t skip, const EpochOrder& order, uint64_t seed,
                            bool train, const CaffeTransform& transform, const CaffeSample& first,
                            const std::function<CaffeSample(int64_t index)>& load,
                            const std::function<std::string(int64_t index)>& name);

@@ -63,10 +63,11 @@ class CaffeSourceLayer : public Layer {
     if (s.rand_skip > 0)
       skip_ = static_cast<int64_t>(Generator(datasets::mix_seed(seed_, 0x5d1b)).below(uint64_t{s.rand_skip} + 1));
     order_ = std::make_unique<datasets::EpochOrder>(s.count, seed_, s.shuffle);
+    shard_ = datasets::batch_shard();
     prefetcher_ = std::make_unique<datasets::BatchPrefetcher>(
         [this](int64_t b) {
           return datasets::make_caffe_batch(
-              b, batch_, skip_, *order_, seed_, train_, transform_, first_, [this](int64_t i) { return load(i); },
+              b, batch_, shard_, skip_, *order_, seed_, train_, transform_, first_, [this](int64_t i) { return load(i); },
               [this](int64_t i) { return sample_name(i); });
         },
         static_cast<int>(s.threads), static_cast<int>(s.prefetch));
@@ -86,6 +87,7 @@ class CaffeSourceLayer : public Layer {
   uint64_t seed_ = 0;
   DType dtype_ = DType::f32;
   datasets::CaffeSample first_;
+  datasets::BatchShard shard_;
   std::unique_ptr<datasets::EpochOrder> order_;
   std::unique_ptr<datasets::BatchPrefetcher> prefetcher_;
 };

@@ -64,6 +64,7 @@ class HDF5DataLayer : public Layer {
     if (rows_ == 0) fail("the HDF5 files of '", p.source(), "' hold no rows");
     const uint64_t seed = p.has_seed() ? p.seed() : ctx.gen.seed();
     order_ = std::make_unique<datasets::EpochOrder>(rows_, seed, p.shuffle());
+    shard_ = datasets::batch_shard();
     std::vector<Shape> shapes;
     for (const auto& column : columns_) {
       Shape s{batch_};
@@ -82,7 +83,7 @@ class HDF5DataLayer : public Layer {
       batch[t].shape.insert(batch[t].shape.end(), column.shape.begin(), column.shape.end());
       batch[t].values.resize(static_cast<size_t>(batch_) * row);
       for (int64_t j = 0; j < batch_; ++j) {
-        const size_t r = static_cast<size_t>(order_->sample_at(ctx.iteration * batch_ + j));
+        const size_t r = static_cast<size_t>(order_->sample_at(shard_.position(ctx.iteration, batch_, j)));
         std::copy_n(column.values.begin() + static_cast<std::ptrdiff_t>(r * row), row,
                     batch[t].values.begin() + static_cast<std::ptrdiff_t>(j * row));
       }
@@ -97,6 +98,7 @@ class HDF5DataLayer : public Layer {
   };
   std::vector<Column> columns_;
   int64_t rows_ = 0, batch_ = 1;
+  datasets::BatchShard shard_;
   DType dtype_ = DType::f32;
   std::unique_ptr<datasets::EpochOrder> order_;
 };

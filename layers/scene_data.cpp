@@ -68,6 +68,7 @@ class SceneDataLayer : public Layer {
     mirror_ = train && p.mirror();
     dtype_ = ctx.dtype;
     if (num_samples_ > 0) order_ = std::make_unique<datasets::EpochOrder>(num_samples_, seed_, train);
+    shard_ = datasets::batch_shard();
     prefetcher_ = std::make_unique<datasets::BatchPrefetcher>(
         [this](int64_t b) { return make_batch(b); }, static_cast<int>(p.threads()), static_cast<int>(p.prefetch()));
     std::vector<Shape> shapes;
@@ -100,14 +101,14 @@ class SceneDataLayer : public Layer {
     label.is_int = true;
     label.shape = classification_ ? Shape{N} : Shape{N, S, S};
     for (int64_t j = 0; j < N; ++j) {
-      const int64_t position = b * N + j;
+      const int64_t position = shard_.position(b, N, j);
       const int64_t index = first_index_ + (order_ ? order_->sample_at(position) : position);
       if (index >= (int64_t(1) << 31))
         throw Error(describe() + ": sample index " + std::to_string(index) + " is past the generator's range 2^31");
       const datasets::SceneImages s = datasets::make_scene_images(spec_, seed_, index);
       bool flip = false;
       if (mirror_) {
-        Generator gen = datasets::sample_generator(seed_, b, j);
+        Generator gen = datasets::sample_generator(seed_, b, shard_.global_index(N, j));
         flip = gen.uniform() < 0.5;
       }
       for (int64_t k = 0; k < M; ++k) {
@@ -151,6 +152,7 @@ class SceneDataLayer : public Layer {
   std::vector<int> modalities_;
   int64_t batch_ = 8, size_ = 64, first_index_ = 0, num_samples_ = 0;
   uint64_t seed_ = 1;
+  datasets::BatchShard shard_;
   bool stacked_ = false, label_ = true, mirror_ = false, classification_ = false;
   DType dtype_ = DType::f32;
   std::unique_ptr<datasets::EpochOrder> order_;

@@ -148,6 +148,34 @@ TEST_CASE("caffe transform: mean_value, scale, centre crop, then random crop and
             .find("L: 2 mean_value entries for 3 channels (give 1 or 3)") != std::string::npos);
 }
 
+TEST_CASE("caffe batches shard: 2 ranks of batch B make the halves of 1 process's batch 2B, augmentation included") {
+  // The Data and ImageData layers make their batches with make_caffe_batch; under mpirun each
+  // rank passes its BatchShard. Samples differ by value and label; shuffle, crop and mirror on.
+  const int count = 23, B = 3;
+  auto load = [](int64_t i) {
+    CaffeSample s;
+    s.channels = 1, s.height = 4, s.width = 5;
+    for (int k = 0; k < 20; ++k) s.values.push_back(static_cast<float>(i * 100 + k));
+    s.label = static_cast<int>(i);
+    return s;
+  };
+  auto name = [](int64_t i) { return "sample " + std::to_string(i); };
+  CaffeTransform t;
+  t.mirror = true;
+  t.crop_size = 3;
+  EpochOrder order(count, 5, /*shuffle=*/true);
+  for (int64_t b : {0, 1, 7, 8}) {  // batches 7 and 8 cross an epoch (2B * 8 > 23)
+    const HostBatch whole = make_caffe_batch(b, 2 * B, BatchShard{}, 2, order, 9, true, t, load(0), load, name);
+    for (int64_t rank : {0, 1}) {
+      INFO("batch " << b << " rank " << rank);
+      const HostBatch part = make_caffe_batch(b, B, BatchShard{rank, 2}, 2, order, 9, true, t, load(0), load, name);
+      const size_t per = part[0].values.size() / B;
+      CHECK(std::equal(part[0].values.begin(), part[0].values.end(), whole[0].values.begin() + rank * B * per));
+      CHECK(std::equal(part[1].ints.begin(), part[1].ints.end(), whole[1].ints.begin() + rank * B));
+    }
+  }
+}
+
 TEST_CASE("caffe transform: mean_file (a .binaryproto, legacy 4-d) is subtracted at the source pixel before the crop") {
   TempDir tmp("caffe_mean");
   caffe::BlobProto mean;

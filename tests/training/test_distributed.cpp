@@ -54,15 +54,15 @@ int run(const TempDir& dir, int ranks, const std::string& args, const std::strin
 // "frozen" (use_global_stats: no batch statistics in play), "sync" or "" (per rank). Dropout
 // off (each rank draws its own masks) and the loss normalised by the batch (with VALID each
 // rank divides by its own count of labelled pixels: docs/distributed.md).
-std::string fusion(const TempDir& dir, int batch, const std::string& bn) {
-  std::string zoo = "zoo asymfusion --dataset synthetic --blocks 1,1,1,1 --width 4 --decoder-width 4 --stages 1,2 "
+std::string fusion(const TempDir& dir, int batch, const std::string& bn, const std::string& dataset = "synthetic") {
+  std::string zoo = "zoo asymfusion --dataset " + dataset + " --blocks 1,1,1,1 --width 4 --decoder-width 4 --stages 1,2 "
                     "--batch " + std::to_string(batch) + " --crop 32" + (bn == "frozen" ? " --frozen-bn" : "");
   REQUIRE(run(dir, 1, zoo, "zoo.prototxt") == 0);
   std::string net = read_text(dir / "zoo.prototxt");
   replace_all(net, "dropout_ratio: 0.5", "dropout_ratio: 0");
   replace_all(net, "loss_param { ignore_label: 255", "loss_param { normalization: BATCH_SIZE ignore_label: 255");
   if (bn == "sync") replace_all(net, "modalities: 2 moving_average_fraction", "modalities: 2 sync: true moving_average_fraction");
-  REQUIRE(net.find("SyntheticRgbdData") != std::string::npos);
+  REQUIRE(net.find(dataset == "scenes" ? "SceneData" : "SyntheticRgbdData") != std::string::npos);
   return net;
 }
 
@@ -156,6 +156,16 @@ TEST_CASE("distributed: AsymFusion with frozen BatchNorm, 2 ranks x 2 against 1 
   CHECK(two.find("Tested 3 batches on each of 2 ranks") != std::string::npos);
   CHECK(scores(one).find("mIoU") != std::string::npos);
   CHECK(scores(two) == scores(one));
+}
+
+TEST_CASE("distributed: SceneData shards too: 2 ranks x 2 against 1 process x 4") {
+  MPI_OR_SKIP();
+  // Each rank renders its own samples of the global batch and mirrors them with the global
+  // sample's generator (before, every rank rendered the first B scenes of each batch).
+  TempDir dir("dist_scenes");
+  one_against_two(dir, fusion(dir, 4, "frozen", "scenes"), fusion(dir, 2, "frozen", "scenes"), 3);
+  check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 3);
+  CHECK(weight_gap(dir / "out/two_iter_3.weights", dir / "out/one_iter_3.weights") <= 1);
 }
 
 TEST_CASE("distributed: SyncBN over 2 ranks equals the 1-process batch; per-rank BN is each rank's own") {
