@@ -21,10 +21,13 @@
 #include "datasets/hdf5_file.h"
 #include "datasets/image.h"
 #include "doctest/doctest.h"
+#include "tests/layers/built_layer.h"
 #include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::build;
+using mmfuse::testing::Built;
 using mmfuse::testing::error_of;
 using mmfuse::testing::TempDir;
 
@@ -64,28 +67,6 @@ std::vector<std::pair<std::string, std::string>> records() {
   return r;
 }
 
-struct Built {
-  std::unique_ptr<Layer> layer;
-  std::vector<Shape> shapes;
-  proto::Phase phase;
-  TensorList batch(int64_t b) {
-    ForwardContext ctx;
-    ctx.phase = phase;
-    ctx.iteration = b;
-    return layer->forward({}, ctx);
-  }
-};
-
-Built build(const std::string& text, proto::Phase phase) {
-  proto::LayerParameter lp;
-  parse_text(text, "<layer>", lp);
-  Built b{create_layer(lp), {}, phase};
-  Generator gen(7);
-  LayerContext ctx{gen};
-  ctx.phase = phase;
-  b.shapes = b.layer->setup({}, ctx);
-  return b;
-}
 
 // The expected transform of sample k: (value - mean) * scale at source (y + oy, x + ox),
 // written at x or, flipped, at out_w - 1 - x.

@@ -18,38 +18,17 @@
 #include "datasets/scenes.h"
 #include "datasets/synthetic_rgbd.h"
 #include "doctest/doctest.h"
+#include "tests/layers/built_layer.h"
 #include "tests/temp_dir.h"
 
 using namespace mmfuse;
 using namespace mmfuse::datasets;
+using mmfuse::testing::build;
+using mmfuse::testing::Built;
 using mmfuse::testing::error_of;
 using mmfuse::testing::TempDir;
 
 namespace {
-
-
-struct Built {
-  std::unique_ptr<Layer> layer;
-  std::vector<Shape> shapes;
-  proto::Phase phase;
-  TensorList batch(int64_t b) {
-    ForwardContext ctx;
-    ctx.phase = phase;
-    ctx.iteration = b;
-    return layer->forward({}, ctx);
-  }
-};
-
-Built build(const std::string& text, proto::Phase phase = proto::TRAIN, uint64_t net_seed = 7) {
-  proto::LayerParameter lp;
-  parse_text(text, "<layer>", lp);
-  Built b{create_layer(lp), {}, phase};
-  Generator gen(net_seed);
-  LayerContext ctx{gen};
-  ctx.phase = phase;
-  b.shapes = b.layer->setup({}, ctx);
-  return b;
-}
 
 bool same_tensors(const TensorList& a, const TensorList& b) {
   if (a.size() != b.size()) return false;
