@@ -67,7 +67,6 @@ std::vector<std::pair<std::string, std::string>> records() {
   return r;
 }
 
-
 // The expected transform of sample k: (value - mean) * scale at source (y + oy, x + ox),
 // written at x or, flipped, at out_w - 1 - x.
 std::vector<float> expected(int k, int crop, int oy, int ox, bool flip, const std::vector<float>& mean, float scale,
