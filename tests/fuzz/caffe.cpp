@@ -23,12 +23,6 @@ namespace {
 
 using namespace mmfuse;
 
-const proto::NetParameter& net_param() {
-  static const proto::NetParameter param =
-      read_net((std::filesystem::path(__FILE__).parent_path() / "snapshot_net.prototxt").string());
-  return param;
-}
-
 void forward_backward(Net& net) {
   Generator gen(7);
   std::map<std::string, Tensor> inputs;
@@ -59,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string bytes = fuzz::text_of(data, size);
   // One net for every input (building it would dominate the run); what an input loads is
   // overwritten by the next one's or kept, either way a valid state.
-  static Net net(net_param(), proto::TEST, Device::cpu(), 1);
+  static Net net(fuzz::snapshot_net_param(), proto::TEST, Device::cpu(), 1);
   proto::NetWeights weights;
   std::string summary;
   auto read = [&] { weights = caffemodel_weights_from_bytes(net, bytes, "fuzz.caffemodel", &summary); };

@@ -7,9 +7,11 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "base/error.h"
+#include "core/prototxt.h"
 
 namespace mmfuse::fuzz {
 
@@ -29,6 +31,14 @@ bool expect_ok_or_error(Body&& body) {
     if (verbose) std::fprintf(stderr, "mmfuse::Error: %s\n", e.what());
     return false;
   }
+}
+
+// The small net of tests/fuzz/snapshot_net.prototxt, read once: what the snapshot and caffe
+// fuzzers load their inputs into.
+inline const proto::NetParameter& snapshot_net_param() {
+  static const proto::NetParameter param =
+      read_net((std::filesystem::path(__FILE__).parent_path() / "snapshot_net.prototxt").string());
+  return param;
 }
 
 }  // namespace mmfuse::fuzz

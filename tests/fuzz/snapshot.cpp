@@ -20,12 +20,6 @@ namespace {
 
 using namespace mmfuse;
 
-const proto::NetParameter& net_param() {
-  static const proto::NetParameter param =
-      read_net((std::filesystem::path(__FILE__).parent_path() / "snapshot_net.prototxt").string());
-  return param;
-}
-
 void train_step(Net& net, Optimizer* optimizer) {
   Generator gen(7);
   std::map<std::string, Tensor> inputs;
@@ -59,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   proto::NetWeights weights;
   if (weights.ParseFromArray(data, static_cast<int>(size))) {
     for (bool strict : {false, true}) {
-      Net net(net_param(), proto::TEST, Device::cpu(), 1);
+      Net net(fuzz::snapshot_net_param(), proto::TEST, Device::cpu(), 1);
       if (fuzz::expect_ok_or_error([&] { copy_weights(net, weights, strict); })) {
         fuzz::expect_ok_or_error([&] { (void)copy_weights(net, weights).table(); });
         train_step(net, nullptr);
@@ -69,7 +63,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   proto::SolverState state;
   if (state.ParseFromArray(data, static_cast<int>(size))) {
     for (const char* type : {"SGD", "Adam"}) {
-      Net net(net_param(), proto::TEST, Device::cpu(), 1);
+      Net net(fuzz::snapshot_net_param(), proto::TEST, Device::cpu(), 1);
       auto optimizer = make_optimizer(net, type);
       if (!fuzz::expect_ok_or_error([&] { optimizer->load_state(state); })) continue;
       net.generator().set_state(state.rng_seed(), state.rng_offset());
