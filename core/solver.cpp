@@ -5,11 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
-#include <csignal>
-#include <fcntl.h>
 #include <filesystem>
 
 #include "base/format.h"
@@ -18,27 +15,7 @@ namespace mmfuse {
 
 namespace fs = std::filesystem;
 
-// ---- signals -----------------------------------------------------------------------------------
-
 namespace {
-std::atomic<bool> g_stop{false};
-std::atomic<bool> g_snapshot{false};
-// Set while a data-parallel solve runs: a stop signal also makes stdout and stderr non-blocking.
-// On Ctrl-C, OpenMPI's mpirun stops draining the ranks' output before it kills them; a rank
-// blocked writing its progress into the full pipe would never reach its snapshot. Non-blocking,
-// the write fails (the line is lost; mpirun would not have shown it) and the rank goes on to
-// the agreed stop and the snapshot. (fcntl is async-signal-safe; the descriptors are the
-// launcher's pipes, never the user's terminal.)
-std::atomic<bool> g_unblock_output_on_stop{false};
-extern "C" void on_sigint(int) {
-  g_stop.store(true);
-  if (!g_unblock_output_on_stop.load()) return;
-  for (int fd : {STDOUT_FILENO, STDERR_FILENO}) {
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-  }
-}
-extern "C" void on_sighup(int) { g_snapshot.store(true); }
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -55,45 +32,8 @@ std::string duration_str(double s) {
   return buf;
 }
 
-// The handlers, installed for solve()'s life: the flags cleared at its start, the previous
-// handlers put back at its end.
-class SignalScope {
- public:
-  explicit SignalScope(bool enabled) {
-    g_stop.store(false);
-    g_snapshot.store(false);
-    if (!enabled) return;
-    installed_ = true;
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_int_);
-    sigaction(SIGTERM, &sa, &old_term_);  // what mpirun and Slurm send the ranks on Ctrl-C
-    // OpenMPI's mpirun forwards SIGUSR1 to every rank and kills nothing (docs/distributed.md).
-    sigaction(SIGUSR1, &sa, &old_usr1_);
-    sa.sa_handler = on_sighup;
-    sigaction(SIGHUP, &sa, &old_hup_);
-  }
-  ~SignalScope() {
-    g_unblock_output_on_stop.store(false);
-    if (!installed_) return;
-    sigaction(SIGINT, &old_int_, nullptr);
-    sigaction(SIGTERM, &old_term_, nullptr);
-    sigaction(SIGUSR1, &old_usr1_, nullptr);
-    sigaction(SIGHUP, &old_hup_, nullptr);
-  }
-  SignalScope(const SignalScope&) = delete;
-  SignalScope& operator=(const SignalScope&) = delete;
-
- private:
-  bool installed_ = false;
-  struct sigaction old_int_ {}, old_term_ {}, old_usr1_ {}, old_hup_ {};
-};
-
 }  // namespace
 
-void request_snapshot() { g_snapshot.store(true); }
-void request_stop() { g_stop.store(true); }
 
 // ---- the solver ------------------------------------------------------------------------------
 
@@ -396,8 +336,7 @@ void Solver::display(const GameStep& step, double smoothed, double samples_per_s
 }
 
 Solver::Outcome Solver::solve() {
-  SignalScope signals(options_.handle_signals);
-  g_unblock_output_on_stop.store(data_parallel_ != nullptr);
+  SignalScope signals(options_.handle_signals, /*unblock_output=*/data_parallel_ != nullptr);
   message_.clear();
   const int iter_size = param_.iter_size();
   const int display_every = param_.display();
@@ -436,7 +375,7 @@ Solver::Outcome Solver::solve() {
     }
     // The signals as seen now; under data parallelism the ranks agree on them (and average the
     // loss and the gradients), so that all stop or snapshot at the same iteration.
-    bool want_stop = g_stop.load(), want_snapshot = g_snapshot.exchange(false);
+    bool want_stop = stop_requested(), want_snapshot = take_snapshot_request();
     if (data_parallel_) {
       std::vector<double> shown;
       for (const auto& o : step.outputs) shown.push_back(o.second);

@@ -39,6 +39,7 @@
 #include "core/metrics_log.h"
 #include "core/net.h"
 #include "core/optimizer.h"
+#include "core/signals.h"
 #include "core/snapshot.h"
 
 namespace mmfuse {
@@ -53,7 +54,7 @@ struct SolverOptions {
   std::string precision;         // --precision; empty: the solver's
   int64_t max_iter = -1;         // --max-iter; -1: the solver's
   std::FILE* out = stdout;       // display, test results, notes
-  bool handle_signals = true;    // install SIGINT/SIGTERM/SIGHUP handlers during solve()
+  bool handle_signals = true;    // install the handlers of core/signals.h during solve()
 };
 
 class Solver {
@@ -150,9 +151,5 @@ class Solver {
   MetricsLog metrics_;   // the JSONL records (core/metrics_log.h)
   TrainingCurve curve_;  // the points of the training curve (SVG)
 };
-
-// Signal flags, as the handlers solve() installs set them (for tests and tools).
-void request_snapshot();  // as SIGHUP
-void request_stop();      // as SIGINT or SIGTERM
 
 }  // namespace mmfuse
