@@ -2,7 +2,6 @@
 // tests, snapshots held until shown good, resume. Building a Solver is core/solver_setup.cpp.
 #include "core/solver.h"
 
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>

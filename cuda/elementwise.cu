@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/geometry/broadcast.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 #include "cuda/kernels.h"
@@ -120,29 +121,18 @@ __global__ void broadcast_kernel(const T* __restrict__ a, const T* __restrict__ 
   }
 }
 
-// Drops size-1 dims and merges neighbours whose strides continue each other in both operands
-// (equal shapes become one dim; a bias [1, C, 1, 1] on [N, C, H, W] becomes [N, C, H*W]).
+// The merged dims of base/geometry/broadcast.h in the kernel's fixed arrays.
 BroadcastGeometry merge_dims(const std::vector<int64_t>& shape, const std::vector<int64_t>& as,
                              const std::vector<int64_t>& bs) {
-  std::vector<int64_t> size, sa, sb;  // innermost first
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    if (shape[d] == 1) continue;
-    if (!size.empty() && as[d] == sa.back() * size.back() && bs[d] == sb.back() * size.back()) {
-      size.back() *= shape[d];
-      continue;
-    }
-    size.push_back(shape[d]);
-    sa.push_back(as[d]);
-    sb.push_back(bs[d]);
-  }
-  MMF_CHECK(static_cast<int>(size.size()) <= kMaxKernelDims, OpError, "broadcast: ", size.size(),
+  const std::vector<cpu::BroadcastDim> dims = cpu::merge_broadcast_dims(shape, as, bs);
+  MMF_CHECK(static_cast<int>(dims.size()) <= kMaxKernelDims, OpError, "broadcast: ", dims.size(),
             " dims after merging, CUDA kernels take at most ", kMaxKernelDims);
   BroadcastGeometry g;
-  g.ndim = static_cast<int>(size.size());
+  g.ndim = static_cast<int>(dims.size());
   for (int i = 0; i < g.ndim; ++i) {
-    g.size[g.ndim - 1 - i] = size[i];
-    g.a_stride[g.ndim - 1 - i] = sa[i];
-    g.b_stride[g.ndim - 1 - i] = sb[i];
+    g.size[i] = dims[i].size;
+    g.a_stride[i] = dims[i].a_stride;
+    g.b_stride[i] = dims[i].b_stride;
   }
   return g;
 }

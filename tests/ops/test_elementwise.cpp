@@ -25,6 +25,47 @@ TEST_CASE("binary ops by hand") {
   CHECK_THROWS_AS(add(a, Tensor::ones({2, 3}, DType::f64)), OpError);
 }
 
+// Every form the merged loops take (equal shapes, a scalar either side, a per-channel bias, a
+// broadcast in the middle, both operands broadcast, strided runs), against index arithmetic;
+// sizes past one thread's share too.
+TEST_CASE("broadcast sub against index arithmetic, in every merged form") {
+  const std::vector<std::pair<Shape, Shape>> pairs = {
+      {{16, 64, 2, 2}, {16, 64, 2, 2}}, {{300000}, {300000}}, {{3, 5}, {}},         {{}, {4, 7}},
+      {{16, 64, 8, 8}, {1, 64, 1, 1}},  {{5, 1, 7}, {1, 6, 1}}, {{2, 3, 4, 5}, {3, 1, 5}}, {{7, 1}, {1, 9}},
+      {{2, 3, 5}, {2, 1, 5}},           {{40, 1, 3000}, {1, 5, 3000}}, {{1}, {1}},       {{1, 1, 9}, {9, 1, 1}}};
+  for (const auto& [sa, sb] : pairs) {
+    INFO(shape_str(sa), " and ", shape_str(sb));
+    Tensor a = Tensor::arange(0, static_cast<double>(shape_numel(sa)), 1, DType::f64).reshape(sa);
+    Tensor b = Tensor::arange(0, static_cast<double>(shape_numel(sb)), 1, DType::f64).reshape(sb) * 0.001;
+    Tensor out = sub(a, b);
+    const Shape shape = broadcast_shape("t", sa, sb);
+    REQUIRE(out.shape() == shape);
+    const auto got = out.to_vector<double>();
+    const int64_t nd = static_cast<int64_t>(shape.size());
+    // The element of `in` (its dims aligned to the right of shape) at the output's index.
+    auto element = [&](const Shape& in, const std::vector<int64_t>& index) {
+      double offset = 0, stride = 1;
+      for (int64_t d = static_cast<int64_t>(in.size()) - 1; d >= 0; --d) {
+        int64_t i = in[d] == 1 ? 0 : index[d + nd - static_cast<int64_t>(in.size())];
+        offset += static_cast<double>(i) * stride;
+        stride *= static_cast<double>(in[d]);
+      }
+      return offset;
+    };
+    size_t wrong = 0;
+    std::vector<int64_t> index(nd, 0);
+    for (size_t k = 0; k < got.size(); ++k) {
+      int64_t rem = static_cast<int64_t>(k);
+      for (int64_t d = nd - 1; d >= 0; --d) {
+        index[d] = rem % shape[d];
+        rem /= shape[d];
+      }
+      if (got[k] != element(sa, index) - element(sb, index) * 0.001) ++wrong;
+    }
+    CHECK(wrong == 0);
+  }
+}
+
 TEST_CASE("activations by hand") {
   Tensor x = Tensor::from_vector<double>({-2, -0.5, 0, 0.5, 2}, {5});
   CHECK(relu(x).to_vector<double>() == std::vector<double>{0, 0, 0, 0.5, 2});
