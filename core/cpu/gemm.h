@@ -41,26 +41,4 @@ void repeat_row(const T* row, int64_t rows, int64_t cols, T* out) {
     for (int64_t j = 0; j < cols; ++j) out[r * cols + j] = row[j];
 }
 
-// out[j] = the sum of column j of x [rows, cols], accumulated in double over the rows in order
-// (the bits of reduce_sum over dim 0, core/cpu/reduce.h), row by row so that the reads are
-// contiguous and the column sums vectorise. Columns are cut into fixed blocks run in parallel:
-// the same bits for any thread count. The bias gradient of linear.
-template <typename T>
-void column_sum(const T* x, T* out, int64_t rows, int64_t cols) {
-  constexpr int64_t kBlock = 256;
-  parallel_for(ceil_div(cols, kBlock), std::max<int64_t>(1, 16384 / std::max<int64_t>(rows * kBlock, 1)),
-               [&](int64_t b0, int64_t b1) {
-                 double acc[kBlock];
-                 for (int64_t b = b0; b < b1; ++b) {
-                   const int64_t j0 = b * kBlock, n = std::min(kBlock, cols - j0);
-                   for (int64_t j = 0; j < n; ++j) acc[j] = 0;
-                   for (int64_t r = 0; r < rows; ++r) {
-                     const T* row = x + r * cols + j0;
-                     for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(row[j]);
-                   }
-                   for (int64_t j = 0; j < n; ++j) out[j0 + j] = static_cast<T>(acc[j]);
-                 }
-               });
-}
-
 }  // namespace mmfuse::cpu

@@ -3,6 +3,7 @@
 // tables, and each output element folds its reduced elements in a fixed order, so results
 // are deterministic whatever the thread count.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -49,11 +50,47 @@ void reduce(const T* x, T* out, const ReducePlan& plan, Acc init, Fold fold, Fin
   });
 }
 
+// out[j] = scale * the sum of column j of x [rows, cols], accumulated in double over the rows in
+// order (the order reduce() folds them in, so the same bits), row by row so that the reads are
+// contiguous and the column sums vectorise. Columns are cut into fixed blocks run in parallel:
+// the same bits for any thread count.
+template <typename T>
+void column_sum(const T* x, T* out, int64_t rows, int64_t cols, double scale = 1.0) {
+  constexpr int64_t kBlock = 256;
+  parallel_for(ceil_div(cols, kBlock), std::max<int64_t>(1, 16384 / std::max<int64_t>(rows * kBlock, 1)),
+               [&](int64_t b0, int64_t b1) {
+                 double acc[kBlock];
+                 for (int64_t b = b0; b < b1; ++b) {
+                   const int64_t j0 = b * kBlock, n = std::min(kBlock, cols - j0);
+                   for (int64_t j = 0; j < n; ++j) acc[j] = 0;
+                   for (int64_t r = 0; r < rows; ++r) {
+                     const T* row = x + r * cols + j0;
+                     for (int64_t j = 0; j < n; ++j) acc[j] += static_cast<double>(row[j]);
+                   }
+                   for (int64_t j = 0; j < n; ++j) out[j0 + j] = static_cast<T>(acc[j] * scale);
+                 }
+               });
+}
+
 // The twins of cuda::reduce_sum / reduce_max / max_backward (cuda/kernels.h), same arguments.
-// out[o] = scale * the sum of its elements, accumulated in double.
+// out[o] = scale * the sum of its elements, accumulated in double. A reduction of the leading
+// dims (a bias gradient: [N, ..., C] -> [C]) runs as column_sum, whose reads are contiguous
+// where the offset plan's would stride across rows; the bits are the same.
 template <typename T>
 void reduce_sum(const T* x, T* out, const std::vector<int64_t>& shape, const std::vector<bool>& reduce_mask,
                 double scale) {
+  int64_t rows = 1, cols = 1;
+  bool leading = true;  // every reduced dim (of size > 1) before every kept one
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (reduce_mask[d]) {
+      leading = leading && cols == 1;
+      rows *= shape[d];
+    } else {
+      cols *= shape[d];
+    }
+  }
+  if (leading && rows > 1 && cols > 1) return column_sum(x, out, rows, cols, scale);
   reduce(x, out, make_reduce_plan(shape, reduce_mask), 0.0, [](double a, T v, int64_t) { return a + v; },
          [scale](double a) { return static_cast<T>(a * scale); });
 }

@@ -139,16 +139,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       if (gw) blas.gemm(true, false, out, in, rows, 1, dy.data<T>(), out, x.data<T>(), in, 0, dw.data<T>(), in);
     });
     TensorList grads = {dx, dw};
-    Tensor db;
-    if (gb && dy.is_cuda()) {
-      db = sum(dy.reshape({rows, out}), {0});
-    } else if (gb) {  // the same sums, without reduce_sum's general index plan
-      db = Tensor::empty({out}, dy.dtype(), dy.device());
-      ops::dispatch_floating("linear", dy.dtype(), [&]<typename T>() {
-        cpu::column_sum(dy.data<T>(), db.data<T>(), rows, out);
-      });
-    }
-    if (has_bias) grads.push_back(db);
+    if (has_bias) grads.push_back(gb ? sum(dy.reshape({rows, out}), {0}) : Tensor());
     return grads;
   });
   return y;

@@ -263,9 +263,10 @@ TEST_CASE("matmul, linear and batched products: the same bits for any thread cou
   }
 }
 
-TEST_CASE("linear's bias gradient has the bits of sum over the rows (reduce_sum, in double)") {
-  // linear sums dy's columns with its own loop (cpu::column_sum): rows in order, in double, as
-  // sum(dy, {0}); widths around its column blocks of 256.
+TEST_CASE("linear's bias gradient, and sum over leading dims, add the rows in order in double") {
+  // reduce_sum runs a reduction of the leading dims as column sums (cpu::column_sum): its bits
+  // must be those of the definition, rows in order in double, rounded once; widths around its
+  // column blocks of 256; mean's scale applied to the double sum.
   for (DType dtype : {DType::f32, DType::f64})
     for (int64_t out : {1, 10, 255, 256, 257, 700})
       for (int64_t rows : {1, 3, 64}) {
@@ -276,9 +277,17 @@ TEST_CASE("linear's bias gradient has the bits of sum over the rows (reduce_sum,
         Tensor b = Tensor::zeros({out}, dtype).set_requires_grad();
         Tensor dy = Tensor::randn({rows, out}, gen, 0, 1e3, dtype);
         linear(x, w, b).backward(dy);
-        std::vector<double> got = b.grad().to(DType::f64).to_vector<double>();
-        std::vector<double> want = sum(dy, {0}).to(DType::f64).to_vector<double>();
-        CHECK(got == want);
+        const std::vector<double> d = dy.to(DType::f64).to_vector<double>();
+        std::vector<double> sums(static_cast<size_t>(out), 0.0), means(static_cast<size_t>(out));
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t j = 0; j < out; ++j) sums[j] += d[r * out + j];
+        for (int64_t j = 0; j < out; ++j) means[j] = sums[j] * (1.0 / static_cast<double>(rows));
+        auto rounded = [&](const std::vector<double>& v) { return Tensor::from_vector<double>(v, {out}).to(dtype).to(DType::f64).to_vector<double>(); };
+        CHECK(b.grad().to(DType::f64).to_vector<double>() == rounded(sums));
+        // The same through sum and mean of a 4-d view: [rows, 1, out] -> reduce dims 0 and 1.
+        Tensor d3 = dy.reshape({rows, 1, out});
+        CHECK(sum(d3, {0, 1}).to(DType::f64).to_vector<double>() == rounded(sums));
+        CHECK(mean(d3, {0}).to(DType::f64).to_vector<double>() == rounded(means));
       }
 }
 
