@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string_view>
 
+#include "base/error.h"
 #include "core/cpu/parallel.h"
 
 #ifdef MMFUSE_WITH_DNNL
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <vector>
 #endif
 #ifdef _OPENMP
 #include <omp.h>
@@ -129,9 +131,11 @@ bool blocked_by_rule(ConvDirection direction, const ConvGeometry& g) {
   return area < 16;
 }
 
-// The cache key: everything a primitive depends on. oneDNN's OpenMP primitives are built for
-// the thread count of their creation, so it is part of the key.
+// The cache key: the kind of primitive (a ConvDirection, or a pooling kind below), then
+// everything it depends on. oneDNN's OpenMP primitives are built for the thread count of their
+// creation, so it is part of the key.
 using Key = std::array<int64_t, 19>;
+enum PoolKind : int64_t { pool_forward = 3, pool_backward = 4 };
 
 Key key_of(ConvDirection direction, const ConvGeometry& g, bool blocked, int threads) {
   return {static_cast<int64_t>(direction), blocked, threads, g.batch, g.channels, g.height, g.width,
@@ -139,7 +143,12 @@ Key key_of(ConvDirection direction, const ConvGeometry& g, bool blocked, int thr
           g.pad_h, g.pad_w, g.dilation_h, g.dilation_w, g.groups};
 }
 
-// One argument of the convolution primitive: our plain layout, the primitive's, and the reorder
+Key key_of(PoolKind kind, const Pool2dGeometry& g, int threads) {
+  return {kind, 0, threads, g.planes, g.in_h, g.in_w, g.out_h, g.out_w, g.kernel_h, g.kernel_w, g.stride_h,
+          g.stride_w, g.pad_h, g.pad_w, 0, 0, 0, 0, 0};
+}
+
+// One argument of a primitive: our plain layout, the primitive's, and the reorder
 // between them where they differ (into the primitive for inputs, out of it for the output).
 struct Operand {
   int arg = 0;
@@ -147,13 +156,14 @@ struct Operand {
   std::optional<dnnl::reorder> reorder;
 };
 
-// A cached convolution: the primitive, its operands (two inputs, then the output) and the size
-// of its scratchpad. `conv` is empty where oneDNN cannot do the geometry (cached as well, so
-// that it is asked once).
+// A cached primitive: itself, its operands (the inputs, then the output: a convolution's two
+// and one, a pooling's one and one), the size of its scratchpad and of its workspace (max
+// pooling's record of the maxima, written by the forward, read by the backward). `primitive` is
+// empty where oneDNN cannot do the geometry (cached as well, so that it is asked once).
 struct Plan {
-  std::optional<dnnl::primitive> conv;
-  std::array<Operand, 3> operands;
-  memory::desc scratchpad;
+  std::optional<dnnl::primitive> primitive;
+  std::vector<Operand> operands;
+  memory::desc scratchpad, workspace;
   std::string impl;
 };
 
@@ -248,7 +258,7 @@ std::shared_ptr<const Plan> make_plan(ConvDirection direction, const ConvGeometr
     case ConvDirection::forward:
       args = {{{DNNL_ARG_SRC, image_plain}, {DNNL_ARG_WEIGHTS, weight_plain}, {DNNL_ARG_DST, out_plain}}};
       inner = {forward.src_desc(), forward.weights_desc(), forward.dst_desc()};
-      plan->conv = dnnl::convolution_forward(forward);
+      plan->primitive = dnnl::convolution_forward(forward);
       plan->scratchpad = forward.scratchpad_desc();
       plan->impl = forward.impl_info_str();
       break;
@@ -259,7 +269,7 @@ std::shared_ptr<const Plan> make_plan(ConvDirection direction, const ConvGeometr
       if (!pd) return plan;
       args = {{{DNNL_ARG_DIFF_DST, out_plain}, {DNNL_ARG_WEIGHTS, weight_plain}, {DNNL_ARG_DIFF_SRC, image_plain}}};
       inner = {pd.diff_dst_desc(), pd.weights_desc(), pd.diff_src_desc()};
-      plan->conv = dnnl::convolution_backward_data(pd);
+      plan->primitive = dnnl::convolution_backward_data(pd);
       plan->scratchpad = pd.scratchpad_desc();
       plan->impl = pd.impl_info_str();
       break;
@@ -271,12 +281,13 @@ std::shared_ptr<const Plan> make_plan(ConvDirection direction, const ConvGeometr
       if (!pd) return plan;
       args = {{{DNNL_ARG_SRC, image_plain}, {DNNL_ARG_DIFF_DST, out_plain}, {DNNL_ARG_DIFF_WEIGHTS, weight_plain}}};
       inner = {pd.src_desc(), pd.diff_dst_desc(), pd.diff_weights_desc()};
-      plan->conv = dnnl::convolution_backward_weights(pd);
+      plan->primitive = dnnl::convolution_backward_weights(pd);
       plan->scratchpad = pd.scratchpad_desc();
       plan->impl = pd.impl_info_str();
       break;
     }
   }
+  plan->operands.resize(3);
   for (size_t i = 0; i < 3; ++i) {
     Operand& op = plan->operands[i];
     op.arg = args[i].first;
@@ -291,8 +302,9 @@ std::shared_ptr<const Plan> make_plan(ConvDirection direction, const ConvGeometr
   return plan;
 }
 
-std::shared_ptr<const Plan> plan_for(ConvDirection direction, const ConvGeometry& g, bool blocked) {
-  Key key = key_of(direction, g, blocked, max_threads());
+// The cached plan of `key`, made by make() on a miss.
+template <typename Make>
+std::shared_ptr<const Plan> cached_plan(const Key& key, Make make) {
   Cache& c = cache();
   {
     std::lock_guard lock(c.mutex);
@@ -307,7 +319,7 @@ std::shared_ptr<const Plan> plan_for(ConvDirection direction, const ConvGeometry
   // and the second insert is dropped.
   std::shared_ptr<const Plan> plan;
   try {
-    plan = make_plan(direction, g, blocked);
+    plan = make();
   } catch (const dnnl::error&) {
     plan = std::make_shared<const Plan>();  // oneDNN refused the geometry: our kernels run it
   }
@@ -324,7 +336,56 @@ std::shared_ptr<const Plan> plan_for(ConvDirection direction, const ConvGeometry
   return plan;
 }
 
-void run(const Plan& plan, const float* a, const float* b, float* out) {
+std::shared_ptr<const Plan> plan_for(ConvDirection direction, const ConvGeometry& g, bool blocked) {
+  return cached_plan(key_of(direction, g, blocked, max_threads()), [&] { return make_plan(direction, g, blocked); });
+}
+
+// Max pooling, forward for training or backward, on our NCHW planes as they are (one image of
+// `planes` channels: oneDNN's plain-layout kernels vectorise over the channels). Its
+// descriptor's output size must be ours: right_pad as for a convolution.
+std::shared_ptr<const Plan> make_pool_plan(PoolKind kind, const Pool2dGeometry& g) {
+  auto plan = std::make_shared<Plan>();
+  auto pad_h = right_pad(g.in_h, g.out_h, g.kernel_h, g.stride_h, g.pad_h, 1);
+  auto pad_w = right_pad(g.in_w, g.out_w, g.kernel_w, g.stride_w, g.pad_w, 1);
+  if (!pad_h || !pad_w) return plan;
+  const auto f32 = memory::data_type::f32;
+  memory::desc image({1, g.planes, g.in_h, g.in_w}, f32, tag::nchw), out({1, g.planes, g.out_h, g.out_w}, f32, tag::nchw);
+  memory::dims strides{g.stride_h, g.stride_w}, kernel{g.kernel_h, g.kernel_w}, pad_l{g.pad_h, g.pad_w},
+      pad_r{*pad_h, *pad_w};
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  dnnl::engine& eng = engine();
+  dnnl::pooling_forward::primitive_desc forward(
+      dnnl::pooling_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::pooling_max, image, out, strides,
+                                  kernel, pad_l, pad_r),
+      attr, eng, /*allow_empty=*/true);
+  if (!forward) return plan;
+  plan->workspace = forward.workspace_desc();
+  if (kind == pool_forward) {
+    plan->primitive = dnnl::pooling_forward(forward);
+    plan->operands = {{DNNL_ARG_SRC, image, image, std::nullopt}, {DNNL_ARG_DST, out, out, std::nullopt}};
+    plan->scratchpad = forward.scratchpad_desc();
+    plan->impl = forward.impl_info_str();
+    return plan;
+  }
+  dnnl::pooling_backward::primitive_desc backward(
+      dnnl::pooling_backward::desc(dnnl::algorithm::pooling_max, image, out, strides, kernel, pad_l, pad_r), attr,
+      eng, forward, /*allow_empty=*/true);
+  if (!backward) return plan;
+  plan->primitive = dnnl::pooling_backward(backward);
+  plan->operands = {{DNNL_ARG_DIFF_DST, out, out, std::nullopt}, {DNNL_ARG_DIFF_SRC, image, image, std::nullopt}};
+  plan->scratchpad = backward.scratchpad_desc();
+  plan->impl = backward.impl_info_str();
+  return plan;
+}
+
+std::shared_ptr<const Plan> pool_plan_for(PoolKind kind, const Pool2dGeometry& g) {
+  return cached_plan(key_of(kind, g, max_threads()), [&] { return make_pool_plan(kind, g); });
+}
+
+// Runs a plan on our pointers, one per operand (inputs, then the output), and max pooling's
+// workspace where it has one.
+void run(const Plan& plan, std::initializer_list<const void*> pointers, const void* pool_workspace = nullptr) {
   dnnl::engine& eng = engine();
   thread_local dnnl::stream stream(eng);
   thread_local Workspace workspace;
@@ -337,24 +398,33 @@ void run(const Plan& plan, const float* a, const float* b, float* out) {
     args.emplace(DNNL_ARG_SCRATCHPAD, memory(plan.scratchpad, eng, space));
     space += aligned_size(plan.scratchpad);
   }
-  std::array<void*, 3> pointers{const_cast<float*>(a), const_cast<float*>(b), out};
+  if (plan.workspace.get_size() > 0)
+    args.emplace(DNNL_ARG_WORKSPACE, memory(plan.workspace, eng, const_cast<void*>(pool_workspace)));
   std::optional<memory> output_plain, output_inner;
-  for (size_t i = 0; i < 3; ++i) {
+  const size_t last = plan.operands.size() - 1;
+  for (size_t i = 0; i < plan.operands.size(); ++i) {
     const Operand& op = plan.operands[i];
-    memory user(op.plain, eng, pointers[i]);
+    memory user(op.plain, eng, const_cast<void*>(pointers.begin()[i]));
     if (!op.reorder) {
       args.emplace(op.arg, user);
       continue;
     }
     memory inner(op.inner, eng, space);
     space += aligned_size(op.inner);
-    if (i < 2) op.reorder->execute(stream, user, inner);
+    if (i < last) op.reorder->execute(stream, user, inner);
     else output_plain = user, output_inner = inner;
     args.emplace(op.arg, inner);
   }
-  plan.conv->execute(stream, args);
-  if (output_inner) plan.operands[2].reorder->execute(stream, *output_inner, *output_plain);
+  plan.primitive->execute(stream, args);
+  if (output_inner) plan.operands[last].reorder->execute(stream, *output_inner, *output_plain);
   stream.wait();
+}
+
+// Whether x holds a NaN (one pass the compiler vectorises; no early exit).
+bool has_nan(const float* x, int64_t n) {
+  int nan = 0;
+  for (int64_t i = 0; i < n; ++i) nan |= x[i] != x[i];
+  return nan != 0;
 }
 
 bool in_parallel_region() {
@@ -391,9 +461,29 @@ bool dnnl_conv(ConvDirection direction, const ConvGeometry& g, const float* a, c
   if (!dnnl_enabled() || in_parallel_region()) return false;
   if (leave_to_ours(direction, g)) return false;
   std::shared_ptr<const Plan> plan = plan_for(direction, g, use_blocked(direction, g));
-  if (!plan->conv) return false;
-  run(*plan, a, b, out);
+  if (!plan->primitive) return false;
+  run(*plan, {a, b, out});
   return true;
+}
+
+size_t dnnl_max_pool_workspace_bytes(const Pool2dGeometry& g) {
+  if (!dnnl_enabled() || in_parallel_region()) return 0;
+  std::shared_ptr<const Plan> plan = pool_plan_for(pool_forward, g);
+  return plan->primitive ? std::max<size_t>(plan->workspace.get_size(), 1) : 0;
+}
+
+bool dnnl_max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, void* workspace) {
+  if (!dnnl_enabled() || in_parallel_region()) return false;
+  std::shared_ptr<const Plan> plan = pool_plan_for(pool_forward, g);
+  if (!plan->primitive || has_nan(x, g.planes * g.in_h * g.in_w)) return false;
+  run(*plan, {x, y}, workspace);
+  return true;
+}
+
+void dnnl_max_pool_backward(const Pool2dGeometry& g, const float* dy, const void* workspace, float* dx) {
+  std::shared_ptr<const Plan> plan = pool_plan_for(pool_backward, g);
+  MMF_CHECK(plan->primitive, Error, "max_pool2d: oneDNN ran the forward of this geometry but not its backward");
+  run(*plan, {dy, dx}, workspace);
 }
 
 DnnlCacheStats dnnl_cache_stats() {
@@ -436,6 +526,11 @@ std::string dnnl_conv_impl(ConvDirection direction, const ConvGeometry& g) {
 #else  // without oneDNN
 
 bool dnnl_conv(ConvDirection, const ConvGeometry&, const float*, const float*, float*) { return false; }
+size_t dnnl_max_pool_workspace_bytes(const Pool2dGeometry&) { return 0; }
+bool dnnl_max_pool_forward(const Pool2dGeometry&, const float*, float*, void*) { return false; }
+void dnnl_max_pool_backward(const Pool2dGeometry&, const float*, const void*, float*) {
+  throw Error("max_pool2d: this build has no oneDNN to run the backward of its forward");
+}
 DnnlCacheStats dnnl_cache_stats() { return {}; }
 void dnnl_clear_cache() {}
 std::string dnnl_summary() { return "oneDNN not built"; }

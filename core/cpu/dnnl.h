@@ -1,5 +1,5 @@
 // oneDNN (Intel's Deep Neural Network Library, Debian's libdnnl-dev) for the CPU's float32
-// convolutions (docs/ops.md, "The CPU backend"). Optional at build time (-DMMFUSE_DNNL=OFF, or
+// convolutions and max pooling (docs/ops.md, "The CPU backend"). Optional at build time (-DMMFUSE_DNNL=OFF, or
 // the library absent): then every entry below answers "not done" and our own kernels run.
 // Nothing here names a oneDNN type, so the rest of the tree builds the same either way; only
 // core/cpu/dnnl.cpp includes dnnl.hpp.
@@ -7,7 +7,10 @@
 #include <cstdint>
 #include <string>
 
+#include <cstddef>
+
 #include "base/geometry/conv.h"
+#include "base/geometry/pool.h"
 
 namespace mmfuse::cpu {
 
@@ -53,6 +56,19 @@ enum class ConvDirection { forward, backward_data, backward_weight };
 // the geometry, or is slower than ours there (dnnl.cpp's rule): the caller then runs its own
 // kernel.
 bool dnnl_conv(ConvDirection direction, const ConvGeometry& g, const float* a, const float* b, float* out);
+
+// Max pooling of float32 planes (core/cpu/pool.h's geometry) through oneDNN, about 7x our
+// kernels on the main job's pools (bench_pool_bn_cpu). The forward, for training, fills a
+// workspace of dnnl_max_pool_workspace_bytes(g) bytes in place of our argmax; the backward reads
+// it and overwrites dx. The bytes are 0 where oneDNN is off or cannot do the geometry: then
+// our kernels run, with their argmax. Same outputs and the same input for ties (the first
+// maximum in window order) as ours; dx differs in rounding where windows overlap (oneDNN adds
+// an input's gradients in another order). A NaN in the window is not PyTorch's maximum for
+// oneDNN: the caller keeps inputs with a NaN on our kernels (dnnl_max_pool_forward refuses them).
+size_t dnnl_max_pool_workspace_bytes(const Pool2dGeometry& g);
+bool dnnl_max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, void* workspace);
+// Runs whenever the forward did (whatever the switch says since): the workspace is oneDNN's.
+void dnnl_max_pool_backward(const Pool2dGeometry& g, const float* dy, const void* workspace, float* dx);
 
 // The primitive cache: one entry per (direction, geometry, layout, thread count), created on
 // first use and kept (least recently used dropped past kDnnlCacheCapacity entries).

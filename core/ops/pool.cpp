@@ -1,5 +1,6 @@
 #include "core/ops/pool.h"
 
+#include "core/cpu/dnnl.h"
 #include "core/cpu/pool.h"
 #include "core/ops/common.h"
 #include "cuda/pool.h"
@@ -59,10 +60,27 @@ int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
   return out;
 }
 
+// float32 on the CPU through oneDNN (core/cpu/dnnl.h), its workspace in place of our argmax;
+// an undefined Tensor where our kernels run it.
+Tensor dnnl_max_pool(const Tensor& x, const cpu::Pool2dGeometry& geom, const Tensor& y) {
+  if (x.is_cuda() || x.dtype() != DType::f32) return Tensor();
+  const size_t bytes = cpu::dnnl_max_pool_workspace_bytes(geom);
+  if (bytes == 0) return Tensor();
+  Tensor workspace = Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, x.device());
+  if (!cpu::dnnl_max_pool_forward(geom, x.data<float>(), y.data<float>(), workspace.raw_data())) return Tensor();
+  autograd::record("max_pool2d", {x}, {y}, [geom, workspace, in_shape = x.shape()](const TensorList& g) -> TensorList {
+    Tensor dx = Tensor::empty(in_shape, g[0].dtype(), g[0].device());
+    cpu::dnnl_max_pool_backward(geom, g[0].data<float>(), workspace.raw_data(), dx.data<float>());
+    return {dx};
+  });
+  return workspace;
+}
+
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const char* op = "max_pool2d";
   cpu::Pool2dGeometry geom = pool_geometry(op, x, options);
   Tensor y = Tensor::empty(pooled_shape(x, geom), x.dtype(), x.device());
+  if (dnnl_max_pool(x, geom, y).defined()) return y;
   Tensor argmax = Tensor::empty(y.shape(), DType::i64, x.device());
   dispatch_floating(op, x.dtype(), [&]<typename T>() {
     MMF_KERNEL(x, max_pool2d_forward, x.data<T>(), y.data<T>(), argmax.data<int64_t>(), geom);

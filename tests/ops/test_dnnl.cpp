@@ -299,3 +299,96 @@ TEST_CASE("oneDNN: the switch, the environment and what falls back to our kernel
   check_float_close(conv_transpose2d(x64.to(DType::f32), w64.to(DType::f32), Tensor(), o),
                     conv_transpose2d(x64, w64, Tensor(), o), 1e-5);
 }
+
+// ---- max pooling ------------------------------------------------------------------------------
+
+namespace {
+
+// max_pool2d's output and input gradient through autograd, with oneDNN on or off.
+struct PoolRun {
+  std::vector<float> y, dx;
+};
+PoolRun run_max_pool(const Tensor& x, const Tensor& dy, const Pool2dOptions& o, bool dnnl) {
+  cpu::DnnlScope scope(dnnl);
+  Tensor xg = x.detach().set_requires_grad();
+  Tensor y = max_pool2d(xg, o);
+  y.backward(dy);
+  return {y.to_vector<float>(), xg.grad().to_vector<float>()};
+}
+
+// Values on a coarse grid (many ties inside a window) or continuous.
+Tensor pool_input(const Shape& shape, bool ties, Generator& gen) {
+  Tensor x = Tensor::randn(shape, gen);
+  if (!ties) return x;
+  std::vector<float> v = x.to_vector<float>();
+  for (float& e : v) e = std::round(e * 2.0f);
+  return Tensor::from_vector<float>(v, shape);
+}
+
+}  // namespace
+
+TEST_CASE("oneDNN's max pooling: our outputs and tie routes, gradients to rounding, on the zoo's geometries") {
+  if (skip_without_dnnl()) return;
+  struct Case {
+    const char* name;
+    Shape shape;
+    Pool2dOptions o;
+  };
+  const std::vector<Case> cases = {
+      {"RefineNet CRP 5x5/1 pad 2", {2, 16, 16, 16}, Pool2dOptions::square(5, 1, 2)},
+      {"CRP on a 2x2 map", {2, 8, 2, 2}, Pool2dOptions::square(5, 1, 2)},
+      {"ResNet stem 3x3/2 pad 1", {2, 8, 32, 32}, Pool2dOptions::square(3, 2, 1)},
+      {"LeNet 2x2/2", {4, 20, 24, 24}, Pool2dOptions::square(2, 2)},
+      {"Caffe's ceil mode 3x3/2 on 13x13", {2, 4, 13, 13}, Pool2dOptions::square(3, 2, 0, true)},
+      {"ceil mode with pad 3x3/2 pad 1 on 10x9", {1, 3, 10, 9}, Pool2dOptions::square(3, 2, 1, true)},
+      {"rectangular 3x2 / (2, 1)", {2, 5, 11, 7}, {3, 2, 2, 1, 1, 0, false}},
+  };
+  Generator gen(97);
+  for (const Case& c : cases)
+    for (bool ties : {false, true}) {
+      const std::string name = c.name;
+      CAPTURE(name);
+      CAPTURE(ties);
+      Tensor x = pool_input(c.shape, ties, gen);
+      cpu::DnnlCacheStats before = cpu::dnnl_cache_stats();
+      Tensor probe = max_pool2d(x, c.o);
+      Tensor dy = Tensor::randn(probe.shape(), gen);
+      PoolRun ours = run_max_pool(x, dy, c.o, false), dnnl = run_max_pool(x, dy, c.o, true);
+      // oneDNN ran it (a forward and a backward plan asked for), not our kernels.
+      cpu::DnnlCacheStats after = cpu::dnnl_cache_stats();
+      CHECK(after.hits + after.misses >= before.hits + before.misses + 2);
+      CHECK(dnnl.y == ours.y);
+      // dx: an input's gradients from overlapping windows (up to 25 float32 terms) added in
+      // another order.
+      testing::check_close(std::vector<double>(dnnl.dx.begin(), dnnl.dx.end()), std::vector<double>(ours.dx.begin(), ours.dx.end()), 1e-5);
+      // With dy = 1 every input's gradient counts the windows it won: whole numbers, so ties
+      // routed to another input than ours (the first maximum in window order) would show.
+      Tensor ones = Tensor::ones(probe.shape());
+      CHECK(run_max_pool(x, ones, c.o, true).dx == run_max_pool(x, ones, c.o, false).dx);
+    }
+}
+
+TEST_CASE("oneDNN's max pooling leaves inputs with a NaN, float64 and our parallel regions to our kernels") {
+  if (skip_without_dnnl()) return;
+  Generator gen(5);
+  const Pool2dOptions o = Pool2dOptions::square(3, 1, 1);
+  Tensor x = Tensor::randn({1, 2, 6, 6}, gen);
+  std::vector<float> v = x.to_vector<float>();
+  v[7] = std::nanf("");
+  Tensor with_nan = Tensor::from_vector<float>(v, x.shape());
+  Tensor dy = Tensor::randn({1, 2, 6, 6}, gen);
+  PoolRun ours = run_max_pool(with_nan, dy, o, false), dnnl = run_max_pool(with_nan, dy, o, true);
+  // PyTorch's rule, our kernels': a NaN in the window is the maximum (and takes the gradient).
+  size_t nans = 0;
+  for (size_t i = 0; i < ours.y.size(); ++i) {
+    nans += std::isnan(ours.y[i]);
+    CHECK((std::isnan(dnnl.y[i]) == std::isnan(ours.y[i])));
+  }
+  CHECK(nans == 9);  // the 3x3 outputs whose windows hold element 7 (row 1, column 1)
+  CHECK(dnnl.dx == ours.dx);
+  // float64 never goes to oneDNN.
+  cpu::DnnlScope on(true);
+  cpu::DnnlCacheStats before = cpu::dnnl_cache_stats();
+  (void)max_pool2d(Tensor::randn({1, 2, 6, 6}, gen, 0, 1, DType::f64), o);
+  CHECK(cpu::dnnl_cache_stats().hits + cpu::dnnl_cache_stats().misses == before.hits + before.misses);
+}
