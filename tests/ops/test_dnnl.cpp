@@ -368,6 +368,23 @@ TEST_CASE("oneDNN's max pooling: our outputs and tie routes, gradients to roundi
     }
 }
 
+TEST_CASE("oneDNN's max pooling: the same bits for 1, 2 and 3 threads") {
+  if (skip_without_dnnl()) return;
+  Generator gen(11);
+  const Pool2dOptions o = Pool2dOptions::square(5, 1, 2);
+  Tensor x = Tensor::randn({4, 24, 16, 16}, gen), dy = Tensor::randn({4, 24, 16, 16}, gen);
+  std::vector<PoolRun> runs;
+  for (int threads : {1, 2, 3}) {
+    testing::set_threads(threads);
+    runs.push_back(run_max_pool(x, dy, o, true));
+  }
+  testing::set_threads(0);
+  for (size_t i = 1; i < runs.size(); ++i) {
+    CHECK(runs[i].y == runs[0].y);
+    CHECK(runs[i].dx == runs[0].dx);
+  }
+}
+
 TEST_CASE("oneDNN's max pooling leaves inputs with a NaN, float64 and our parallel regions to our kernels") {
   if (skip_without_dnnl()) return;
   Generator gen(5);
