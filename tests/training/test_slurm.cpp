@@ -6,8 +6,10 @@
 // MPI job through Slurm's PMIx plugin (`srun --mpi=pmix`; Debian's Open MPI has no Slurm
 // PMI-1/PMI-2 support). Cases: the detection of an srun step from its variables and the stop of
 // a process MPI did not join (no Slurm needed); `srun -n 2` x batch 8 against 1 process x batch
-// 16 on LeNet, to the tolerance of the mpirun test (tests/training/test_distributed.cpp); a
-// killed and a stalled task; `scancel`, `scancel --signal=USR1` and SIGUSR1 to srun; srun
+// 16 on LeNet, to the tolerance of the mpirun test (tests/training/test_distributed.cpp); the
+// same across two nodes (`srun -N 2`, scripts/slurm-local --nodes 2: one task a node, each its
+// node's local rank 0); a killed and a stalled task; `scancel`, `scancel --signal=USR1` and
+// SIGUSR1 to srun (and scancel --signal=USR1 on two nodes); srun
 // without PMIx. Skipped, with the reason, without Slurm's daemons and client, this build's MPI
 // or Fashion-MNIST. CTest entry `slurm`, labels mpi and slurm.
 #include <cstdio>
@@ -70,15 +72,17 @@ std::string skip_reason() {
     return;                                            \
   }
 
-// scripts/slurm-local's cluster in MMFUSE_SLURM_DIR, else in <dir>/cluster, for one scope.
+// scripts/slurm-local's cluster of `nodes` nodes in MMFUSE_SLURM_DIR, else in <dir>/cluster,
+// for one scope.
 struct LocalCluster {
   std::string folder, conf;
-  explicit LocalCluster(const TempDir& dir) {
+  explicit LocalCluster(const TempDir& dir, int nodes = 1) {
     const char* given = std::getenv("MMFUSE_SLURM_DIR");
     folder = given && *given ? given : dir / "cluster";
     conf = folder + "/slurm.conf";
     const std::string log = dir / "cluster.log";
-    const int status = std::system((script("start") + " > '" + log + "' 2>&1").c_str());
+    const int status =
+        std::system((script("start") + " --nodes " + std::to_string(nodes) + " > '" + log + "' 2>&1").c_str());
     REQUIRE_MESSAGE(status == 0, "scripts/slurm-local start failed:\n", read_text(log));
   }
   ~LocalCluster() {
@@ -88,12 +92,12 @@ struct LocalCluster {
   LocalCluster(const LocalCluster&) = delete;
   LocalCluster& operator=(const LocalCluster&) = delete;
 
-  // `mmfuse args` in `dir` as `srun -n 2 <srun_options>` on this cluster (1 OpenMP thread a
-  // task); output in <log>.
+  // `mmfuse args` in `dir` as `srun -n 2 <srun_options> [wrapper]` on this cluster (1 OpenMP
+  // thread a task); output in <log>.
   std::string srun(const TempDir& dir, const std::string& srun_options, const std::string& args,
-                   const std::string& log) const {
+                   const std::string& log, const std::string& wrapper = "") const {
     return "cd '" + dir.path.string() + "' && SLURM_CONF='" + conf + "' OMP_NUM_THREADS=1 srun -n 2 " + srun_options +
-           " '" + mmfuse_binary().string() + "' " + args + " > '" + (dir / log) + "' 2>&1";
+           " " + wrapper + " '" + mmfuse_binary().string() + "' " + args + " > '" + (dir / log) + "' 2>&1";
   }
   std::string slurm_command(const std::string& command) const { return "SLURM_CONF='" + conf + "' " + command; }
 
@@ -210,6 +214,62 @@ TEST_CASE("slurm: srun -n 2 --mpi=pmix x batch 8 trains LeNet as 1 process x bat
   size_t lines = 0;
   for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
   CHECK(lines == 1);
+}
+
+// The lines of `log` that contain `text`.
+size_t count_of(const std::string& log, const std::string& text) {
+  size_t n = 0;
+  for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+  return n;
+}
+
+const char* const kTwoNodes = "-N 2 --ntasks-per-node=1 --mpi=pmix";
+
+TEST_CASE("slurm: srun -N 2 --ntasks-per-node=1 --mpi=pmix x batch 8 on two nodes trains LeNet as 1 process x batch 16") {
+  SLURM_OR_SKIP();
+  TempDir dir("slurm_nodes");
+  LocalCluster cluster(dir, 2);
+  write_text(dir, "lenet_16.prototxt", lenet_net(16));
+  write_text(dir, "one.prototxt", data_parallel_solver("lenet_16.prototxt", "one", 4));
+  lenet_job(dir, "two", 4);
+  // Each task records what Slurm told it, then becomes mmfuse.
+  write_text(dir, "record.sh",
+             "echo \"$SLURM_NODEID $SLURM_LOCALID $SLURMD_NODENAME\" > \"task_$SLURM_PROCID.env\"\nexec \"$@\"\n");
+  std::string out;
+  REQUIRE_MESSAGE(run_mmfuse(dir.path, "train --solver one.prototxt", out) == 0, out);
+  REQUIRE_MESSAGE(
+      run_within(cluster.srun(dir, kTwoNodes, "train --solver two.prototxt", "two.log", "sh record.sh"), 60) == 0,
+      read_text(dir / "two.log"));
+  const std::string log = read_text(dir / "two.log");
+  INFO(log);
+  // Task k ran on node k + 1 (n1, n2) as its local rank 0.
+  CHECK(read_text(dir / "task_0.env") == "0 0 n1\n");
+  CHECK(read_text(dir / "task_1.env") == "1 0 n2\n");
+  CHECK(log.find("data-parallel over 2 ranks (global batch 16)") != std::string::npos);
+  // The one-node case's tolerance: losses to a relative 1e-5, weights to 1e-6 + 1e-5 |w|.
+  check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
+  CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
+  // Rank 0 alone writes: one snapshot, one progress line an iteration.
+  CHECK(snapshots(dir, "two") == 1);
+  for (int i = 0; i < 4; ++i) CHECK_MESSAGE(count_of(log, "Iteration " + std::to_string(i) + " ") == 1, "iteration ", i);
+}
+
+TEST_CASE("slurm: scancel --signal=USR1 stops the tasks of both nodes at one iteration with one snapshot") {
+  SLURM_OR_SKIP();
+  TempDir dir("slurm_nodes_stop");
+  LocalCluster cluster(dir, 2);
+  lenet_job(dir, "stop", 100000, "collective_timeout: 20\n");
+  const pid_t run_pid = spawn_shell(cluster.srun(dir, kTwoNodes, "train --solver stop.prototxt", "stop.log"));
+  REQUIRE_MESSAGE(wait_for_text(dir / "stop.log", "Iteration 3 ", 30), read_text(dir / "stop.log"));
+  CHECK(std::system(cluster.slurm_command("scancel --signal=USR1 --partition=debug").c_str()) == 0);
+  double took = 0;
+  const int code = wait_for(run_pid, 30, took);
+  const std::string log = read_text(dir / "stop.log");
+  INFO(log);
+  CHECK(code == 0);
+  // Rank 0 prints the line; the ranks agree on the iteration, so its one snapshot holds for both.
+  CHECK(count_of(log, "interrupted (SIGINT/SIGTERM/SIGUSR1) at iteration") == 1);
+  CHECK(snapshots(dir, "stop") == 1);
 }
 
 TEST_CASE("slurm: a killed or stalled task stops the step with an error naming it") {
