@@ -1415,10 +1415,14 @@ def mmfuse_time(mmfuse, path, iterations, device, precision, timeout):
         if mm.group(1) != "layer":
             layers.append((mm.group(1), mm.group(2), float(mm.group(3)) + float(mm.group(4))))
     unattributed = re.search(r"^  \(no layer\)\s+([\d.]+)$", out, re.M)
+    update = re.search(r"of which the update \(SGD step\): mean ([\d.]+) ms", out)
+    outside = re.search(r"^Outside the layers .*: mean ([\d.]+) ms", out, re.M)
     return {"median_ms": float(m.group(2)), "mean_ms": float(m.group(1)),
             "peak_mib": float(pk.group(1)) if pk else None, "note": note, "wall_s": wall,
             "command": " ".join(shlex.quote(c) for c in cmd), "layers": layers,
-            "unattributed_ms": float(unattributed.group(1)) if unattributed else 0.0}
+            "unattributed_ms": float(unattributed.group(1)) if unattributed else 0.0,
+            "update_ms": float(update.group(1)) if update else None,
+            "outside_ms": float(outside.group(1)) if outside else None}
 
 
 # ------------------------------------------------------------------------------------------
@@ -1558,12 +1562,17 @@ def family_of(layer_type):
 
 def mmfuse_families(mt):
     """ms per family of one `mmfuse time` run: its per-layer forward + backward means, and the
-    update as the whole-iteration median less the layers (the SGD step, autograd's nodes outside
-    any layer, the rest of the step)."""
+    update: the SGD step's mean plus what no layer holds in the per-layer iterations (autograd's
+    engine and gradient sums, zero_grad), both printed by `mmfuse time`; from an mmfuse that
+    prints neither, the whole-iteration median less the layers."""
     fam = OrderedDict((f, 0.0) for f in FAMILIES)
     for _, ltype, ms in mt["layers"]:
         fam[family_of(ltype)] += ms
-    fam[UPDATE_FAMILY] = max(0.0, mt["median_ms"] - sum(fam.values()))
+    if mt.get("update_ms") is not None and mt.get("outside_ms") is not None:
+        # Both measured: the SGD step in the whole iterations, what no layer holds in the per-layer ones.
+        fam[UPDATE_FAMILY] = mt["update_ms"] + mt["outside_ms"]
+    else:  # an mmfuse without those lines: the whole-iteration median less the layers of other runs
+        fam[UPDATE_FAMILY] = max(0.0, mt["median_ms"] - sum(fam.values()))
     return fam
 
 
@@ -1636,7 +1645,8 @@ def print_families(row):
     print("-+-".join("-" * w for w in widths))
     for cells in lines:
         print(" | ".join(str(c).ljust(w) for c, w in zip(cells, widths)))
-    print("  mmfuse: `mmfuse time`'s per-layer means; its update row = whole-step median - layers. "
+    print("  mmfuse: `mmfuse time`'s per-layer means; its update row = the SGD step + what no layer holds "
+          "(autograd engine, gradient sums, zero_grad), each measured (older builds: whole-step median - layers). "
           "PyTorch: profiler ranges per layer, backward nodes by sequence number (profiler overhead "
           "included: its sum exceeds the unprofiled step).")
 

@@ -107,10 +107,16 @@ int time_command(const std::vector<std::string>& argv) {
       bwd[node.scope.empty() ? std::string("(no layer)") : node.scope] += ms_since(node_start);
     }
   });
+  double passes_ms = 0;  // the same iterations whole (forward, backward, zero_grad)
   try {
-    for (int it = 0; it < iterations; ++it)
+    for (int it = 0; it < iterations; ++it) {
+      sync(device);
+      auto pass_start = Clock::now();
       one([&](size_t) { sync(device); layer_start = Clock::now(); },
           [&](size_t i, TensorList&) { sync(device); fwd[i] += ms_since(layer_start); });
+      sync(device);
+      passes_ms += ms_since(pass_start);
+    }
   } catch (...) {
     autograd::set_backward_hook(nullptr);
     throw;
@@ -136,6 +142,11 @@ int time_command(const std::vector<std::string>& argv) {
                 t / iterations);
   }
   std::printf("  %-*s  %-*s  %12.4f  %12.4f\n", static_cast<int>(wn), "total", static_cast<int>(wt), "", tf, tb);
+  // What no layer's rows hold, from the same iterations (not the difference of two runs): the
+  // autograd engine between nodes, gradients summed where a blob feeds two layers, the loss sum,
+  // zero_grad.
+  std::printf("Outside the layers (autograd engine, gradient sums, zero_grad; the same iterations): mean %.4f ms\n",
+              std::max(0.0, passes_ms / iterations - tf - tb));
 
   std::vector<double> whole;
   double update_ms = 0;  // the optimizer steps' share of the whole iterations

@@ -67,6 +67,10 @@ TEST_CASE("tools: time, forward (with --backward), export/import-weights, errors
     CHECK(out.find("EuclideanLoss") != std::string::npos);
     CHECK(out.find("backward ms") != std::string::npos);
     CHECK(out.find("Whole iteration (forward + backward + update): mean") != std::string::npos);
+    // bench/vs_pytorch.py reads these two lines for its optimizer (+ unattributed) row.
+    CHECK(out.find("Outside the layers (autograd engine, gradient sums, zero_grad; the same iterations): mean ") !=
+          std::string::npos);
+    CHECK(out.find("of which the update (SGD step): mean ") != std::string::npos);
   }
 
   SUBCASE("forward dumps blobs and gradients") {
