@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/host_timing.h"
 #include "core/cpu/conv.h"
 #include "core/cpu/dnnl.h"
 #include "core/cpu/parallel.h"
@@ -37,17 +38,7 @@ using namespace mmfuse;
 
 namespace {
 
-double median_seconds(const std::function<void()>& f, int runs = 7) {
-  f();  // warm-up: first-touch allocations, BLAS thread start, oneDNN primitive creation
-  std::vector<double> t;
-  for (int i = 0; i < runs; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+double median_seconds(const std::function<void()>& f, int runs = 7) { return bench::median_ms(f, runs) / 1e3; }
 
 void report(const char* what, double flops, double seconds) {
   std::printf("%-52s %8.2f ms  %7.2f GFLOP/s\n", what, seconds * 1e3, flops / seconds * 1e-9);

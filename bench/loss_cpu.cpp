@@ -14,6 +14,7 @@
 #include <functional>
 #include <vector>
 
+#include "bench/host_timing.h"
 #include "core/ops.h"
 
 using namespace mmfuse;
@@ -22,17 +23,7 @@ namespace {
 
 int g_runs = 15;
 
-double median_ms(const std::function<void()>& f) {
-  f();  // warm-up: first-touch allocations, thread start
-  std::vector<double> t;
-  for (int i = 0; i < g_runs; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+double median_ms(const std::function<void()>& f) { return bench::median_ms(f, g_runs); }
 
 void row(const char* what, double fwd_ms, double both_ms) {
   std::printf("%-44s %9.3f ms %9.3f ms\n", what, fwd_ms, both_ms);

@@ -13,6 +13,7 @@
 #include <functional>
 #include <vector>
 
+#include "bench/host_timing.h"
 #include "core/ops.h"
 
 using namespace mmfuse;
@@ -24,14 +25,7 @@ int g_calls = 2000;
 // Microseconds per call of f, median over 15 runs of g_calls calls.
 double us_per_call(const std::function<void()>& f) {
   for (int i = 0; i < g_calls / 10 + 1; ++i) f();
-  std::vector<double> t;
-  for (int r = 0; r < 15; ++r) {
-    auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < g_calls; ++i) f();
-    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count() / g_calls);
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return bench::median_ms([&] { for (int i = 0; i < g_calls; ++i) f(); }, 15, 0) * 1e3 / g_calls;
 }
 
 void row(const char* op, const Shape& shape, const std::function<Tensor(const Tensor&)>& f) {

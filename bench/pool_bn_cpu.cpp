@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/host_timing.h"
 #include "core/cpu/norm.h"
 #include "core/cpu/pool.h"
 
@@ -40,17 +41,7 @@ namespace {
 
 int g_runs = 15;
 
-double median_ms(const std::function<void()>& f) {
-  f();
-  std::vector<double> t;
-  for (int i = 0; i < g_runs; ++i) {
-    auto start = std::chrono::steady_clock::now();
-    f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
+double median_ms(const std::function<void()>& f) { return bench::median_ms(f, g_runs); }
 
 std::vector<float> random_values(size_t n, unsigned seed, bool ties) {
   std::mt19937 gen(seed);
