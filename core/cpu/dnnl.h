@@ -1,13 +1,13 @@
 // oneDNN (Intel's Deep Neural Network Library, Debian's libdnnl-dev) for the CPU's float32
-// convolutions and max pooling (docs/ops.md, "The CPU backend"). Optional at build time (-DMMFUSE_DNNL=OFF, or
-// the library absent): then every entry below answers "not done" and our own kernels run.
+// convolutions and max pooling (docs/ops.md, "The CPU backend"). Optional at build time
+// (-DMMFUSE_DNNL=OFF, or the library absent): then every entry below answers "not done" and our
+// own kernels run.
 // Nothing here names a oneDNN type, so the rest of the tree builds the same either way; only
 // core/cpu/dnnl.cpp includes dnnl.hpp.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
-
-#include <cstddef>
 
 #include "base/geometry/conv.h"
 #include "base/geometry/pool.h"

@@ -60,8 +60,11 @@ int64_t pool_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad
   return out;
 }
 
-// float32 on the CPU through oneDNN (core/cpu/dnnl.h), its workspace in place of our argmax;
-// an undefined Tensor where our kernels run it.
+namespace {
+
+// max_pool2d of float32 on the CPU through oneDNN (core/cpu/dnnl.h) into y, with its backward
+// recorded: the workspace, which takes the place of our argmax; an undefined Tensor, having
+// done nothing, where our kernels are to run it.
 Tensor dnnl_max_pool(const Tensor& x, const cpu::Pool2dGeometry& geom, const Tensor& y) {
   if (x.is_cuda() || x.dtype() != DType::f32) return Tensor();
   const size_t bytes = cpu::dnnl_max_pool_workspace_bytes(geom);
@@ -75,6 +78,8 @@ Tensor dnnl_max_pool(const Tensor& x, const cpu::Pool2dGeometry& geom, const Ten
   });
   return workspace;
 }
+
+}  // namespace
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const char* op = "max_pool2d";
