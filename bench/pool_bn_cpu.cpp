@@ -41,6 +41,7 @@ namespace {
 
 int g_runs = 15;
 
+#ifdef MMFUSE_WITH_DNNL
 double median_ms(const std::function<void()>& f) { return bench::median_ms(f, g_runs); }
 
 std::vector<float> random_values(size_t n, unsigned seed, bool ties) {
@@ -83,7 +84,6 @@ struct Totals {
   }
 };
 
-#ifdef MMFUSE_WITH_DNNL
 using tag = dnnl::memory::format_tag;
 using dt = dnnl::memory::data_type;
 
