@@ -50,6 +50,15 @@ Tensor binary_forward(const char* name, const Tensor& a, const Tensor& b, Op op)
   return out;
 }
 
+// Whether the backward may write its result into the incoming gradient `g`: on the CPU, nothing
+// else holds g or its memory (the autograd engine hands each node the list it owns; a gradient
+// also routed to another node, kept by a hook or a leaf, or viewed, is shared), and no graph is
+// being recorded through the backward.
+bool gradient_is_ours(const Tensor& g) {
+  return !g.is_cuda() && !autograd::grad_enabled() && g.impl_ptr().use_count() == 1 &&
+         g.unsafe_impl()->storage.use_count() == 1;
+}
+
 template <typename Op>
 Tensor unary(const char* name, const Tensor& x, Op op) {
   ops::check_floating(name, x);
@@ -57,8 +66,14 @@ Tensor unary(const char* name, const Tensor& x, Op op) {
   dispatch_floating(name, x.dtype(),
                     [&]<typename T>() { MMF_KERNEL(x, unary_forward, x.data<T>(), y.data<T>(), x.numel(), op); });
   autograd::record(name, {x}, {y}, [name, op, x = x.detach(), y = y.detach()](const TensorList& g) -> TensorList {
-    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     ops::check_compatible(name, x, g[0]);
+    if (gradient_is_ours(g[0])) {
+      dispatch_floating(name, x.dtype(), [&]<typename T>() {
+        cpu::unary_backward_in_place(x.data<T>(), y.data<T>(), g[0].data<T>(), x.numel(), op);
+      });
+      return {g[0]};
+    }
+    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
     dispatch_floating(name, x.dtype(), [&]<typename T>() {
       MMF_KERNEL(x, unary_backward, x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
     });

@@ -103,3 +103,30 @@ TEST_CASE("relu gradient at 0 is the slope side, abs gradient at 0 is 0 (PyTorch
 
 // The finite-difference gradient checks of the family: its op-case table (tests/op_cases/elementwise.cpp).
 TEST_CASE("gradcheck: the elementwise table") { CHECK(testing::check_gradient_cases(testing::elementwise_cases()) > 0); }
+
+// A unary op's backward writes into the incoming gradient when nothing else holds it
+// (core/ops/elementwise.cpp, gradient_is_ours). add hands one gradient to both its inputs: the
+// node that runs first must not overwrite what the other still reads, in either order.
+TEST_CASE("unary backward in place only on a gradient nobody else holds") {
+  for (bool relu_first : {true, false}) {
+    CAPTURE(relu_first);
+    Tensor a = Tensor::from_vector<float>({-1, 2, -3, 4}, {4}).set_requires_grad();
+    Tensor b = Tensor::from_vector<float>({1, 1, 1, 1}, {4}).set_requires_grad();
+    Tensor r, q;
+    if (relu_first) {
+      q = b * 3.0;  // created first: its node runs after relu's
+      r = relu(a * 2.0);
+    } else {
+      r = relu(a * 2.0);
+      q = b * 3.0;
+    }
+    // The product's backward makes a gradient nobody holds; add passes it to both nodes.
+    Tensor s = (r + q) * 1.0;
+    // A root gradient the caller keeps: it must come back unchanged.
+    Tensor root = Tensor::from_vector<float>({10, 20, 30, 40}, {4});
+    s.backward(root);
+    CHECK(root.to_vector<float>() == std::vector<float>{10, 20, 30, 40});
+    CHECK(a.grad().to_vector<float>() == std::vector<float>{0, 40, 0, 80});
+    CHECK(b.grad().to_vector<float>() == std::vector<float>{30, 60, 90, 120});
+  }
+}
