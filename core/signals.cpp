@@ -46,8 +46,7 @@ class ThreadSignalStack {
   void ensure() {
     if (checked_) return;
     checked_ = true;
-    stack_t current{};
-    if (sigaltstack(nullptr, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return;
+    if (has_signal_stack()) return;
     // The kernel's frame holds the whole register state (AVX-512: about 2.7 KiB, more with AMX);
     // _SC_SIGSTKSZ says what this machine needs, and the handlers themselves use little.
     size_t size = 64 * 1024;

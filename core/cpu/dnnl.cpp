@@ -466,17 +466,12 @@ bool dnnl_conv(ConvDirection direction, const ConvGeometry& g, const float* a, c
   return true;
 }
 
-size_t dnnl_max_pool_workspace_bytes(const Pool2dGeometry& g) {
-  if (!dnnl_enabled() || in_parallel_region()) return 0;
-  std::shared_ptr<const Plan> plan = pool_plan_for(pool_forward, g);
-  return plan->primitive ? std::max<size_t>(plan->workspace.get_size(), 1) : 0;
-}
-
-bool dnnl_max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, void* workspace) {
+bool dnnl_max_pool_forward(const Pool2dGeometry& g, const float* x, float* y,
+                           const std::function<void*(size_t bytes)>& workspace) {
   if (!dnnl_enabled() || in_parallel_region()) return false;
   std::shared_ptr<const Plan> plan = pool_plan_for(pool_forward, g);
   if (!plan->primitive || has_nan(x, g.planes * g.in_h * g.in_w)) return false;
-  run(*plan, {x, y}, workspace);
+  run(*plan, {x, y}, workspace(std::max<size_t>(plan->workspace.get_size(), 1)));
   return true;
 }
 
@@ -526,8 +521,9 @@ std::string dnnl_conv_impl(ConvDirection direction, const ConvGeometry& g) {
 #else  // without oneDNN
 
 bool dnnl_conv(ConvDirection, const ConvGeometry&, const float*, const float*, float*) { return false; }
-size_t dnnl_max_pool_workspace_bytes(const Pool2dGeometry&) { return 0; }
-bool dnnl_max_pool_forward(const Pool2dGeometry&, const float*, float*, void*) { return false; }
+bool dnnl_max_pool_forward(const Pool2dGeometry&, const float*, float*, const std::function<void*(size_t)>&) {
+  return false;
+}
 void dnnl_max_pool_backward(const Pool2dGeometry&, const float*, const void*, float*) {
   throw Error("max_pool2d: this build has no oneDNN to run the backward of its forward");
 }

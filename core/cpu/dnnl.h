@@ -7,6 +7,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "base/geometry/conv.h"
@@ -58,15 +59,15 @@ enum class ConvDirection { forward, backward_data, backward_weight };
 bool dnnl_conv(ConvDirection direction, const ConvGeometry& g, const float* a, const float* b, float* out);
 
 // Max pooling of float32 planes (core/cpu/pool.h's geometry) through oneDNN, about 7x our
-// kernels on the main job's pools (bench_pool_bn_cpu). The forward, for training, fills a
-// workspace of dnnl_max_pool_workspace_bytes(g) bytes in place of our argmax; the backward reads
-// it and overwrites dx. The bytes are 0 where oneDNN is off or cannot do the geometry: then
-// our kernels run, with their argmax. Same outputs and the same input for ties (the first
-// maximum in window order) as ours; dx differs in rounding where windows overlap (oneDNN adds
-// an input's gradients in another order). A NaN in the window is not PyTorch's maximum for
-// oneDNN: the caller keeps inputs with a NaN on our kernels (dnnl_max_pool_forward refuses them).
-size_t dnnl_max_pool_workspace_bytes(const Pool2dGeometry& g);
-bool dnnl_max_pool_forward(const Pool2dGeometry& g, const float* x, float* y, void* workspace);
+// kernels on the main job's pools (bench_pool_bn_cpu). The forward, for training, asks
+// `workspace(bytes)` for the memory it fills in place of our argmax; the backward reads it and
+// overwrites dx. The forward returns false, having asked for nothing and touched nothing, where
+// oneDNN is off or cannot do the geometry, or the input holds a NaN (not PyTorch's maximum for
+// oneDNN, as it is for ours): then our kernels run it, with their argmax. Same outputs and the
+// same input for ties (the first maximum in window order) as ours; dx differs in rounding where
+// windows overlap (oneDNN adds an input's gradients in another order).
+bool dnnl_max_pool_forward(const Pool2dGeometry& g, const float* x, float* y,
+                           const std::function<void*(size_t bytes)>& workspace);
 // Runs whenever the forward did (whatever the switch says since): the workspace is oneDNN's.
 void dnnl_max_pool_backward(const Pool2dGeometry& g, const float* dy, const void* workspace, float* dx);
 

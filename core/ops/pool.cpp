@@ -67,10 +67,12 @@ namespace {
 // done nothing, where our kernels are to run it.
 Tensor dnnl_max_pool(const Tensor& x, const cpu::Pool2dGeometry& geom, const Tensor& y) {
   if (x.is_cuda() || x.dtype() != DType::f32) return Tensor();
-  const size_t bytes = cpu::dnnl_max_pool_workspace_bytes(geom);
-  if (bytes == 0) return Tensor();
-  Tensor workspace = Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, x.device());
-  if (!cpu::dnnl_max_pool_forward(geom, x.data<float>(), y.data<float>(), workspace.raw_data())) return Tensor();
+  Tensor workspace;
+  auto allocate = [&](size_t bytes) {
+    workspace = Tensor::empty({static_cast<int64_t>(bytes)}, DType::u8, x.device());
+    return workspace.raw_data();
+  };
+  if (!cpu::dnnl_max_pool_forward(geom, x.data<float>(), y.data<float>(), allocate)) return Tensor();
   autograd::record("max_pool2d", {x}, {y}, [geom, workspace, in_shape = x.shape()](const TensorList& g) -> TensorList {
     Tensor dx = Tensor::empty(in_shape, g[0].dtype(), g[0].device());
     cpu::dnnl_max_pool_backward(geom, g[0].data<float>(), workspace.raw_data(), dx.data<float>());
