@@ -12,6 +12,7 @@
 #include <iterator>
 #include <set>
 #include <sstream>
+#include <type_traits>
 
 #include "core/cpu/dnnl.h"
 #include "core/cpu/gemm.h"
@@ -38,6 +39,38 @@ std::vector<double> naive_matmul(const Tensor& a, const Tensor& b) {
         for (int64_t k = 0; k < K; ++k) c[(i * M + m) * N + n] += av[ao + m * K + k] * bv[bo + k * N + n];
   }
   return c;
+}
+
+// Random row-major operands of a gemm stored inside wider rows (ld > width): op(A) is M x K,
+// op(B) K x N, C M x N.
+template <typename T>
+struct GemmOperands {
+  int64_t lda, ldb, ldc;
+  std::vector<T> a, b, c;
+  GemmOperands(bool ta, bool tb, int64_t M, int64_t N, int64_t K, Generator& gen) {
+    const DType dtype = std::is_same_v<T, double> ? DType::f64 : DType::f32;
+    lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 7;
+    a = Tensor::randn({ta ? K : M, lda}, gen, 0, 1, dtype).template to_vector<T>();
+    b = Tensor::randn({tb ? N : K, ldb}, gen, 0, 1, dtype).template to_vector<T>();
+    c = Tensor::randn({M, ldc}, gen, 0, 1, dtype).template to_vector<T>();
+  }
+};
+
+// gemm's result by loops in double: C as stored (leading dimension ldc, the padding past N kept)
+// with alpha op(A) op(B) + beta C in its M x N part; beta == 0 ignores C's old contents.
+template <typename T>
+std::vector<double> reference_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                                   const std::vector<T>& a, int64_t lda, const std::vector<T>& b, int64_t ldb,
+                                   double beta, const std::vector<T>& c, int64_t ldc) {
+  std::vector<double> want(c.begin(), c.end());
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k)
+        acc += static_cast<double>(ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
+      want[i * ldc + j] = alpha * acc + (beta == 0 ? 0.0 : beta * static_cast<double>(c[i * ldc + j]));
+    }
+  return want;
 }
 
 }  // namespace
@@ -163,18 +196,9 @@ TEST_CASE("gemm cut into blocks matches loops for every transpose, beta and lead
     for (int trans = 0; trans < 4; ++trans) {
       bool ta = trans & 1, tb = trans & 2;
       double beta = trans == 3 ? 0.0 : 0.5;
-      int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
-      int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = N + 7;
-      auto a = Tensor::randn({a_rows, lda}, gen, 0, 1, DType::f64).to_vector<double>();
-      auto b = Tensor::randn({b_rows, ldb}, gen, 0, 1, DType::f64).to_vector<double>();
-      auto c = Tensor::randn({M, ldc}, gen, 0, 1, DType::f64).to_vector<double>();
-      std::vector<double> want = c;
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j) {
-          double acc = 0;
-          for (int64_t k = 0; k < K; ++k) acc += (ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
-          want[i * ldc + j] = 1.5 * acc + beta * c[i * ldc + j];
-        }
+      GemmOperands<double> ops(ta, tb, M, N, K, gen);
+      auto& [lda, ldb, ldc, a, b, c] = ops;
+      std::vector<double> want = reference_gemm(ta, tb, M, N, K, 1.5, a, lda, b, ldb, beta, c, ldc);
       INFO(M << "x" << N << "x" << K << (ta ? " A^T" : "") << (tb ? " B^T" : "") << ", beta " << beta);
       cpu::gemm<double>(ta, tb, M, N, K, 1.5, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
       check_close(c, want);  // the padding past N included: untouched
@@ -193,20 +217,10 @@ TEST_CASE("float32 gemm on oneDNN and on OpenBLAS: every transpose, beta and lea
       for (int trans = 0; trans < 4; ++trans) {
         bool ta = trans & 1, tb = trans & 2;
         float beta = trans == 3 ? 0.0f : 0.5f;
-        int64_t a_rows = ta ? K : M, a_cols = ta ? M : K, b_rows = tb ? N : K, b_cols = tb ? K : N;
-        int64_t lda = a_cols + 3, ldb = b_cols + 5, ldc = N + 7;
-        auto a = Tensor::randn({a_rows, lda}, gen, 0, 1).to_vector<float>();
-        auto b = Tensor::randn({b_rows, ldb}, gen, 0, 1).to_vector<float>();
-        auto c = Tensor::randn({M, ldc}, gen, 0, 1).to_vector<float>();
+        GemmOperands<float> ops(ta, tb, M, N, K, gen);
+        auto& [lda, ldb, ldc, a, b, c] = ops;
         if (beta == 0.0f) c[0] = std::nanf("");
-        std::vector<double> want(c.begin(), c.end());
-        for (int64_t i = 0; i < M; ++i)
-          for (int64_t j = 0; j < N; ++j) {
-            double acc = 0;
-            for (int64_t k = 0; k < K; ++k)
-              acc += static_cast<double>(ta ? a[k * lda + i] : a[i * lda + k]) * (tb ? b[j * ldb + k] : b[k * ldb + j]);
-            want[i * ldc + j] = 1.5 * acc + (beta == 0.0f ? 0.0 : beta * static_cast<double>(c[i * ldc + j]));
-          }
+        std::vector<double> want = reference_gemm(ta, tb, M, N, K, 1.5, a, lda, b, ldb, beta, c, ldc);
         INFO((dnnl ? "oneDNN (where built) " : "OpenBLAS ") << M << "x" << N << "x" << K << (ta ? " A^T" : "")
                                                              << (tb ? " B^T" : "") << ", beta " << beta);
         cpu::gemm<float>(ta, tb, M, N, K, 1.5f, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);

@@ -123,6 +123,13 @@ void lenet_job(const TempDir& dir, const std::string& name, int iterations, cons
   write_text(dir, name + ".prototxt", data_parallel_solver("lenet_8.prototxt", name, iterations, extra));
 }
 
+// The occurrences of `text` in `log` (one a line for the progress and stop lines).
+size_t count_of(const std::string& log, const std::string& text) {
+  size_t n = 0;
+  for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+  return n;
+}
+
 // The .solverstate files of the solver `name` under dir/out.
 int snapshots(const TempDir& dir, const std::string& name) {
   int n = 0;
@@ -211,16 +218,7 @@ TEST_CASE("slurm: srun -n 2 --mpi=pmix x batch 8 trains LeNet as 1 process x bat
   CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
   // Task 0 alone writes: one snapshot, one set of progress lines.
   CHECK(snapshots(dir, "two") == 1);
-  size_t lines = 0;
-  for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
-  CHECK(lines == 1);
-}
-
-// The lines of `log` that contain `text`.
-size_t count_of(const std::string& log, const std::string& text) {
-  size_t n = 0;
-  for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
-  return n;
+  CHECK(count_of(log, "Iteration 3 ") == 1);
 }
 
 const char* const kTwoNodes = "-N 2 --ntasks-per-node=1 --mpi=pmix";
