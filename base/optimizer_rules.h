@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "base/philox.h"  // MMF_HD
+#include "base/philox.h"  // MMF_HD_INLINE
 
 namespace mmfuse::rules {
 
@@ -22,7 +22,7 @@ struct Sgd {
   double lr, weight_decay, momentum;
   bool nesterov;
   template <typename T>
-  MMF_HD void update(T* w, const T* g, T* v, int64_t i, double scale) const {
+  MMF_HD_INLINE void update(T* w, const T* g, T* v, int64_t i, double scale) const {
     double d = static_cast<double>(g[i]) * scale + weight_decay * static_cast<double>(w[i]);
     if (momentum != 0) {
       v[i] = static_cast<T>(momentum * static_cast<double>(v[i]) + d);
@@ -39,7 +39,7 @@ struct Adam {
   double lr, weight_decay, beta1, beta2, eps, bias1, bias2;
   bool decoupled;  // AdamW
   template <typename T>
-  MMF_HD void update(T* w, const T* g, T* m, T* v, int64_t i, double scale) const {
+  MMF_HD_INLINE void update(T* w, const T* g, T* m, T* v, int64_t i, double scale) const {
     double d = static_cast<double>(g[i]) * scale;
     double wi = static_cast<double>(w[i]);
     if (decoupled) wi -= lr * weight_decay * wi;
@@ -64,7 +64,7 @@ struct Adaptive {
   Kind kind;
   double lr, weight_decay, decay, eps;
   template <typename T>
-  MMF_HD void update(T* w, const T* g, T* h, T* u, int64_t i, double scale) const {
+  MMF_HD_INLINE void update(T* w, const T* g, T* h, T* u, int64_t i, double scale) const {
     double d = static_cast<double>(g[i]) * scale + weight_decay * static_cast<double>(w[i]);
     double hi = kind == adagrad ? static_cast<double>(h[i]) + d * d
                                 : decay * static_cast<double>(h[i]) + (1 - decay) * d * d;

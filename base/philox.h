@@ -11,6 +11,17 @@
 #define MMF_HD inline
 #endif
 
+// Forced inline on the host too, for the formulas that CPU loops run inside simd_range's
+// target("avx2") clone (core/cpu/fast_math.h): a helper left out of line there would be
+// baseline, unvectorised code.
+#if defined(__CUDACC__)
+#define MMF_HD_INLINE __host__ __device__ __forceinline__
+#elif defined(__GNUC__) || defined(__clang__)
+#define MMF_HD_INLINE __attribute__((always_inline)) inline
+#else
+#define MMF_HD_INLINE inline
+#endif
+
 namespace mmfuse::philox {
 
 struct U32x4 { uint32_t v[4]; };

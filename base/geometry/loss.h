@@ -8,7 +8,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "base/philox.h"  // MMF_HD
+#include "base/philox.h"  // MMF_HD, MMF_HD_INLINE
 
 namespace mmfuse::cpu {
 
@@ -47,15 +47,6 @@ MMF_HD T pointwise_loss_grad(PointwiseLoss kind, T diff, T g, double scale) {
   return static_cast<T>(scale * static_cast<double>(g) * static_cast<double>(slope));
 }
 
-// Forced inline on the host too: the CPU loops of core/cpu/loss.h run inside simd_range's
-// target("avx2") clone, and a helper left out of line would be baseline, unvectorised code.
-#if defined(__CUDACC__)
-#define MMF_HD_INLINE __host__ __device__ __forceinline__
-#elif defined(__GNUC__) || defined(__clang__)
-#define MMF_HD_INLINE __attribute__((always_inline)) inline
-#else
-#define MMF_HD_INLINE inline
-#endif
 
 // The per-element formulas of softmax, log_softmax and cross entropy along a line of `dim`
 // values, written once for the CPU loops (core/cpu/loss.h) and the CUDA kernels (cuda/loss.cu);
