@@ -1,5 +1,6 @@
 #include "core/autograd.h"
 
+#include <algorithm>
 #include <atomic>
 #include <queue>
 #include <unordered_map>
@@ -33,9 +34,11 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
-Tensor accumulate(const Tensor& existing, const Tensor& incoming) {
+// existing + incoming; in place when the engine holds the only reference to existing (a
+// gradient also routed elsewhere, kept by a hook or viewed is left alone).
+Tensor accumulate(Tensor existing, const Tensor& incoming) {
   if (!existing.defined()) return incoming;
-  return add(existing, incoming);  // out of place: gradients may alias each other
+  return accumulate_gradient(std::move(existing), incoming);
 }
 }  // namespace
 
@@ -76,14 +79,24 @@ void record(const char* name, const TensorList& inputs, const TensorList& output
   }
 }
 
+namespace {
+// What the engine keeps per node during one backward(): the edges still to deliver a gradient
+// into it, and the gradients summed so far (one slot per output of its forward op).
+struct Pending {
+  int dependencies = 0;
+  TensorList buffer;
+};
+thread_local size_t g_graph_size_hint = 64;  // the node count of this thread's last backward
+}  // namespace
+
 void backward(const TensorList& roots, const TensorList& grads, bool retain_graph) {
   MMF_CHECK(roots.size() == grads.size(), Error, "backward: ", roots.size(), " roots but ", grads.size(),
             " gradients");
   NoGradGuard no_grad;  // backward closures compute with ops that must not record
 
-  // Seed the root gradients.
-  std::unordered_map<Node*, TensorList> buffers;
-  std::vector<std::shared_ptr<Node>> root_nodes;
+  // The root nodes, their gradients checked (undefined: ones for a scalar root).
+  std::vector<std::shared_ptr<Node>> root_nodes;  // keep the graph alive; nodes below are held by edges
+  std::vector<std::pair<Edge, Tensor>> seeds;
   for (size_t i = 0; i < roots.size(); ++i) {
     const Tensor& root = roots[i];
     MMF_CHECK(root.requires_grad(), Error, "backward: tensor ", root.str(),
@@ -96,47 +109,51 @@ void backward(const TensorList& roots, const TensorList& grads, bool retain_grap
     }
     MMF_CHECK(g.shape() == root.shape(), Error, "backward: gradient ", g.str(), " for output ", root.str());
     Edge e = gradient_edge(root);
-    TensorList& buf = buffers[e.node.get()];
-    buf.resize(e.node->outputs.size());
-    buf[e.input_nr] = accumulate(buf[e.input_nr], g);
     root_nodes.push_back(e.node);
+    seeds.emplace_back(std::move(e), std::move(g));
   }
 
-  // Count, for every reachable node, how many edges lead into it.
-  std::unordered_map<Node*, int> dependencies;
+  // Every reachable node, with the number of edges that lead into it: one table for the whole
+  // backward (a node's entry is found once per edge), sized from the last graph.
+  std::unordered_map<Node*, Pending> pending;
+  pending.reserve(g_graph_size_hint);
   {
     std::vector<Node*> stack;
-    std::unordered_map<Node*, bool> seen;
     for (auto& n : root_nodes)
-      if (!seen[n.get()]) { seen[n.get()] = true; stack.push_back(n.get()); }
+      if (pending.try_emplace(n.get()).second) stack.push_back(n.get());
     while (!stack.empty()) {
       Node* n = stack.back();
       stack.pop_back();
       for (const Edge& e : n->next_edges) {
         if (!e.node) continue;
-        dependencies[e.node.get()]++;
-        if (!seen[e.node.get()]) { seen[e.node.get()] = true; stack.push_back(e.node.get()); }
+        auto [it, inserted] = pending.try_emplace(e.node.get());
+        ++it->second.dependencies;
+        if (inserted) stack.push_back(e.node.get());
       }
     }
   }
+  g_graph_size_hint = std::max<size_t>(64, pending.size());
+  for (auto& [e, g] : seeds) {
+    TensorList& buf = pending.at(e.node.get()).buffer;
+    buf.resize(e.node->outputs.size());
+    buf[e.input_nr] = accumulate(std::move(buf[e.input_nr]), g);
+  }
 
   // Run nodes whose gradients are complete, latest-created first (deterministic order).
-  auto later_first = [](const std::shared_ptr<Node>& a, const std::shared_ptr<Node>& b) {
-    return a->sequence_nr < b->sequence_nr;
-  };
-  std::priority_queue<std::shared_ptr<Node>, std::vector<std::shared_ptr<Node>>, decltype(later_first)>
-      ready(later_first);
-  {
-    std::unordered_map<Node*, bool> queued;
-    for (auto& n : root_nodes)
-      if (dependencies[n.get()] == 0 && !queued[n.get()]) { queued[n.get()] = true; ready.push(n); }
+  auto later_first = [](const Node* a, const Node* b) { return a->sequence_nr < b->sequence_nr; };
+  std::priority_queue<Node*, std::vector<Node*>, decltype(later_first)> ready(later_first);
+  for (auto& n : root_nodes) {
+    Pending& p = pending.at(n.get());
+    if (p.dependencies == 0) {
+      p.dependencies = -1;  // queued (a node given as several roots runs once)
+      ready.push(n.get());
+    }
   }
 
   while (!ready.empty()) {
-    std::shared_ptr<Node> node = ready.top();
+    Node* node = ready.top();
     ready.pop();
-    TensorList grad_outputs = std::move(buffers[node.get()]);
-    buffers.erase(node.get());
+    TensorList grad_outputs = std::move(pending.at(node).buffer);
     grad_outputs.resize(node->outputs.size());
     for (size_t i = 0; i < grad_outputs.size(); ++i)
       if (!grad_outputs[i].defined()) {
@@ -168,16 +185,17 @@ void backward(const TensorList& roots, const TensorList& grads, bool retain_grap
     for (size_t i = 0; i < grad_inputs.size(); ++i) {
       const Edge& e = node->next_edges[i];
       if (!e.node) continue;
-      const Tensor& g = grad_inputs[i];
+      Pending& p = pending.at(e.node.get());
+      Tensor& g = grad_inputs[i];
       if (g.defined()) {
         const OutputMeta& m = e.node->outputs[e.input_nr];
         MMF_CHECK(g.shape() == m.shape, Error, node->name, " backward: gradient ", i, " has shape ",
                   shape_str(g.shape()), ", expected ", shape_str(m.shape));
-        TensorList& buf = buffers[e.node.get()];
-        buf.resize(e.node->outputs.size());
-        buf[e.input_nr] = accumulate(buf[e.input_nr], g);
+        p.buffer.resize(e.node->outputs.size());
+        p.buffer[e.input_nr] = accumulate(std::move(p.buffer[e.input_nr]), g);
+        g = Tensor();  // the buffer holds it alone now (an in-place sum may follow)
       }
-      if (--dependencies[e.node.get()] == 0) ready.push(e.node);
+      if (--p.dependencies == 0) ready.push(e.node.get());
     }
   }
 }

@@ -92,6 +92,18 @@ Tensor add(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+Tensor accumulate_gradient(Tensor existing, const Tensor& incoming) {
+  if (!gradient_is_ours(existing) || existing.shape() != incoming.shape() || existing.dtype() != incoming.dtype() ||
+      incoming.is_cuda())
+    return add(existing, incoming);
+  std::vector<int64_t> strides = broadcast_strides(existing.shape(), existing.shape());
+  dispatch_floating("add", existing.dtype(), [&]<typename T>() {
+    T* e = existing.data<T>();
+    cpu::binary_broadcast(e, incoming.data<T>(), e, existing.shape(), strides, strides, functors::Add{});
+  });
+  return existing;
+}
+
 Tensor sub(const Tensor& a, const Tensor& b) {
   Tensor out = binary_forward("sub", a, b, functors::Sub{});
   autograd::record("sub", {a, b}, {out}, [sa = a.shape(), sb = b.shape()](const TensorList& g) -> TensorList {

@@ -12,6 +12,11 @@ Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 
+// existing + incoming (the same shape), for the autograd engine's gradient sums: written into
+// existing when nothing else holds it or its memory (on the CPU, outside a recorded graph; the
+// same bits as add), else a new tensor. Records no graph.
+Tensor accumulate_gradient(Tensor existing, const Tensor& incoming);
+
 // Scalar ops: x * scale + shift.
 Tensor affine(const Tensor& x, double scale, double shift);
 inline Tensor add_scalar(const Tensor& x, double s) { return affine(x, 1, s); }

@@ -149,3 +149,64 @@ TEST_CASE("the leaf hook belongs to the thread that set it") {
   CHECK(reports == 1);
   autograd::set_leaf_grad_hook(std::move(previous));
 }
+
+namespace {
+// An op with one input whose backward returns what `grad` makes (the output is a plain copy).
+Tensor with_backward(const Tensor& x, std::function<Tensor()> grad) {
+  Tensor y = x.detach().clone();
+  autograd::record("with_backward", {x}, {y}, [grad](const TensorList&) -> TensorList { return {grad()}; });
+  return y;
+}
+}  // namespace
+
+// Where two gradients meet, the engine adds the second into the first when it holds the only
+// reference (core/ops/elementwise.h, accumulate_gradient): no allocation, the same sum. A
+// gradient that someone else holds, or whose memory is viewed, is never written.
+TEST_CASE("gradient sums go in place only into a gradient nobody else holds") {
+  SUBCASE("accumulate_gradient") {
+    Tensor incoming = Tensor::from_vector<float>({1, 2, 3}, {3});
+    autograd::NoGradGuard no_grad;  // as in backward
+    Tensor mine = Tensor::from_vector<float>({10, 20, 30}, {3});
+    const void* memory = mine.raw_data();
+    Tensor sum_mine = accumulate_gradient(std::move(mine), incoming);
+    CHECK(sum_mine.raw_data() == memory);
+    CHECK(sum_mine.to_vector<float>() == std::vector<float>{11, 22, 33});
+    Tensor shared = Tensor::from_vector<float>({10, 20, 30}, {3});
+    Tensor sum_shared = accumulate_gradient(shared, incoming);  // the caller keeps `shared`
+    CHECK(sum_shared.raw_data() != shared.raw_data());
+    CHECK(shared.to_vector<float>() == std::vector<float>{10, 20, 30});
+    CHECK(sum_shared.to_vector<float>() == std::vector<float>{11, 22, 33});
+    Tensor base = Tensor::from_vector<float>({10, 20, 30, 40}, {4});
+    Tensor view = base.narrow(0, 3);
+    Tensor sum_view = accumulate_gradient(std::move(view), incoming);  // `base` sees that memory
+    CHECK(base.to_vector<float>() == std::vector<float>{10, 20, 30, 40});
+    CHECK(sum_view.to_vector<float>() == std::vector<float>{11, 22, 33});
+  }
+  SUBCASE("the engine") {
+    for (bool kept_first : {true, false}) {
+      CAPTURE(kept_first);
+      Tensor x = Tensor::from_vector<float>({1, 2}, {2}).set_requires_grad();
+      Tensor kept = Tensor::from_vector<float>({5, 6}, {2});  // a gradient the test keeps
+      const void* fresh_memory = nullptr;
+      auto fresh = [&] {
+        Tensor g = Tensor::from_vector<float>({100, 200}, {2});
+        fresh_memory = g.raw_data();
+        return g;
+      };
+      // Later nodes run first: the one created second delivers its gradient first.
+      Tensor a, b;
+      if (kept_first) {
+        b = with_backward(x, fresh);
+        a = with_backward(x, [&] { return kept; });
+      } else {
+        a = with_backward(x, [&] { return kept; });
+        b = with_backward(x, fresh);
+      }
+      sum(a + b).backward();
+      CHECK(kept.to_vector<float>() == std::vector<float>{5, 6});
+      CHECK(x.grad().to_vector<float>() == std::vector<float>{105, 206});
+      // The fresh gradient, arriving first, was the sum's buffer: the kept one was added into it.
+      if (!kept_first) CHECK(x.grad().raw_data() == fresh_memory);
+    }
+  }
+}
