@@ -275,7 +275,14 @@ double Optimizer::step(double lr) {
         auto range = [&](int64_t begin, int64_t end) MMF_SIMD_INLINE {
           T *__restrict wr = w, *__restrict hr = h, *__restrict ur = u;
           const T* __restrict grr = gr;
-          for (int64_t i = begin; i < end; ++i) rule.update(wr, grr, hr, ur, i, grad_scale);
+          // One loop per kind, as SGD's per mode below.
+          auto run = [&](rules::Adaptive::Kind kind) MMF_SIMD_INLINE {
+            const rules::Adaptive r{kind, rule.lr, rule.weight_decay, rule.decay, rule.eps};
+            for (int64_t i = begin; i < end; ++i) r.update(wr, grr, hr, ur, i, grad_scale);
+          };
+          if (rule.kind == rules::Adaptive::adagrad) run(rules::Adaptive::adagrad);
+          else if (rule.kind == rules::Adaptive::rmsprop) run(rules::Adaptive::rmsprop);
+          else run(rules::Adaptive::adadelta);
         };
         cpu::simd_range(range, b.begin, b.end);
       } else if (!adam) {
@@ -284,7 +291,8 @@ double Optimizer::step(double lr) {
         auto range = [&](int64_t begin, int64_t end) MMF_SIMD_INLINE {
           T *__restrict wr = w, *__restrict vr = v;
           const T* __restrict grr = gr;
-          // One loop per mode, so that the branches of the rule fold away and the loop vectorises.
+          // One loop per mode, so that the rule's branches fold away and the loop vectorises (with
+          // the mode tested inside, GCC leaves it scalar).
           auto run = [&](const rules::Sgd& r) MMF_SIMD_INLINE {
             for (int64_t i = begin; i < end; ++i) r.update(wr, grr, vr, i, grad_scale);
           };

@@ -47,7 +47,6 @@ MMF_HD T pointwise_loss_grad(PointwiseLoss kind, T diff, T g, double scale) {
   return static_cast<T>(scale * static_cast<double>(g) * static_cast<double>(slope));
 }
 
-
 // The per-element formulas of softmax, log_softmax and cross entropy along a line of `dim`
 // values, written once for the CPU loops (core/cpu/loss.h) and the CUDA kernels (cuda/loss.cu);
 // each device keeps only its iteration (blocks of SIMD lanes on the CPU, a thread per line or
