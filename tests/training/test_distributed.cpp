@@ -2,8 +2,12 @@
 // against 1 process of batch 2B (LeNet; a small AsymFusion net with frozen, synchronised and
 // per-rank BatchNorm), resume under 2 ranks, gradient buckets overlapping backward against the
 // post-backward reduction, a stalled and a killed rank, Ctrl-C. Each case
-// runs `mpirun -np 2 mmfuse train` on a few iterations of a tiny net. Skipped, with a message,
-// where mpirun or this build's MPI support is missing; CTest entry `distributed`, label `mpi`.
+// runs `mpirun -np 2 mmfuse train` on a few iterations of a tiny net. Two cases launch with a
+// hostfile over ssh instead (LeNet against 1 process, a rank killed on one node): two host names
+// of a private sshd on 127.0.0.1 (scripts/ssh-local, in MMFUSE_SSH_DIR where set; the fixture
+// ssh_cleanup stops what a crash left), one rank a "node". Skipped, with a message, where
+// mpirun or this build's MPI support is missing (the hostfile cases also without sshd or ssh);
+// CTest entry `distributed`, label `mpi`.
 //
 // Tolerance: 2 ranks sum two half-batch gradients where one process sums the whole batch in
 // one product, so the float32 results agree to rounding, not to the bit: losses to a relative
