@@ -2,8 +2,12 @@
 // against 1 process of batch 2B (LeNet; a small AsymFusion net with frozen, synchronised and
 // per-rank BatchNorm), resume under 2 ranks, gradient buckets overlapping backward against the
 // post-backward reduction, a stalled and a killed rank, Ctrl-C. Each case
-// runs `mpirun -np 2 mmfuse train` on a few iterations of a tiny net. Skipped, with a message,
-// where mpirun or this build's MPI support is missing; CTest entry `distributed`, label `mpi`.
+// runs `mpirun -np 2 mmfuse train` on a few iterations of a tiny net. Two cases launch with a
+// hostfile over ssh instead (LeNet against 1 process, a rank killed on one node): two host names
+// of a private sshd on 127.0.0.1 (scripts/ssh-local, in MMFUSE_SSH_DIR where set; the fixture
+// ssh_cleanup stops what a crash left), one rank a "node". Skipped, with a message, where
+// mpirun or this build's MPI support is missing (the hostfile cases also without sshd or ssh);
+// CTest entry `distributed`, label `mpi`.
 //
 // Tolerance: 2 ranks sum two half-batch gradients where one process sums the whole batch in
 // one product, so the float32 results agree to rounding, not to the bit: losses to a relative
@@ -11,9 +15,15 @@
 // the same (per-rank BatchNorm statistics against a 1-process run of batch B, resume against
 // the uninterrupted run, buckets overlapping backward against buckets after it) the comparison
 // is bit-exact.
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <sstream>
+#include <string>
 
 #include "core/distributed.h"
 #include "datasets/fashion_mnist.h"
@@ -38,14 +48,18 @@ std::string skip_reason() {
     return;                                                  \
   }
 
-// `mmfuse args` in `dir` under `ranks` processes (mpirun; 1: no launcher); output in <log>.
-std::string command(const TempDir& dir, int ranks, const std::string& args, const std::string& log) {
-  std::string launcher = ranks > 1 ? "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " : "";
-  return "cd '" + dir.path.string() + "' && OMP_NUM_THREADS=1 " + launcher + "'" + mmfuse_binary().string() + "' " +
+// `mmfuse args` in `dir` under `ranks` processes (mpirun on this machine, or `launcher` where
+// given, which then starts mmfuse; 1: no launcher); output in <log>.
+std::string command(const TempDir& dir, int ranks, const std::string& args, const std::string& log,
+                    const std::string& launcher = "") {
+  std::string prefix = ranks == 1         ? ""
+                       : launcher.empty() ? "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " "
+                                          : launcher + " ";
+  return "cd '" + dir.path.string() + "' && OMP_NUM_THREADS=1 " + prefix + "'" + mmfuse_binary().string() + "' " +
          args + " > '" + (dir / log) + "' 2>&1";
 }
-int run(const TempDir& dir, int ranks, const std::string& args, const std::string& log) {
-  int status = std::system(command(dir, ranks, args, log).c_str());
+int run(const TempDir& dir, int ranks, const std::string& args, const std::string& log, const std::string& launcher = "") {
+  int status = std::system(command(dir, ranks, args, log, launcher).c_str());
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
@@ -68,15 +82,16 @@ std::string fusion(const TempDir& dir, int batch, const std::string& bn, const s
 
 // 1 process of batch 2B and 2 ranks of batch B, `iterations` steps each; their outputs are
 // out/one_* and out/two_*.
+// `launcher`: as command()'s.
 void one_against_two(const TempDir& dir, const std::string& one_net, const std::string& two_net, int iterations,
-                     const std::string& extra = "") {
+                     const std::string& extra = "", const std::string& launcher = "") {
   const std::string kind = one_net.find("LeNet") != std::string::npos ? "lenet_" : "";
   write_text(dir, kind + "one.prototxt", one_net);
   write_text(dir, kind + "two.prototxt", two_net);
   write_text(dir, "one_solver.prototxt", data_parallel_solver(kind + "one.prototxt", "one", iterations, extra));
   write_text(dir, "two_solver.prototxt", data_parallel_solver(kind + "two.prototxt", "two", iterations, extra));
   REQUIRE_MESSAGE(run(dir, 1, "train --solver one_solver.prototxt", "one.log") == 0, read_text(dir / "one.log"));
-  REQUIRE_MESSAGE(run(dir, 2, "train --solver two_solver.prototxt", "two.log") == 0, read_text(dir / "two.log"));
+  REQUIRE_MESSAGE(run(dir, 2, "train --solver two_solver.prototxt", "two.log", launcher) == 0, read_text(dir / "two.log"));
 }
 
 }  // namespace
@@ -130,6 +145,137 @@ TEST_CASE("distributed: LeNet, 2 ranks x 8 against 1 process x 16") {
   size_t lines = 0;
   for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
   CHECK(lines == 1);
+}
+
+namespace {
+
+// Why the hostfile case cannot run here (beyond MPI_OR_SKIP's reasons); empty when it can.
+std::string ssh_skip_reason() {
+  const char* sshd = std::getenv("MMFUSE_SSHD");
+  const std::string sshd_path = sshd && *sshd ? sshd : "/usr/sbin/sshd";
+  if (::access(sshd_path.c_str(), X_OK) != 0) return "no " + sshd_path + " (apt-get install openssh-server)";
+  for (const char* tool : {"ssh", "ssh-keygen"})
+    if (std::system(("command -v " + std::string(tool) + " > /dev/null 2>&1").c_str()) != 0)
+      return std::string("no ") + tool + " on PATH (apt-get install openssh-client)";
+  if (!fs::exists(mmfuse::datasets::fashion_mnist_dir()))
+    return "Fashion-MNIST not found in " + mmfuse::datasets::fashion_mnist_dir() + " (apt-get install dataset-fashion-mnist)";
+  return "";
+}
+
+// scripts/ssh-local's two "machines" mmfuse-node1 and mmfuse-node2 (a private sshd on
+// 127.0.0.1) in MMFUSE_SSH_DIR, else in <dir>/hosts, for one scope: the destructor stops the
+// sshd and whatever its sessions left, also when a check fails.
+struct LocalHosts {
+  std::string folder, options;
+  explicit LocalHosts(const TempDir& dir) {
+    const char* given = std::getenv("MMFUSE_SSH_DIR");
+    folder = given && *given ? given : dir / "hosts";
+    const std::string out = dir / "ssh-local.out", err = dir / "ssh-local.log";
+    const int status = std::system((script("start") + " > '" + out + "' 2> '" + err + "'").c_str());
+    REQUIRE_MESSAGE(status == 0, "scripts/ssh-local start failed:\n", read_text(err));
+    options = read_text(out);
+    while (!options.empty() && options.back() == '\n') options.pop_back();
+    REQUIRE_MESSAGE(options.find("--hostfile") != std::string::npos, options);
+  }
+  ~LocalHosts() {
+    const int status = std::system((script("stop") + " > /dev/null 2>&1").c_str());
+    if (status != 0) std::fprintf(stderr, "scripts/ssh-local stop %s failed (exit status %d)\n", folder.c_str(), status);
+  }
+  LocalHosts(const LocalHosts&) = delete;
+  LocalHosts& operator=(const LocalHosts&) = delete;
+
+  // `scripts/ssh-local <action> <folder>`, quoted for the shell.
+  std::string script(const std::string& action) const {
+    std::string command = "'";  // (not "'" + std::string&&: GCC 12's -Wrestrict false positive)
+    command += (source_root() / "scripts/ssh-local").string();
+    return command + "' " + action + " '" + folder + "'";
+  }
+  // mpirun over these hosts, 2 ranks, one a node (the ranks get no environment of mpirun's but
+  // what -x forwards), each started through `wrapper` where given.
+  std::string launcher(const std::string& wrapper = "") const {
+    std::string forward = " -x OMP_NUM_THREADS";
+    if (const char* data = std::getenv("MMFUSE_FASHION_MNIST"); data && *data) forward += " -x MMFUSE_FASHION_MNIST";
+    return "mpirun " + options + " -np 2 --display-map" + forward + (wrapper.empty() ? "" : " '" + wrapper + "'");
+  }
+};
+
+// The NAME=value lines of a file as a map.
+std::map<std::string, std::string> variables(const std::string& path) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(read_text(path));
+  for (std::string line; std::getline(in, line);)
+    if (size_t eq = line.find('='); eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("distributed: LeNet over ssh on two nodes of a hostfile, 2 ranks x 8 against 1 process x 16") {
+  MPI_OR_SKIP();
+  if (std::string why = ssh_skip_reason(); !why.empty()) {
+    MESSAGE("skipped: ", why);
+    return;
+  }
+  // `mpirun --hostfile` starts an orted on each node through ssh (scripts/ssh-local: two host
+  // names, one sshd on 127.0.0.1), each orted its node's one rank; the ranks talk over TCP.
+  TempDir dir("dist_hostfile");
+  LocalHosts hosts(dir);
+  // Each rank records what OpenMPI and sshd gave it, then becomes mmfuse.
+  write_text(dir, "record.sh",
+             "#!/bin/sh\n{ env | grep -E '^(OMPI_COMM_WORLD_[A-Z_]*|OMPI_MCA_orte_local_daemon_uri|SSH_CONNECTION)='; "
+             "echo \"PARENT=$(cat /proc/$PPID/comm)\"; } > \"rank$OMPI_COMM_WORLD_RANK.env\"\nexec \"$@\"\n");
+  fs::permissions(dir / "record.sh", fs::perms::owner_all);
+  one_against_two(dir, lenet_net(16), lenet_net(8), 4, "", hosts.launcher(dir / "record.sh"));
+  const std::string log = read_text(dir / "two.log");
+  INFO(log);
+  CHECK(log.find("data-parallel over 2 ranks (global batch 16)") != std::string::npos);
+  check_same_losses(dir / "out/two_metrics.jsonl", dir / "out/one_metrics.jsonl", 4);
+  CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
+  // Rank 0 alone writes: one snapshot, one set of progress lines.
+  CHECK(fs::exists(dir / "out/two_iter_4.solverstate"));
+  CHECK(!fs::exists(dir / "out/two_iter_3.solverstate"));
+  size_t lines = 0;
+  for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
+  CHECK(lines == 1);
+
+  // OpenMPI's map (--display-map, printed by mpirun and each orted) puts rank r on node r + 1.
+  for (int r = 0; r < 2; ++r) {
+    const size_t node = log.find("Data for node: mmfuse-node" + std::to_string(r + 1));
+    REQUIRE(node != std::string::npos);
+    CHECK(log.substr(node, log.find("Data for node:", node + 1) - node).find("Process rank: " + std::to_string(r)) !=
+          std::string::npos);
+  }
+  // Each rank came through a session of this sshd (its client port is one of the log's accepted
+  // connections), from an orted of its own (OpenMPI's daemon of its node: vpid 1 and 2; mpirun's
+  // own node, vpid 0, has no slot), and is its node's only rank.
+  const std::string port = read_text(hosts.folder + "/port").substr(0, read_text(hosts.folder + "/port").find('\n'));
+  const std::string sshd_log = read_text(hosts.folder + "/sshd.log");
+  std::set<std::string> daemons;
+  for (int r = 0; r < 2; ++r) {
+    auto v = variables(dir / ("rank" + std::to_string(r) + ".env"));
+    INFO("rank ", r, ": ", read_text(dir / ("rank" + std::to_string(r) + ".env")), "\nsshd: ", sshd_log);
+    CHECK(v["OMPI_COMM_WORLD_RANK"] == std::to_string(r));
+    CHECK(v["OMPI_COMM_WORLD_SIZE"] == "2");
+    CHECK(v["OMPI_COMM_WORLD_LOCAL_RANK"] == "0");
+    CHECK(v["OMPI_COMM_WORLD_LOCAL_SIZE"] == "1");
+    CHECK(v["PARENT"] == "orted");
+    // SSH_CONNECTION: client address, client port, server address, server port.
+    std::istringstream connection(v["SSH_CONNECTION"]);
+    std::string client, client_port, server, server_port;
+    connection >> client >> client_port >> server >> server_port;
+    CHECK(server == "127.0.0.1");
+    CHECK(server_port == port);
+    CHECK(!client_port.empty());
+    CHECK(sshd_log.find("Accepted publickey for ") != std::string::npos);
+    CHECK(sshd_log.find(" from 127.0.0.1 port " + client_port + " ssh2") != std::string::npos);
+    // "<jobid>.<vpid>;tcp://..."
+    const std::string uri = v["OMPI_MCA_orte_local_daemon_uri"];
+    const size_t dot = uri.find('.'), semicolon = uri.find(';');
+    REQUIRE(dot != std::string::npos);
+    REQUIRE(semicolon != std::string::npos);
+    daemons.insert(uri.substr(dot + 1, semicolon - dot - 1));
+  }
+  CHECK(daemons == std::set<std::string>{"1", "2"});
 }
 
 TEST_CASE("distributed: AsymFusion with frozen BatchNorm, 2 ranks x 2 against 1 process x 4") {
@@ -273,11 +419,13 @@ pid_t find_launcher(const std::string& marker) {
   return -1;
 }
 
-// Starts a long 2-rank run of `marker`.prototxt and waits until it has trained a few iterations.
-pid_t start_long_run(const TempDir& dir, const std::string& marker, const std::string& extra) {
+// Starts a long 2-rank run of `marker`.prototxt (`launcher`: as command()'s) and waits until it
+// has trained a few iterations.
+pid_t start_long_run(const TempDir& dir, const std::string& marker, const std::string& extra,
+                     const std::string& launcher = "") {
   write_text(dir, "net.prototxt", fusion(dir, 2, "frozen"));
   write_text(dir, marker + ".prototxt", data_parallel_solver("net.prototxt", marker, 100000, extra));
-  pid_t pid = spawn_shell(command(dir, 2, "train --solver " + marker + ".prototxt", marker + ".log"));
+  pid_t pid = spawn_shell(command(dir, 2, "train --solver " + marker + ".prototxt", marker + ".log", launcher));
   for (int i = 0; i < 600 && read_text(dir / (marker + ".log")).find("Iteration 3 ") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   return pid;
@@ -320,6 +468,35 @@ TEST_CASE("distributed: a stalled or killed rank stops the others with an error 
     CHECK(took < 20);
     CHECK(log.find("rank 1") != std::string::npos);
   }
+}
+
+TEST_CASE("distributed: a rank killed on one node of a hostfile stops the job over ssh with an error naming it") {
+  MPI_OR_SKIP();
+  if (std::string why = ssh_skip_reason(); !why.empty()) {
+    MESSAGE("skipped: ", why);
+    return;
+  }
+  // SIGKILL to rank 1 (on mmfuse-node2): its orted reports the death to mpirun, which ends rank 0
+  // on the other node through that node's orted, and the sshd sessions close.
+  TempDir dir("dist_hostfile_kill");
+  LocalHosts hosts(dir);
+  pid_t run_pid = start_long_run(dir, "kill", "collective_timeout: 2\n", hosts.launcher());
+  pid_t rank1 = find_process("mmfuse", "kill.prototxt", "OMPI_COMM_WORLD_RANK=1");
+  REQUIRE(rank1 > 0);
+  CHECK(read_text("/proc/" + std::to_string(rank1) + "/environ").find("SSH_CONNECTION=") != std::string::npos);
+  ::kill(rank1, SIGKILL);
+  double took = 0;
+  int code = wait_for(run_pid, 30, took);
+  std::string log = read_text(dir / "kill.log");
+  INFO(log);
+  CHECK(code != 0);
+  CHECK(code != -1);
+  CHECK(took < 20);
+  // "mpirun noticed that process rank 1 with PID <pid> on node mmfuse-node2 exited on signal 9"
+  const size_t noticed = log.find("process rank 1 with PID");
+  REQUIRE(noticed != std::string::npos);
+  CHECK(log.substr(noticed, log.find('\n', noticed) - noticed).find("on node mmfuse-node2") != std::string::npos);
+  CHECK(find_process("mmfuse", "kill.prototxt", "OMPI_COMM_WORLD_RANK=0") == -1);
 }
 
 TEST_CASE("distributed: a stop signal to one rank or to mpirun stops every rank with one snapshot") {
