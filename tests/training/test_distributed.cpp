@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -162,6 +163,14 @@ std::string ssh_skip_reason() {
   return "";
 }
 
+// MPI_OR_SKIP, then the hostfile cases' own needs.
+#define HOSTFILE_OR_SKIP()                                    \
+  MPI_OR_SKIP();                                              \
+  if (std::string why = ssh_skip_reason(); !why.empty()) {    \
+    MESSAGE("skipped: ", why);                                \
+    return;                                                   \
+  }
+
 // scripts/ssh-local's two "machines" mmfuse-node1 and mmfuse-node2 (a private sshd on
 // 127.0.0.1) in MMFUSE_SSH_DIR, else in <dir>/hosts, for one scope: the destructor stops the
 // sshd and whatever its sessions left, also when a check fails.
@@ -211,11 +220,7 @@ std::map<std::string, std::string> variables(const std::string& path) {
 }  // namespace
 
 TEST_CASE("distributed: LeNet over ssh on two nodes of a hostfile, 2 ranks x 8 against 1 process x 16") {
-  MPI_OR_SKIP();
-  if (std::string why = ssh_skip_reason(); !why.empty()) {
-    MESSAGE("skipped: ", why);
-    return;
-  }
+  HOSTFILE_OR_SKIP();
   // `mpirun --hostfile` starts an orted on each node through ssh (scripts/ssh-local: two host
   // names, one sshd on 127.0.0.1), each orted its node's one rank; the ranks talk over TCP.
   TempDir dir("dist_hostfile");
@@ -431,6 +436,26 @@ pid_t start_long_run(const TempDir& dir, const std::string& marker, const std::s
   return pid;
 }
 
+// Starts a long 2-rank run `kill` (`launcher`: as command()'s), SIGKILLs rank 1 once it trains
+// (after `before_kill(its pid)`, where given) and checks that the job ends with an error within
+// 20 s; returns its log.
+std::string kill_rank_1(const TempDir& dir, const std::string& launcher = "",
+                        const std::function<void(pid_t)>& before_kill = nullptr) {
+  pid_t run_pid = start_long_run(dir, "kill", "collective_timeout: 2\n", launcher);
+  pid_t rank1 = find_process("mmfuse", "kill.prototxt", "OMPI_COMM_WORLD_RANK=1");
+  REQUIRE(rank1 > 0);
+  if (before_kill) before_kill(rank1);
+  ::kill(rank1, SIGKILL);
+  double took = 0;
+  int code = wait_for(run_pid, 30, took);
+  std::string log = read_text(dir / "kill.log");
+  INFO(log);
+  CHECK(code != 0);
+  CHECK(code != -1);
+  CHECK(took < 20);
+  return log;
+}
+
 }  // namespace
 
 TEST_CASE("distributed: a stalled or killed rank stops the others with an error naming it") {
@@ -455,43 +480,22 @@ TEST_CASE("distributed: a stalled or killed rank stops the others with an error 
   }
   {
     // Killed (SIGKILL): the launcher sees it die and ends the job, naming the rank.
-    pid_t run_pid = start_long_run(dir, "kill", "collective_timeout: 2\n");
-    pid_t rank1 = find_process("mmfuse", "kill.prototxt", "OMPI_COMM_WORLD_RANK=1");
-    REQUIRE(rank1 > 0);
-    ::kill(rank1, SIGKILL);
-    double took = 0;
-    int code = wait_for(run_pid, 30, took);
-    std::string log = read_text(dir / "kill.log");
+    const std::string log = kill_rank_1(dir);
     INFO(log);
-    CHECK(code != 0);
-    CHECK(code != -1);
-    CHECK(took < 20);
     CHECK(log.find("rank 1") != std::string::npos);
   }
 }
 
 TEST_CASE("distributed: a rank killed on one node of a hostfile stops the job over ssh with an error naming it") {
-  MPI_OR_SKIP();
-  if (std::string why = ssh_skip_reason(); !why.empty()) {
-    MESSAGE("skipped: ", why);
-    return;
-  }
+  HOSTFILE_OR_SKIP();
   // SIGKILL to rank 1 (on mmfuse-node2): its orted reports the death to mpirun, which ends rank 0
   // on the other node through that node's orted, and the sshd sessions close.
   TempDir dir("dist_hostfile_kill");
   LocalHosts hosts(dir);
-  pid_t run_pid = start_long_run(dir, "kill", "collective_timeout: 2\n", hosts.launcher());
-  pid_t rank1 = find_process("mmfuse", "kill.prototxt", "OMPI_COMM_WORLD_RANK=1");
-  REQUIRE(rank1 > 0);
-  CHECK(read_text("/proc/" + std::to_string(rank1) + "/environ").find("SSH_CONNECTION=") != std::string::npos);
-  ::kill(rank1, SIGKILL);
-  double took = 0;
-  int code = wait_for(run_pid, 30, took);
-  std::string log = read_text(dir / "kill.log");
+  const std::string log = kill_rank_1(dir, hosts.launcher(), [](pid_t rank1) {
+    CHECK(read_text("/proc/" + std::to_string(rank1) + "/environ").find("SSH_CONNECTION=") != std::string::npos);
+  });
   INFO(log);
-  CHECK(code != 0);
-  CHECK(code != -1);
-  CHECK(took < 20);
   // "mpirun noticed that process rank 1 with PID <pid> on node mmfuse-node2 exited on signal 9"
   const size_t noticed = log.find("process rank 1 with PID");
   REQUIRE(noticed != std::string::npos);
