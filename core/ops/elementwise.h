@@ -13,8 +13,8 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 
 // existing + incoming (the same shape), for the autograd engine's gradient sums: written into
-// existing when nothing else holds it or its memory (on the CPU, outside a recorded graph; the
-// same bits as add), else a new tensor. Records no graph.
+// existing when nothing else holds it or its memory, on the CPU, with grad mode off (as in
+// backward); the same bits as add. Otherwise it is add (a new tensor).
 Tensor accumulate_gradient(Tensor existing, const Tensor& incoming);
 
 // Scalar ops: x * scale + shift.
