@@ -19,21 +19,12 @@ void unary_forward(const T* x, T* y, int64_t n, Op op) {
   });
 }
 
+// dx may be g itself (the backward in place of a gradient nobody else holds).
 template <typename T, typename Op>
 void unary_backward(const T* x, const T* y, const T* g, T* dx, int64_t n, Op op) {
   parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) {
     const Op f = op;
     for (int64_t i = b; i < e; ++i) dx[i] = f.backward(x[i], y[i], g[i]);
-  });
-}
-
-// unary_backward writing into the output gradient itself (g = dx), for a gradient nobody else
-// holds: no new buffer, and g's lines are still in cache from the node that made it.
-template <typename T, typename Op>
-void unary_backward_in_place(const T* x, const T* y, T* g, int64_t n, Op op) {
-  parallel_for(n, kElementwiseGrain, [&](int64_t b, int64_t e) {
-    const Op f = op;
-    for (int64_t i = b; i < e; ++i) g[i] = f.backward(x[i], y[i], g[i]);
   });
 }
 

@@ -67,13 +67,8 @@ Tensor unary(const char* name, const Tensor& x, Op op) {
                     [&]<typename T>() { MMF_KERNEL(x, unary_forward, x.data<T>(), y.data<T>(), x.numel(), op); });
   autograd::record(name, {x}, {y}, [name, op, x = x.detach(), y = y.detach()](const TensorList& g) -> TensorList {
     ops::check_compatible(name, x, g[0]);
-    if (gradient_is_ours(g[0])) {
-      dispatch_floating(name, x.dtype(), [&]<typename T>() {
-        cpu::unary_backward_in_place(x.data<T>(), y.data<T>(), g[0].data<T>(), x.numel(), op);
-      });
-      return {g[0]};
-    }
-    Tensor dx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    // Into g itself when nothing else holds it: each element is read before it is written.
+    Tensor dx = gradient_is_ours(g[0]) ? g[0] : Tensor::empty(x.shape(), x.dtype(), x.device());
     dispatch_floating(name, x.dtype(), [&]<typename T>() {
       MMF_KERNEL(x, unary_backward, x.data<T>(), y.data<T>(), g[0].data<T>(), dx.data<T>(), x.numel(), op);
     });
