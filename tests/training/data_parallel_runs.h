@@ -37,6 +37,13 @@ inline void replace_all(std::string& s, const std::string& from, const std::stri
   for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
 }
 
+// The occurrences of `text` in `log` (one a line for the progress and stop lines).
+inline size_t count_of(const std::string& log, const std::string& text) {
+  size_t n = 0;
+  for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+  return n;
+}
+
 // The "loss" of each train record of a metrics file, by iteration.
 inline std::map<int, double> metric_losses(const std::string& path) {
   std::map<int, double> out;

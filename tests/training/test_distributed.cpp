@@ -143,9 +143,7 @@ TEST_CASE("distributed: LeNet, 2 ranks x 8 against 1 process x 16") {
   CHECK(weight_gap(dir / "out/two_iter_4.weights", dir / "out/one_iter_4.weights") <= 1);
   // Rank 0 alone writes: one snapshot, one metrics file, one set of progress lines.
   CHECK(fs::exists(dir / "out/two_iter_4.solverstate"));
-  size_t lines = 0;
-  for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
-  CHECK(lines == 1);
+  CHECK(count_of(log, "Iteration 3 ") == 1);
 }
 
 namespace {
@@ -239,9 +237,7 @@ TEST_CASE("distributed: LeNet over ssh on two nodes of a hostfile, 2 ranks x 8 a
   // Rank 0 alone writes: one snapshot, one set of progress lines.
   CHECK(fs::exists(dir / "out/two_iter_4.solverstate"));
   CHECK(!fs::exists(dir / "out/two_iter_3.solverstate"));
-  size_t lines = 0;
-  for (size_t at = log.find("Iteration 3 "); at != std::string::npos; at = log.find("Iteration 3 ", at + 1)) ++lines;
-  CHECK(lines == 1);
+  CHECK(count_of(log, "Iteration 3 ") == 1);
 
   // OpenMPI's map (--display-map, printed by mpirun and each orted) puts rank r on node r + 1.
   for (int r = 0; r < 2; ++r) {

@@ -123,13 +123,6 @@ void lenet_job(const TempDir& dir, const std::string& name, int iterations, cons
   write_text(dir, name + ".prototxt", data_parallel_solver("lenet_8.prototxt", name, iterations, extra));
 }
 
-// The occurrences of `text` in `log` (one a line for the progress and stop lines).
-size_t count_of(const std::string& log, const std::string& text) {
-  size_t n = 0;
-  for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
-  return n;
-}
-
 // The .solverstate files of the solver `name` under dir/out.
 int snapshots(const TempDir& dir, const std::string& name) {
   int n = 0;
